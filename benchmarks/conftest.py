@@ -43,21 +43,91 @@ def smoke_run(config: pytest.Config) -> bool:
 
 @pytest.fixture
 def bench_device() -> torch.device:
+    return _default_device()
+
+
+# --- Ratio tables ------------------------------------------------------------------------------
+# Every benchmark sets benchmark.group (one case) and extra_info["impl"]; optional
+# extra_info["floor_bytes"] (each input read once, each output written once). At the end of a timed
+# run this prints, per case, each impl's median, its ratio to the other impls of the same case and
+# to the memory floor at the copy bandwidth measured in the same run. MSGEN_BENCH_MARKDOWN=path also
+# writes the tables as Markdown (for benchmarks/RESULTS.md).
+
+_COPY_BANDWIDTH: dict[str, float] = {}
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """Bytes per second of a large device copy (read + write counted), measured once per run."""
+    key = str(device)
+    if key not in _COPY_BANDWIDTH:
+        import time
+
+        numel = (256 << 20) // 4 if device.type == "cuda" else (32 << 20) // 4
+        src = torch.empty(numel, device=device)
+        dst = torch.empty_like(src)
+        times = []
+        for _ in range(10):
+            start = time.perf_counter()
+            synchronized(lambda: dst.copy_(src), device)()
+            times.append(time.perf_counter() - start)
+        _COPY_BANDWIDTH[key] = 2 * src.nbytes / sorted(times)[len(times) // 2]
+    return _COPY_BANDWIDTH[key]
+
+
+def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@pytest.fixture
-def record(benchmark):
-    """record(bytes_moved=..., **extra) stores bandwidth and context next to pytest-benchmark's stats."""
+def _ratio_tables(benchmarks: list) -> list[str]:
+    cases: dict[str, list] = {}
+    for bench in benchmarks:
+        if bench.stats is None or bench.has_error or "impl" not in bench.extra_info:
+            continue
+        cases.setdefault(bench.group or bench.name, []).append(bench)
+    lines = []
+    for group, benches in cases.items():
+        medians = {b.extra_info["impl"]: b.stats.median for b in benches}
+        lines.append(f"\n#### {group}\n")
+        impls = list(medians)
+        lines.append("| impl | median ms | " + " | ".join(f"x vs {i}" for i in impls) + " | x floor | GB/s |")
+        lines.append("|---" * (len(impls) + 4) + "|")
+        for bench in benches:
+            impl, median = bench.extra_info["impl"], bench.stats.median
+            ratios = " | ".join(f"{medians[other] / median:.2f}" for other in impls)
+            floor_bytes = bench.extra_info.get("floor_bytes")
+            bandwidth = bench.extra_info.get("copy_bandwidth") or copy_bandwidth(_default_device())
+            if floor_bytes and bandwidth:
+                floor = f"{median / (floor_bytes / bandwidth):.2f}"
+                gbps = f"{floor_bytes / median / 1e9:.0f}"
+            else:
+                floor = gbps = "-"
+            lines.append(f"| {impl} | {median * 1e3:.3f} | {ratios} | {floor} | {gbps} |")
+    return lines
 
-    def _record(bytes_moved: int | None = None, **extra: object) -> None:
-        info = benchmark.extra_info
-        info.update(extra)
-        info["torch"] = torch.__version__
-        if bytes_moved is not None:
-            info["bytes"] = int(bytes_moved)
-            stats = getattr(benchmark, "stats", None)
-            if stats is not None and getattr(stats, "stats", None) is not None:
-                info["GB/s (median)"] = bytes_moved / stats.stats.median / 1e9
 
-    return _record
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or smoke_run(config) or not session.benchmarks:
+        return
+    lines = _ratio_tables(session.benchmarks)
+    if not lines:
+        return
+    header = [
+        f"Device: {device_name(_default_device())}",
+        f"torch {torch.__version__}, CUDA {torch.version.cuda}",
+        "Ratios 'x vs I' are I's median over this row's median (above 1: this row is faster);",
+        "'x floor' is this row's median over the floor time (floor_bytes / copy bandwidth).",
+    ]
+    try:
+        import triton
+
+        header[1] += f", triton {triton.__version__}"
+    except ImportError:
+        pass
+    terminalreporter.write_sep("=", "msgen ratio tables")
+    for line in header + lines:
+        terminalreporter.write_line(line)
+    path = os.environ.get("MSGEN_BENCH_MARKDOWN")
+    if path:
+        with open(path, "a") as f:
+            f.write("\n".join(header + lines) + "\n")

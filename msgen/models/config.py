@@ -1,0 +1,216 @@
+"""Configuration of the generator, the discriminator and the losses, as dataclasses with presets.
+
+Presets (``preset(name)``):
+- "market": 128x64 images, 6 encoder levels, full width (METHOD.md's Market-1501 model).
+- "deepfashion": 256x256 images, 7 levels, 5x5 nearest-neighbour window.
+- "synthetic-small": 128x64, 6 levels, width 0.125 (filters 8 ... 64) so a CPU trains it; its
+  reconstruction loss uses the pixel-space substitute because no VGG-19 weights ship with msgen.
+
+The op implementations are one switch for the whole model: ``OpsConfig`` names the impl of each
+op, ``ops_config("reference" | "fast")`` gives the two standard choices, and
+``msgen.models.set_ops_impl`` changes a built model in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+VARIANTS = ("avg-nod", "avg", "att2d", "full")
+FC_HIDDEN = ("paper", "code")
+FEATURES = ("vgg19", "pixel", "l1")
+
+# Per-stream encoder filters at full width (METHOD.md, "Generator G"); 7-level models add one 512.
+_ENCODER_FILTERS = (64, 128, 256, 512, 512, 512)
+_DISCRIMINATOR_FILTERS = (64, 128, 256, 512)
+
+_WARP_IMPLS = ("auto", "reference", "extension")
+_FUSION_IMPLS = ("auto", "reference", "triton")
+
+
+def scaled(filters: int, width: float) -> int:
+    """A filter count times the width multiplier, rounded, never below 1."""
+    return max(1, round(filters * width))
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    """The implementation each op of the model runs on (passed as ``impl=`` to every call).
+
+    part_warp: "reference", "extension" or "auto"; fused_attention: "reference", "triton" or "auto".
+    An explicit fast impl raises where it cannot run; "auto" picks the fast path where it exists.
+    """
+
+    part_warp: str = "reference"
+    fused_attention: str = "reference"
+
+    def __post_init__(self) -> None:
+        if self.part_warp not in _WARP_IMPLS:
+            raise ValueError(f"part_warp must be one of {_WARP_IMPLS}, got {self.part_warp!r}")
+        if self.fused_attention not in _FUSION_IMPLS:
+            raise ValueError(
+                f"fused_attention must be one of {_FUSION_IMPLS}, got {self.fused_attention!r}"
+            )
+
+
+OPS_PRESETS = {
+    "reference": OpsConfig(part_warp="reference", fused_attention="reference"),
+    "fast": OpsConfig(part_warp="auto", fused_attention="auto"),
+}
+
+
+def ops_config(ops: str | OpsConfig) -> OpsConfig:
+    """Resolve "reference", "fast" or an OpsConfig to an OpsConfig."""
+    if isinstance(ops, OpsConfig):
+        return ops
+    if ops not in OPS_PRESETS:
+        raise ValueError(f"ops must be one of {tuple(OPS_PRESETS)} or an OpsConfig, got {ops!r}")
+    return OPS_PRESETS[ops]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The multi-source generator G (METHOD.md, "Generator G").
+
+    image_size: (H, W); both must be divisible by 2 ** (levels - 1).
+    levels: encoder levels R + 1 (6 for 128x64, 7 for 256x256); level r has stride 2 ** r.
+    width: multiplier of every filter count (encoder, decoder and attention).
+    variant: "full" (Eq. 3), "att2d" (spatial attention only), "avg" (warped skips averaged over
+        the valid sources), "avg-nod" (no warping, averaged).
+    fc_hidden: FC1 hidden size of the channel gate: "paper" (Cd + Ce) / 4 or "code" Ce / 4.
+    warp_levels: how many of the finest source-stream levels are warped (4 in the method).
+    warp_mode: sampling of the part warp, "bilinear" (default) or "nearest" (published code).
+    ops: which op implementations the model calls ("reference", "fast" or an OpsConfig).
+    """
+
+    image_size: tuple[int, int] = (128, 64)
+    levels: int = 6
+    width: float = 1.0
+    variant: str = "full"
+    fc_hidden: str = "paper"
+    warp_levels: int = 4
+    warp_mode: str = "bilinear"
+    ops: str | OpsConfig = "reference"
+    image_channels: int = 3
+    pose_channels: int = 18
+    parts: int = 10
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.fc_hidden not in FC_HIDDEN:
+            raise ValueError(f"fc_hidden must be one of {FC_HIDDEN}, got {self.fc_hidden!r}")
+        if self.levels < 2:
+            raise ValueError(f"levels must be >= 2, got {self.levels}")
+        if not 0 <= self.warp_levels <= self.levels:
+            raise ValueError(f"warp_levels must be in [0, levels={self.levels}], got {self.warp_levels}")
+        if not self.width > 0:
+            raise ValueError(f"width must be positive, got {self.width}")
+        stride = 2 ** (self.levels - 1)
+        if any(size % stride for size in self.image_size):
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by 2 ** (levels - 1) = {stride}"
+            )
+        ops_config(self.ops)  # validates
+
+    @property
+    def encoder_filters(self) -> tuple[int, ...]:
+        """Per-stream filters of levels 0 .. levels - 1 (a skip has twice as many: two streams)."""
+        full = _ENCODER_FILTERS + (512,) * max(0, self.levels - len(_ENCODER_FILTERS))
+        return tuple(scaled(c, self.width) for c in full[: self.levels])
+
+    @property
+    def decoder_filters(self) -> tuple[int, ...]:
+        """Channels Cd of psi_r for levels 0 .. levels - 2: the encoder's per-stream filters of
+        level r, mirroring the encoder as a U-Net decoder does."""
+        return self.encoder_filters[:-1]
+
+    @property
+    def skip_channels(self) -> tuple[int, ...]:
+        """Channels Ce of xi_r: source stream plus pose stream of level r."""
+        return tuple(2 * c for c in self.encoder_filters)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """The PatchGAN D on concat(x, H(p_target), x_i, H(P(x_i))) (METHOD.md, Eq. 6-7)."""
+
+    width: float = 1.0
+    image_channels: int = 3
+    pose_channels: int = 18
+
+    def __post_init__(self) -> None:
+        if not self.width > 0:
+            raise ValueError(f"width must be positive, got {self.width}")
+
+    @property
+    def filters(self) -> tuple[int, ...]:
+        return tuple(scaled(c, self.width) for c in _DISCRIMINATOR_FILTERS)
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * (self.image_channels + self.pose_channels)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The generator's reconstruction term and its weight (Eq. 8).
+
+    features: "vgg19" (relu1_2, needs weights: see msgen.models.losses.VGG19Features), or the
+        documented substitutes "pixel" (nearest-neighbour loss on the RGB pixels) and "l1"
+        (channel-summed L1, no neighbourhood).
+    neighbourhood: k of the k x k search window (3 for 128x64, 5 for 256x256).
+    vgg_weights: a local VGG-19 state dict; None reads MSGEN_VGG19_WEIGHTS, then torch's hub cache.
+    """
+
+    features: str = "vgg19"
+    neighbourhood: int = 3
+    lambda_nn: float = 0.01
+    vgg_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+        if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+            raise ValueError(f"neighbourhood must be odd and >= 1, got {self.neighbourhood}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything ``msgen.models`` builds: G, D and the losses."""
+
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def with_ops(self, ops: str | OpsConfig) -> ModelConfig:
+        """The same configuration running on other op implementations."""
+        return replace(self, generator=replace(self.generator, ops=ops))
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "market": ModelConfig(
+        generator=GeneratorConfig(image_size=(128, 64), levels=6, width=1.0),
+        discriminator=DiscriminatorConfig(width=1.0),
+        loss=LossConfig(features="vgg19", neighbourhood=3),
+    ),
+    "deepfashion": ModelConfig(
+        generator=GeneratorConfig(image_size=(256, 256), levels=7, width=1.0),
+        discriminator=DiscriminatorConfig(width=1.0),
+        loss=LossConfig(features="vgg19", neighbourhood=5),
+    ),
+    "synthetic-small": ModelConfig(
+        generator=GeneratorConfig(image_size=(128, 64), levels=6, width=0.125),
+        discriminator=DiscriminatorConfig(width=0.125),
+        loss=LossConfig(features="pixel", neighbourhood=3),
+    ),
+}
+
+
+def preset(name: str, **generator_overrides: object) -> ModelConfig:
+    """A named configuration; keyword arguments replace fields of its GeneratorConfig."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {name!r}")
+    config = PRESETS[name]
+    if generator_overrides:
+        config = replace(config, generator=replace(config.generator, **generator_overrides))
+    return config
