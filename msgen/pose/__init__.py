@@ -1,0 +1,59 @@
+"""msgen.pose: the 18-keypoint pose format and the geometry built on it (METHOD.md).
+
+Keypoints are float (..., 18, 2) as (y, x) pixels of the stored image, -1 = missing.
+- keypoints: names, skeleton, validation, the annotation CSV.
+- heatmaps: Gaussian keypoint heatmaps (batched torch).
+- person_mask: Ma et al.'s person mask for mask-SSIM / mask-IS.
+- parts: the 10 body parts' backward affines and target-side masks (batched torch).
+- affine: moving those affines to a feature map's grid.
+- draw: pictures of poses and parts; annotate: keypoints for new photos (optional mediapipe).
+"""
+
+from msgen.pose.affine import affines_at_stride
+from msgen.pose.heatmaps import heatmaps
+from msgen.pose.keypoints import (
+    KEYPOINT_NAMES,
+    LIMBS,
+    MISSING,
+    NUM_KEYPOINTS,
+    check_keypoints,
+    is_usable,
+    present,
+    read_annotations,
+    write_annotations,
+)
+from msgen.pose.parts import NUM_PARTS, PART_NAMES, body_part_affines, part_masks_at
+from msgen.pose.person_mask import person_mask
+
+_LAZY = {"draw_pose", "save_pose_figure"}
+
+
+def __getattr__(name: str):
+    # msgen.pose.draw is also a script (python -m msgen.pose.draw); importing it here eagerly would
+    # make runpy warn that the module was imported before being run.
+    if name in _LAZY:
+        from msgen.pose import draw
+
+        return getattr(draw, name)
+    raise AttributeError(f"module 'msgen.pose' has no attribute {name!r}")
+
+__all__ = [
+    "KEYPOINT_NAMES",
+    "LIMBS",
+    "MISSING",
+    "NUM_KEYPOINTS",
+    "NUM_PARTS",
+    "PART_NAMES",
+    "affines_at_stride",
+    "body_part_affines",
+    "check_keypoints",
+    "draw_pose",
+    "heatmaps",
+    "is_usable",
+    "part_masks_at",
+    "person_mask",
+    "present",
+    "read_annotations",
+    "save_pose_figure",
+    "write_annotations",
+]
