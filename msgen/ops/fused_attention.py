@@ -1,4 +1,4 @@
-"""Multi-source attention fusion (METHOD.md Eq. 2-5): reference, dispatch and module.
+"""Multi-source attention fusion (METHOD.md Eq. 2-5): reference, Triton op, dispatch and module.
 
 For each source i of M, with z_i = concat(psi, xi_i) of Cd + Ce channels:
     g_i[h, w] = sigmoid(g_weight . z_i[:, h, w] + g_bias)                 spatial gate
@@ -7,14 +7,29 @@ For each source i of M, with z_i = concat(psi, xi_i) of Cd + Ce channels:
     Att_i     = A_i / sum over valid j of A_j
     out       = concat(psi, sum_i Att_i * xi_i)                            (B, Cd + Ce, H, W)
 
-The fast path is the Triton kernels in ``msgen.kernels.fused_attention``.
+The fast path is the Triton kernels in ``msgen.kernels.fused_attention`` (kernels/ in the checkout;
+its docstring says how they divide the work). Everything touching a (B, M, Ce, H, W) tensor runs in
+those kernels; the MLP of f on the pooled (B, M, Cd + Ce) vectors runs in torch here.
+
+Registration: two ``torch.library.custom_op``s, ``msgen::fused_attention`` (returns out, the
+saliency, and the gate g and pooled vectors that the backward reuses) and
+``msgen::fused_attention_backward`` (all eight gradients), with fake implementations and the
+autograd formula, so torch.compile(fullgraph=True) traces through them and opcheck passes. They are
+opaque custom ops rather than ``torch.library.triton_op``: a triton_op is traced into by
+torch.compile, which fails under TRITON_INTERPRET=1 (the interpreter's kernels are not recognised
+by ``wrap_triton`` and would run on fake tensors), and CI checks the op on CPU with the interpreter.
+The saliency is differentiable; double backward through the Triton op is not supported.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from msgen.ops._backends import triton_importable, triton_usable_on
 
 IMPLS = ("auto", "reference", "triton")
 
@@ -30,8 +45,14 @@ def _check_inputs(
     fc2_bias: Tensor,
     valid: Tensor | None,
     eps: float,
+    *,
+    check_valid_sources: bool = True,
 ) -> None:
-    """Raise ValueError naming the argument whose shape, dtype or device is wrong."""
+    """Raise ValueError naming the argument whose shape, dtype or device is wrong.
+
+    check_valid_sources also checks that every sample has a valid source; that reads valid on the
+    host, so it is skipped while torch.compile traces (the Triton op checks it when it runs).
+    """
     if psi.dim() != 4:
         raise ValueError(f"psi must be (B, Cd, H, W), got shape {tuple(psi.shape)}")
     if xi.dim() != 5:
@@ -76,9 +97,14 @@ def _check_inputs(
             )
         if valid.device != psi.device:
             raise ValueError(f"valid is on {valid.device}, psi on {psi.device}")
-        if not bool(valid.any(dim=1).all()):
-            empty = (~valid.any(dim=1)).nonzero().flatten().tolist()
-            raise ValueError(f"valid marks no source for batch samples {empty}: each needs >= 1")
+        if check_valid_sources and not torch.compiler.is_compiling():
+            _require_a_valid_source(valid)
+
+
+def _require_a_valid_source(valid: Tensor) -> None:
+    if not bool(valid.any(dim=1).all()):
+        empty = (~valid.any(dim=1)).nonzero().flatten().tolist()
+        raise ValueError(f"valid marks no source for batch samples {empty}: each needs >= 1")
 
 
 def fused_attention_reference(
@@ -101,6 +127,11 @@ def fused_attention_reference(
     Returns out (B, Cd + Ce, H, W) and, with return_saliency, the channel mean of Att (B, M, H, W).
     """
     Cd = psi.shape[1]
+    if valid is not None:
+        keep = valid[:, :, None, None, None]
+        # Padded sources may hold anything, NaN included: zero them before the pool, where a NaN
+        # would reach the gradient of the channel gate's weights through 0 * NaN.
+        xi = torch.where(keep, xi, torch.zeros_like(xi))
     gate_psi = torch.einsum("c,bchw->bhw", g_weight[:Cd], psi)
     gate_xi = torch.einsum("c,bmchw->bmhw", g_weight[Cd:], xi)
     g = torch.sigmoid(gate_psi[:, None] + gate_xi + g_bias)  # (B, M, H, W)
@@ -112,14 +143,261 @@ def fused_attention_reference(
 
     A = (g[:, :, None] * f[..., None, None]).clamp_min(eps)  # (B, M, Ce, H, W)
     if valid is not None:
-        keep = valid[:, :, None, None, None]
         A = torch.where(keep, A, torch.zeros_like(A))
-        xi = torch.where(keep, xi, torch.zeros_like(xi))  # padded sources may hold anything
     att = A / A.sum(dim=1, keepdim=True)
     out = torch.cat([psi, (att * xi).sum(dim=1)], dim=1)
     if return_saliency:
         return out, att.mean(dim=2)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Triton path: the two custom ops, their fakes and autograd. Shapes as in the module docstring;
+# "acc" is the kernels' accumulation dtype (float32, float64 for float64 inputs).
+# ---------------------------------------------------------------------------------------------
+
+TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+_warned_fallback: set[str] = set()
+
+
+def _kernels():
+    """The kernel module; imported on first use because importing it needs triton."""
+    from msgen.kernels import fused_attention as kernels
+
+    return kernels
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def triton_unavailable_reason(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why the Triton kernels cannot take (device, dtype) tensors here, or None when they can."""
+    if dtype not in TRITON_DTYPES:
+        return f"the kernels take {[str(d) for d in TRITON_DTYPES]}, got {dtype}"
+    if not triton_importable():
+        return "triton is not installed (pip install 'msgen[triton]')"
+    if triton_usable_on(device):
+        return None
+    if device.type == "cpu":
+        return "Triton needs a CUDA GPU; CPU tensors run only under TRITON_INTERPRET=1"
+    if device.type == "cuda":
+        return "TRITON_INTERPRET=1 is set, and the interpreter takes CPU tensors only"
+    return f"Triton does not run on {device.type} tensors"
+
+
+def _require_triton(device: torch.device, dtype: torch.dtype) -> None:
+    reason = triton_unavailable_reason(device, dtype)
+    if reason is not None:
+        raise RuntimeError(f"fused_attention with impl='triton' cannot run on {device}: {reason}")
+
+
+def _source_mask(valid: Tensor | None, B: int, M: int, device: torch.device, *, check: bool) -> Tensor:
+    """(B, M) int8 mask the kernels read; check: every sample needs a valid source (a host sync,
+    skipped while a CUDA graph is being captured)."""
+    if valid is None:
+        return torch.ones((B, M), dtype=torch.int8, device=device)
+    if check and not (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+        _require_a_valid_source(valid)
+    return valid.to(torch.int8).contiguous()
+
+
+def _channel_gate(
+    pooled: Tensor, fc1_weight: Tensor, fc1_bias: Tensor, fc2_weight: Tensor, fc2_bias: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The MLP of f on pooled (B, M, Cd + Ce) in pooled's dtype: (pre-ReLU, hidden, f (B, M, Ce))."""
+    dtype = pooled.dtype
+    pre = F.linear(pooled, fc1_weight.to(dtype), fc1_bias.to(dtype))
+    hidden = F.relu(pre)
+    f = torch.sigmoid(F.linear(hidden, fc2_weight.to(dtype), fc2_bias.to(dtype)))
+    return pre, hidden, f
+
+
+def _channel_gate_backward(
+    df: Tensor,
+    pooled: Tensor,
+    pre: Tensor,
+    hidden: Tensor,
+    f: Tensor,
+    fc1_weight: Tensor,
+    fc2_weight: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of the MLP of f from df (B, M, Ce): (d pooled, d fc1_weight, d fc1_bias,
+    d fc2_weight, d fc2_bias), in df's dtype."""
+    d_logit = df * f * (1 - f)
+    d_hidden = d_logit @ fc2_weight.to(df.dtype)
+    d_pre = torch.where(pre > 0, d_hidden, torch.zeros_like(d_hidden))
+    d_pooled = d_pre @ fc1_weight.to(df.dtype)
+    return (
+        d_pooled,
+        torch.einsum("bmh,bmk->hk", d_pre, pooled),
+        d_pre.sum(dim=(0, 1)),
+        torch.einsum("bmc,bmh->ch", d_logit, hidden),
+        d_logit.sum(dim=(0, 1)),
+    )
+
+
+@torch.library.custom_op("msgen::fused_attention", mutates_args=())
+def _fused_attention_op(
+    psi: Tensor,
+    xi: Tensor,
+    g_weight: Tensor,
+    g_bias: Tensor,
+    fc1_weight: Tensor,
+    fc1_bias: Tensor,
+    fc2_weight: Tensor,
+    fc2_bias: Tensor,
+    valid: Tensor | None,
+    eps: float,
+    return_saliency: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Triton forward. Returns out (B, Cd + Ce, H, W), the saliency (B, M, H, W) (shape (0,) unless
+    return_saliency), the gate g (B, M, H, W) and pooled (B, M, Cd + Ce), both acc, for the backward."""
+    _require_triton(psi.device, psi.dtype)
+    kernels = _kernels()
+    B, Cd, H, W = psi.shape
+    M, Ce = xi.shape[1], xi.shape[2]
+    acc = _acc_dtype(psi.dtype)
+    mask = _source_mask(valid, B, M, psi.device, check=True)
+    out = psi.new_empty((B, Cd + Ce, H, W))
+    gate, pooled_psi, pooled_xi = kernels.pool_and_gate(
+        psi, xi, g_weight.to(acc).contiguous(), g_bias.to(acc), mask, out
+    )
+    pooled = torch.cat([pooled_psi[:, None].expand(-1, M, -1), pooled_xi], dim=2)
+    f = _channel_gate(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias)[2].contiguous()
+    saliency = psi.new_empty((B, M, H, W) if return_saliency else (0,))
+    kernels.fuse(xi, gate, f, mask, eps, out, saliency if return_saliency else None)
+    return out, saliency, gate, pooled
+
+
+@_fused_attention_op.register_fake
+def _fused_attention_fake(
+    psi, xi, g_weight, g_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias, valid, eps, return_saliency
+):
+    B, Cd, H, W = psi.shape
+    M, Ce = xi.shape[1], xi.shape[2]
+    acc = _acc_dtype(psi.dtype)
+    return (
+        psi.new_empty((B, Cd + Ce, H, W)),
+        psi.new_empty((B, M, H, W) if return_saliency else (0,)),
+        psi.new_empty((B, M, H, W), dtype=acc),
+        psi.new_empty((B, M, Cd + Ce), dtype=acc),
+    )
+
+
+@torch.library.custom_op("msgen::fused_attention_backward", mutates_args=())
+def _fused_attention_backward_op(
+    grad_out: Tensor,
+    grad_saliency: Tensor | None,
+    psi: Tensor,
+    xi: Tensor,
+    g_weight: Tensor,
+    g_bias: Tensor,
+    fc1_weight: Tensor,
+    fc1_bias: Tensor,
+    fc2_weight: Tensor,
+    fc2_bias: Tensor,
+    valid: Tensor | None,
+    gate: Tensor,
+    pooled: Tensor,
+    eps: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Triton backward: the gradients of psi, xi and the six weights, each in its input's dtype.
+
+    grad_out (B, Cd + Ce, H, W) and grad_saliency (B, M, H, W) or None may have any strides
+    (an expanded gradient is read in place, never copied)."""
+    _require_triton(psi.device, psi.dtype)
+    kernels = _kernels()
+    B, Cd, H, W = psi.shape
+    M = xi.shape[1]
+    mask = _source_mask(valid, B, M, psi.device, check=False)
+    pre, hidden, f = _channel_gate(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
+    f = f.contiguous()
+    d_logit, df, grad_g_bias = kernels.gate_grad(xi, gate, f, mask, grad_out, grad_saliency, eps)
+    d_pooled, grad_fc1_w, grad_fc1_b, grad_fc2_w, grad_fc2_b = _channel_gate_backward(
+        df, pooled, pre, hidden, f, fc1_weight, fc2_weight
+    )
+    # The pool is a mean over H * W pixels; psi's pooled vector is shared by the M sources.
+    dpool_psi = (d_pooled[..., :Cd].sum(dim=1) / (H * W)).contiguous()
+    dpool_xi = (d_pooled[..., Cd:] / (H * W)).contiguous()
+    gate_weight = g_weight.to(gate.dtype).contiguous()
+    grad_psi, grad_xi, grad_g_weight = kernels.input_grads(
+        psi, xi, gate, f, mask, grad_out, d_logit, gate_weight, dpool_psi, dpool_xi, eps
+    )
+    return (
+        grad_psi,
+        grad_xi,
+        grad_g_weight.to(g_weight.dtype),
+        grad_g_bias.to(g_bias.dtype),
+        grad_fc1_w.to(fc1_weight.dtype),
+        grad_fc1_b.to(fc1_bias.dtype),
+        grad_fc2_w.to(fc2_weight.dtype),
+        grad_fc2_b.to(fc2_bias.dtype),
+    )
+
+
+@_fused_attention_backward_op.register_fake
+def _fused_attention_backward_fake(
+    grad_out, grad_saliency, psi, xi, g_weight, g_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias,
+    valid, gate, pooled, eps
+):
+    inputs = (psi, xi, g_weight, g_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
+    return tuple(t.new_empty(t.shape) for t in inputs)
+
+
+def _setup_context(ctx, inputs: tuple, output: tuple) -> None:
+    *tensors, eps, _ = inputs  # psi, xi, the six weights, valid; eps, return_saliency
+    _, _, gate, pooled = output
+    ctx.save_for_backward(*tensors, gate, pooled)
+    ctx.eps = eps
+    ctx.mark_non_differentiable(gate, pooled)
+    ctx.set_materialize_grads(False)  # an unused saliency sends None, and its term is skipped
+
+
+def _backward(ctx, grad_out: Tensor | None, grad_saliency: Tensor | None, *_: Tensor | None) -> tuple:
+    psi, xi, *weights, valid, gate, pooled = ctx.saved_tensors
+    if grad_saliency is not None and grad_saliency.dim() != 4:
+        grad_saliency = None  # the (0,) placeholder of a saliency that was not asked for
+    if grad_out is None:  # only the saliency reaches the loss
+        B, Cd, H, W = psi.shape
+        grad_out = psi.new_zeros(()).expand(B, Cd + xi.shape[2], H, W)
+    grads = torch.ops.msgen.fused_attention_backward(
+        grad_out, grad_saliency, psi, xi, *weights, valid, gate, pooled, ctx.eps
+    )
+    return (*grads, None, None, None)
+
+
+def _no_double_backward(ctx, *grads: Tensor) -> None:
+    raise RuntimeError(
+        "fused_attention: double backward through the Triton op is not supported; "
+        "use impl='reference' where second derivatives are needed"
+    )
+
+
+_fused_attention_op.register_autograd(_backward, setup_context=_setup_context)
+_fused_attention_backward_op.register_autograd(_no_double_backward)
+
+
+@torch.compiler.assume_constant_result
+def _resolve_impl(impl: str, device: torch.device, dtype: torch.dtype) -> str:
+    """Turn impl into "reference" or "triton" for (device, dtype) tensors; never fall back silently
+    on an explicit request, and warn once when "auto" falls back on a CUDA tensor."""
+    if impl == "triton":
+        _require_triton(device, dtype)
+        return impl
+    if impl == "auto":
+        if device.type != "cuda":
+            return "reference"  # the interpreter on CPU tensors is for tests, far slower than torch
+        reason = triton_unavailable_reason(device, dtype)
+        if reason is None:
+            return "triton"
+        if reason not in _warned_fallback:
+            _warned_fallback.add(reason)
+            warnings.warn(
+                f"fused_attention falls back to the slow reference on CUDA: {reason}", stacklevel=3
+            )
+        return "reference"
+    return impl
 
 
 def fused_attention(
@@ -144,10 +422,14 @@ def fused_attention(
         xi: (B, M, Ce, H, W) the M aligned source features.
         g_weight, g_bias: (Cd + Ce,) and () the 1x1 conv of the spatial gate.
         fc1_weight, fc1_bias: (Hd, Cd + Ce) and (Hd,); fc2_weight, fc2_bias: (Ce, Hd) and (Ce,).
-        valid: (B, M) bool; sources marked False take no part. Each sample needs one valid source.
+        valid: (B, M) bool; sources marked False take no part and their values (NaN included)
+            are never used. Each sample needs one valid source (checked, except that the
+            reference skips the check under torch.compile: such a sample then gives NaN).
         eps: lower clamp of A = g * f, keeps the normalisation away from 0 / 0.
-        return_saliency: also return the channel mean of Att, (B, M, H, W).
-        impl: "reference", "triton" or "auto" (triton where it can run, else the reference).
+        return_saliency: also return the channel mean of Att, (B, M, H, W) (differentiable).
+        impl: "reference"; "triton" (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1, in
+            float32, bfloat16, float16 or float64; an error elsewhere); or "auto" (triton on CUDA
+            tensors where it can run, else the reference, with a warning on CUDA).
 
     Returns:
         (B, Cd + Ce, H, W), and the (B, M, H, W) saliency when asked for.
@@ -155,14 +437,13 @@ def fused_attention(
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     args = (psi, xi, g_weight, g_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
-    _check_inputs(*args, valid, eps)
-    if impl == "auto":
-        impl = "reference"  # the Triton path is selected here once it exists
-    if impl == "triton":
-        raise NotImplementedError("fused_attention: the Triton kernels are not built yet")
-    return fused_attention_reference(
-        *args, valid=valid, eps=eps, return_saliency=return_saliency
-    )
+    impl = _resolve_impl(impl, psi.device, psi.dtype)
+    # The Triton op checks that each sample has a valid source itself, so it also runs compiled.
+    _check_inputs(*args, valid, eps, check_valid_sources=impl == "reference")
+    if impl == "reference":
+        return fused_attention_reference(*args, valid=valid, eps=eps, return_saliency=return_saliency)
+    out, saliency, _, _ = torch.ops.msgen.fused_attention(*args, valid, eps, return_saliency)
+    return (out, saliency) if return_saliency else out
 
 
 class AttentionFusion(nn.Module):
