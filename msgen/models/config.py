@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from msgen.ops.fused_attention import IMPLS as _FUSION_IMPLS
+from msgen.ops.part_warp import IMPLS as _WARP_IMPLS
+
 VARIANTS = ("avg-nod", "avg", "att2d", "full")
 FC_HIDDEN = ("paper", "code")
 FEATURES = ("vgg19", "pixel", "l1")
@@ -22,9 +25,6 @@ FEATURES = ("vgg19", "pixel", "l1")
 # Per-stream encoder filters at full width (METHOD.md, "Generator G"); 7-level models add one 512.
 _ENCODER_FILTERS = (64, 128, 256, 512, 512, 512)
 _DISCRIMINATOR_FILTERS = (64, 128, 256, 512)
-
-_WARP_IMPLS = ("auto", "reference", "extension")
-_FUSION_IMPLS = ("auto", "reference", "triton")
 
 
 def scaled(filters: int, width: float) -> int:
@@ -102,7 +102,9 @@ class GeneratorConfig:
         if self.levels < 2:
             raise ValueError(f"levels must be >= 2, got {self.levels}")
         if not 0 <= self.warp_levels <= self.levels:
-            raise ValueError(f"warp_levels must be in [0, levels={self.levels}], got {self.warp_levels}")
+            raise ValueError(
+                f"warp_levels must be in [0, levels={self.levels}], got {self.warp_levels}"
+            )
         if not self.width > 0:
             raise ValueError(f"width must be positive, got {self.width}")
         stride = 2 ** (self.levels - 1)

@@ -1,0 +1,152 @@
+"""The attention decoder A (METHOD.md, "Generator G", Eq. 1-5) and the ablations' fusions.
+
+Levels are numbered as in the encoder: 0 is the finest (stride 1), R = levels - 1 the deepest
+(METHOD.md counts the same levels 1 .. R + 1; its "Att_1" is our level 0).
+- phi_R = mean over the valid sources of xi_R^i                                   (Eq. 1)
+- psi_r = IN(conv3x3(upsample2x(ReLU(phi_{r+1}))))   with Cd_r channels
+- phi_r = fusion_r(psi_r, xi_r) = concat(psi_r, F_r)                              (Eq. 2-5)
+- image = tanh(conv3x3(ReLU(phi_0)))
+Channels: Cd_r is the encoder's per-stream filter count of level r (the decoder mirrors the
+encoder, as a U-Net does) and Ce_r = 2 c_r, so phi_r has c_r + 2 c_r channels.
+
+Fusions per variant (all share forward(psi, xi, valid, return_saliency)):
+- "full": ``msgen.ops.AttentionFusion`` (Eq. 3, spatial gate g times channel gate f).
+- "att2d": ``SpatialAttentionFusion``: the same op with f fixed. Its FC weights and biases are
+  zero buffers, so f = sigmoid(0) = 1/2 for every channel and source; a constant f cancels in the
+  normalisation of Eq. 4, leaving Att_i = g_i / sum_j g_j (spatial attention only).
+- "avg", "avg-nod": ``AverageFusion``: F_r = mean of xi_r over the valid sources, no parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from msgen.models.config import GeneratorConfig
+from msgen.ops import AttentionFusion, fused_attention
+
+
+def masked_source_mean(xi: Tensor, valid: Tensor | None) -> Tensor:
+    """Mean of xi (B, M, C, H, W) over the sources marked valid (B, M) -> (B, C, H, W)."""
+    if valid is None:
+        return xi.mean(dim=1)
+    keep = valid[:, :, None, None, None]
+    weights = keep.to(xi.dtype)
+    # torch.where, not a product: a padded source may hold anything, even non-finite values.
+    total = torch.where(keep, xi, torch.zeros_like(xi)).sum(dim=1)
+    return total / weights.sum(dim=1)
+
+
+def uniform_saliency(xi: Tensor, valid: Tensor | None) -> Tensor:
+    """The saliency of an average, 1 / M_valid on each valid source: (B, M, H, W)."""
+    B, M, _, H, W = xi.shape
+    if valid is None:
+        return xi.new_full((B, M, H, W), 1.0 / M)
+    weights = valid.to(xi.dtype)
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    return weights[:, :, None, None].expand(B, M, H, W)
+
+
+class AverageFusion(nn.Module):
+    """phi = concat(psi, mean of the valid xi_i): the "avg" and "avg-nod" ablations."""
+
+    def forward(
+        self, psi: Tensor, xi: Tensor, valid: Tensor | None = None, return_saliency: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        out = torch.cat([psi, masked_source_mean(xi, valid)], dim=1)
+        if return_saliency:
+            return out, uniform_saliency(xi, valid)
+        return out
+
+
+class SpatialAttentionFusion(nn.Module):
+    """The "att2d" ablation: AttentionFusion's op with the channel gate f held constant.
+
+    forward(psi (B, Cd, H, W), xi (B, M, Ce, H, W), valid (B, M) or None) -> (B, Cd + Ce, H, W).
+    Only the spatial gate g (a 1x1 conv) is learned; see the module docstring for why a constant
+    f = 1/2 is the same as removing f.
+    """
+
+    def __init__(self, psi_channels: int, xi_channels: int, *, impl: str = "reference") -> None:
+        super().__init__()
+        z = psi_channels + xi_channels
+        self.impl = impl
+        self.gate = nn.Conv2d(z, 1, kernel_size=1)
+        # Hidden size 1 is the smallest the op accepts; zeros make f = sigmoid(0) everywhere.
+        self.register_buffer("fc1_weight", torch.zeros(1, z))
+        self.register_buffer("fc1_bias", torch.zeros(1))
+        self.register_buffer("fc2_weight", torch.zeros(xi_channels, 1))
+        self.register_buffer("fc2_bias", torch.zeros(xi_channels))
+
+    def forward(
+        self, psi: Tensor, xi: Tensor, valid: Tensor | None = None, return_saliency: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        return fused_attention(
+            psi,
+            xi,
+            self.gate.weight.view(-1),
+            self.gate.bias.view(()),
+            self.fc1_weight,
+            self.fc1_bias,
+            self.fc2_weight,
+            self.fc2_bias,
+            valid=valid,
+            return_saliency=return_saliency,
+            impl=self.impl,
+        )
+
+    def extra_repr(self) -> str:
+        return f"impl={self.impl!r}"
+
+
+def _fusion(config: GeneratorConfig, psi_channels: int, xi_channels: int, impl: str) -> nn.Module:
+    if config.variant == "full":
+        # "paper": (Cd + Ce) / 4 hidden units; "code": Ce / 4, as the published implementation.
+        z = psi_channels + xi_channels if config.fc_hidden == "paper" else xi_channels
+        return AttentionFusion(psi_channels, xi_channels, hidden=max(z // 4, 1), impl=impl)
+    if config.variant == "att2d":
+        return SpatialAttentionFusion(psi_channels, xi_channels, impl=impl)
+    return AverageFusion()
+
+
+def _up_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """ReLU -> nearest upsample x2 -> 3x3 conv (no bias: the norm removes it) -> instance norm:
+    phi_{r+1} -> psi_r."""
+    return nn.Sequential(
+        nn.ReLU(),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.InstanceNorm2d(out_channels, affine=True),
+    )
+
+
+class AttentionDecoder(nn.Module):
+    """A: skips [xi_r (B, M, Ce_r, H / 2^r, W / 2^r)] and valid (B, M) -> image (B, 3, H, W) and the
+    finest level's saliency (B, M, H, W).
+
+    ``fusion_impl`` is the ``impl=`` of every fused_attention call (see ``set_ops_impl``).
+    """
+
+    def __init__(self, config: GeneratorConfig, fusion_impl: str = "reference") -> None:
+        super().__init__()
+        Cd, Ce = config.decoder_filters, config.skip_channels
+        R = config.levels - 1
+        phi_channels = [Cd[r] + Ce[r] for r in range(R)] + [Ce[R]]
+        self.up = nn.ModuleList([_up_block(phi_channels[r + 1], Cd[r]) for r in range(R)])
+        self.fusion = nn.ModuleList([_fusion(config, Cd[r], Ce[r], fusion_impl) for r in range(R)])
+        self.to_image = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(phi_channels[0], config.image_channels, kernel_size=3, padding=1),
+            nn.Tanh(),
+        )
+
+    def forward(self, skips: list[Tensor], valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        phi = masked_source_mean(skips[-1], valid)
+        saliency = None
+        for r in reversed(range(len(self.up))):
+            psi = self.up[r](phi)
+            if r == 0:
+                phi, saliency = self.fusion[r](psi, skips[r], valid, return_saliency=True)
+            else:
+                phi = self.fusion[r](psi, skips[r], valid)
+        return self.to_image(phi), saliency

@@ -1,0 +1,129 @@
+"""The multi-source generator G = attention decoder A o two-stream encoder E (METHOD.md).
+
+G takes any number M >= 1 of sources, and a ``valid`` mask (B, M) for batches whose samples have
+different M (padded sources are ignored: their skips never enter a mean or an attention). Its
+output does not depend on the order of the sources: E encodes each one independently, and both the
+mean of Eq. 1 and the attention of Eq. 2-4 are symmetric in the sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from msgen.models.config import GeneratorConfig, OpsConfig, ops_config
+from msgen.models.decoder import AttentionDecoder, SpatialAttentionFusion
+from msgen.models.encoder import TwoStreamEncoder
+from msgen.ops import AttentionFusion
+
+
+class GeneratorOutput(NamedTuple):
+    """image (B, 3, H, W) in [-1, 1]; saliency (B, M, H, W): the channel mean of the finest level's
+    attention Att_0^i (1 / M_valid per valid source for the averaging variants, 0 when padded)."""
+
+    image: Tensor
+    saliency: Tensor
+
+
+def _check_inputs(
+    config: GeneratorConfig,
+    sources: Tensor,
+    source_heatmaps: Tensor,
+    target_heatmap: Tensor,
+    theta: Tensor,
+    part_masks: Tensor,
+    valid: Tensor | None,
+) -> None:
+    """Raise ValueError naming the argument whose shape does not fit the batch contract."""
+    if sources.dim() != 5 or sources.shape[2] != config.image_channels:
+        raise ValueError(
+            f"sources must be (B, M, {config.image_channels}, H, W), got {tuple(sources.shape)}"
+        )
+    B, M, _, H, W = sources.shape
+    if (H, W) != tuple(config.image_size):
+        raise ValueError(f"sources are {H}x{W}, the generator was built for {config.image_size}")
+    P, K = config.parts, config.pose_channels
+    expected = {
+        "source_heatmaps": (source_heatmaps, (B, M, K, H, W)),
+        "target_heatmap": (target_heatmap, (B, K, H, W)),
+        "theta": (theta, (B, M, P, 2, 3)),
+        "part_masks": (part_masks, (B, M, P, H, W)),
+    }
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+    if valid is not None and (valid.dtype != torch.bool or tuple(valid.shape) != (B, M)):
+        raise ValueError(
+            f"valid must be a bool tensor of shape (B, M) = {(B, M)}, "
+            f"got {valid.dtype} {tuple(valid.shape)}"
+        )
+
+
+class Generator(nn.Module):
+    """G: sources and poses -> the person in the target pose, plus per-source saliency maps.
+
+    forward(sources (B, M, 3, H, W) in [-1, 1], source_heatmaps (B, M, 18, H, W),
+            target_heatmap (B, 18, H, W), theta (B, M, 10, 2, 3) backward affines in image pixels,
+            part_masks (B, M, 10, H, W) in [0, 1], valid (B, M) bool or None = all valid)
+        -> GeneratorOutput(image (B, 3, H, W), saliency (B, M, H, W)).
+    ``forward_batch(batch)`` takes the dict that ``msgen.data``'s collate produces.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else GeneratorConfig()
+        ops = ops_config(self.config.ops)
+        self.encoder = TwoStreamEncoder(self.config, warp_impl=ops.part_warp)
+        self.decoder = AttentionDecoder(self.config, fusion_impl=ops.fused_attention)
+
+    def forward(
+        self,
+        sources: Tensor,
+        source_heatmaps: Tensor,
+        target_heatmap: Tensor,
+        theta: Tensor,
+        part_masks: Tensor,
+        valid: Tensor | None = None,
+    ) -> GeneratorOutput:
+        _check_inputs(
+            self.config, sources, source_heatmaps, target_heatmap, theta, part_masks, valid
+        )
+        if valid is not None and not torch.compiler.is_compiling():
+            # A data-dependent check: eager only, so that torch.compile traces without a break.
+            if not bool(valid.any(dim=1).all()):
+                empty = (~valid.any(dim=1)).nonzero().flatten().tolist()
+                raise ValueError(
+                    f"valid marks no source for batch samples {empty}: each needs >= 1"
+                )
+        skips = self.encoder(sources, source_heatmaps, target_heatmap, theta, part_masks)
+        image, saliency = self.decoder(skips, valid)
+        return GeneratorOutput(image, saliency)
+
+    def forward_batch(self, batch: dict[str, Tensor]) -> GeneratorOutput:
+        """Run on a collated batch (keys sources, source_heatmaps, target_heatmap, theta,
+        part_masks, valid)."""
+        return self(
+            batch["sources"],
+            batch["source_heatmaps"],
+            batch["target_heatmap"],
+            batch["theta"],
+            batch["part_masks"],
+            batch.get("valid"),
+        )
+
+
+def set_ops_impl(model: nn.Module, ops: str | OpsConfig) -> nn.Module:
+    """Switch every op call inside model (a Generator, or any module holding one) to ``ops``:
+    "reference", "fast" (impl "auto" for both ops) or an explicit OpsConfig. Returns model."""
+    ops = ops_config(ops)
+    for module in model.modules():
+        if isinstance(module, TwoStreamEncoder):
+            module.warp_impl = ops.part_warp
+        elif isinstance(module, (AttentionFusion, SpatialAttentionFusion)):
+            module.impl = ops.fused_attention
+        elif isinstance(module, Generator):
+            module.config = replace(module.config, ops=ops)
+    return model

@@ -1,0 +1,295 @@
+"""Losses of METHOD.md Eq. 6-8: the multi-source GAN loss and the nearest-neighbour loss.
+
+GAN loss: the standard non-saturating form on logits (binary cross-entropy with logits). D
+minimises BCE(D(real), 1) + BCE(D(fake), 0); G minimises BCE(D(fake), 1). Each source's patch map
+is averaged, the valid sources are SUMMED (L_M-GAN = sum over i, Eq. 6-7), the batch averaged.
+
+Nearest-neighbour loss: features phi of both images; for each location of phi(generated), the
+minimum over the k x k neighbourhood in phi(target) of the channel-summed L1 distance; mean over
+locations and batch. The features are VGG-19 relu1_2 (``VGG19Features``), which need pretrained
+weights; msgen ships none and cannot download them, so the substitutes are explicit choices:
+"pixel" (the same loss on the RGB pixels) and "l1" (channel-summed L1, no neighbourhood). The loss
+object warns at construction which feature space it uses, and never falls back to random features.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from msgen.models.config import FEATURES, LossConfig
+
+WEIGHTS_ENV = "MSGEN_VGG19_WEIGHTS"
+# The file name torchvision gives VGG19_Weights.IMAGENET1K_V1 in torch's hub cache.
+TORCHVISION_VGG19_FILE = "vgg19-dcbb9e9d.pth"
+# ImageNet statistics that torchvision's VGG weights expect, for images in [0, 1].
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FeatureSpaceWarning(UserWarning):
+    """Says which feature space a reconstruction loss compares images in."""
+
+
+# ---------------------------------------------------------------------------------------------
+# GAN losses (Eq. 6-7)
+
+
+def _sum_over_sources(per_patch: Tensor, valid: Tensor | None) -> Tensor:
+    """(B, M, ...) patch losses -> mean over patches, sum over valid sources, mean over batch."""
+    if per_patch.dim() < 2:
+        raise ValueError(f"logits must be (B, M, ...), got shape {tuple(per_patch.shape)}")
+    per_source = per_patch.flatten(2).mean(dim=2)  # (B, M)
+    if valid is not None:
+        if valid.dtype != torch.bool or valid.shape != per_source.shape:
+            raise ValueError(
+                f"valid must be a bool tensor of shape {tuple(per_source.shape)}, "
+                f"got {valid.dtype} {tuple(valid.shape)}"
+            )
+        per_source = torch.where(valid, per_source, torch.zeros_like(per_source))
+    return per_source.sum(dim=1).mean()
+
+
+def generator_adversarial_loss(fake_logits: Tensor, valid: Tensor | None = None) -> Tensor:
+    """L_M-GAN for G (non-saturating): D's logits on the generated image against each source,
+    fake_logits (B, M, 1, h, w), valid (B, M) bool or None -> scalar."""
+    target = torch.ones_like(fake_logits)
+    per_patch = F.binary_cross_entropy_with_logits(fake_logits, target, reduction="none")
+    return _sum_over_sources(per_patch, valid)
+
+
+def discriminator_loss(
+    real_logits: Tensor, fake_logits: Tensor, valid: Tensor | None = None
+) -> Tensor:
+    """L_M-GAN for D: real_logits and fake_logits (B, M, 1, h, w), valid (B, M) or None -> scalar.
+    Pass D's logits on the detached generated image."""
+    if real_logits.shape != fake_logits.shape:
+        raise ValueError(
+            f"real_logits {tuple(real_logits.shape)} and fake_logits "
+            f"{tuple(fake_logits.shape)} must have one shape"
+        )
+    real = F.binary_cross_entropy_with_logits(
+        real_logits, torch.ones_like(real_logits), reduction="none"
+    )
+    fake = F.binary_cross_entropy_with_logits(
+        fake_logits, torch.zeros_like(fake_logits), reduction="none"
+    )
+    return _sum_over_sources(real + fake, valid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nearest-neighbour loss (Eq. 8)
+
+
+def _nearest_offsets(generated: Tensor, padded_target: Tensor, k: int) -> Tensor:
+    """Index dy * k + dx of the closest target neighbour of every location: (B, h, w) int64.
+
+    A loop over the k * k shifts keeps one (B, C, h, w) difference alive at a time, and no
+    autograd graph: only the winning neighbour is differentiated afterwards.
+    """
+    h, w = generated.shape[-2:]
+    best = best_index = None
+    with torch.no_grad():
+        for index in range(k * k):
+            dy, dx = divmod(index, k)
+            shifted = padded_target[:, :, dy : dy + h, dx : dx + w]
+            distance = (generated - shifted).abs().sum(dim=1)
+            if best is None:
+                best, best_index = distance, torch.zeros_like(distance, dtype=torch.long)
+            else:
+                closer = distance < best  # strict: ties keep the first shift
+                best = torch.where(closer, distance, best)
+                best_index = torch.where(closer, index, best_index)
+    return best_index
+
+
+def nearest_neighbour_loss(
+    generated: Tensor,
+    target: Tensor,
+    features: Callable[[Tensor], Tensor] | None = None,
+    neighbourhood: int = 3,
+) -> Tensor:
+    """Mean over locations of min over a k x k target neighbourhood of the channel-summed L1.
+
+    Args:
+        generated, target: (B, 3, H, W) images.
+        features: maps (B, 3, H, W) to (B, C, h, w) features (e.g. VGG19Features); None compares
+            the pixels themselves.
+        neighbourhood: k, odd. Neighbours outside the image do not count (the target is padded by
+            replication, so an outside neighbour repeats one inside the window).
+
+    Returns:
+        A scalar; its gradient flows through the nearest neighbour of each location.
+    """
+    if generated.shape != target.shape or generated.dim() != 4:
+        raise ValueError(
+            f"generated and target must be (B, C, H, W) of one shape, got "
+            f"{tuple(generated.shape)} and {tuple(target.shape)}"
+        )
+    if neighbourhood < 1 or neighbourhood % 2 == 0:
+        raise ValueError(f"neighbourhood must be odd and >= 1, got {neighbourhood}")
+    if features is not None:
+        generated, target = features(generated), features(target)
+    B, C, h, w = generated.shape
+    pad = neighbourhood // 2
+    padded = F.pad(target, (pad, pad, pad, pad), mode="replicate") if pad else target
+    index = _nearest_offsets(generated, padded, neighbourhood)
+    rows = torch.arange(h, device=index.device)[:, None] + index // neighbourhood
+    cols = torch.arange(w, device=index.device)[None, :] + index % neighbourhood
+    flat = (rows * (w + 2 * pad) + cols).flatten(1)  # (B, h * w) into the padded map
+    nearest = padded.flatten(2).gather(2, flat[:, None].expand(B, C, h * w)).view(B, C, h, w)
+    return (generated - nearest).abs().sum(dim=1).mean()
+
+
+class VGGWeightsNotFound(FileNotFoundError):
+    """No VGG-19 weights were given or found; the message lists the ways to provide them."""
+
+
+def _find_vgg_weights(weights: str | os.PathLike | None) -> Path:
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise VGGWeightsNotFound(f"weights={str(weights)!r}: no such file")
+        return path
+    if os.environ.get(WEIGHTS_ENV):
+        path = Path(os.environ[WEIGHTS_ENV])
+        if not path.is_file():
+            raise VGGWeightsNotFound(f"{WEIGHTS_ENV}={str(path)!r}: no such file")
+        return path
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_VGG19_FILE
+    if cached.is_file():
+        return cached
+    raise VGGWeightsNotFound(
+        "No pretrained VGG-19 weights for the nearest-neighbour loss. Give a torchvision VGG-19 "
+        f"state dict (.pth or .safetensors) as weights=PATH or in ${WEIGHTS_ENV}, or put "
+        f"torchvision's download at {cached}. Without weights, choose a documented substitute: "
+        'features="pixel" (nearest-neighbour loss on pixels) or features="l1". msgen never uses '
+        "random VGG features."
+    )
+
+
+def _load_state_dict(path: Path) -> dict[str, Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (found {type(state).__name__})")
+    return state
+
+
+class VGG19Features(nn.Module):
+    """VGG-19 up to relu1_2, frozen: images (B, 3, H, W) in [-1, 1] -> (B, 64, H, W).
+
+    Weights come from, in order: ``weights`` (a local torchvision VGG-19 state dict, keys
+    ``features.0.weight`` ...), ``$MSGEN_VGG19_WEIGHTS``, torchvision's file in torch's hub cache.
+    Raises VGGWeightsNotFound when there are none. ``source`` names the file used.
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        path = _find_vgg_weights(weights)
+        # Layer indices as in torchvision's vgg19().features, so its state dict keys fit as is.
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, padding=1),
+            nn.ReLU(),
+        )
+        state = _load_state_dict(path)
+        wanted = self.features.state_dict().keys()
+        missing = [key for key in wanted if f"features.{key}" not in state]
+        if missing:
+            raise ValueError(
+                f"{path} is not a torchvision VGG-19 state dict: it lacks "
+                + ", ".join(f"features.{key}" for key in missing)
+            )
+        self.features.load_state_dict({key: state[f"features.{key}"] for key in wanted})
+        self.requires_grad_(False)
+        self.eval()
+        self.source = str(path)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.features(((images + 1) / 2 - self.mean) / self.std)
+
+
+class NearestNeighbourLoss(nn.Module):
+    """L_NN of Eq. 8: forward(generated (B, 3, H, W), target (B, 3, H, W)) -> scalar.
+
+    features: "vgg19" (relu1_2, needs weights, see VGG19Features), "pixel" or "l1" (the
+    documented substitutes). Construction warns (FeatureSpaceWarning) which space is used, and
+    ``feature_space`` says it in words.
+    """
+
+    def __init__(
+        self,
+        features: str = "vgg19",
+        neighbourhood: int = 3,
+        weights: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        if features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+        if neighbourhood < 1 or neighbourhood % 2 == 0:
+            raise ValueError(f"neighbourhood must be odd and >= 1, got {neighbourhood}")
+        self.features = features
+        self.vgg = VGG19Features(weights) if features == "vgg19" else None
+        # "l1" is the same loss with a 1 x 1 neighbourhood: the channel-summed L1 per pixel.
+        self.neighbourhood = 1 if features == "l1" else neighbourhood
+        if self.vgg is not None:
+            self.feature_space = f"VGG-19 relu1_2 features (weights: {self.vgg.source})"
+        elif features == "pixel":
+            self.feature_space = "pixels (substitute for VGG-19 relu1_2: no pretrained weights)"
+        else:
+            self.feature_space = (
+                "pixels, plain L1 (substitute for VGG-19 relu1_2: no pretrained weights)"
+            )
+        warnings.warn(
+            f"nearest-neighbour loss compares {self.feature_space}, "
+            f"{self.neighbourhood}x{self.neighbourhood} neighbourhood",
+            FeatureSpaceWarning,
+            stacklevel=2,
+        )
+
+    @classmethod
+    def from_config(cls, config: LossConfig) -> NearestNeighbourLoss:
+        return cls(config.features, config.neighbourhood, config.vgg_weights)
+
+    def forward(self, generated: Tensor, target: Tensor) -> Tensor:
+        return nearest_neighbour_loss(generated, target, self.vgg, self.neighbourhood)
+
+    def extra_repr(self) -> str:
+        return f"feature_space={self.feature_space!r}, neighbourhood={self.neighbourhood}"
+
+
+class GeneratorLosses(NamedTuple):
+    """total = adversarial + lambda_nn * reconstruction (Eq. 8); all scalars."""
+
+    total: Tensor
+    adversarial: Tensor
+    reconstruction: Tensor
+
+
+def generator_loss(
+    fake_logits: Tensor,
+    generated: Tensor,
+    target: Tensor,
+    reconstruction: Callable[[Tensor, Tensor], Tensor],
+    valid: Tensor | None = None,
+    lambda_nn: float = 0.01,
+) -> GeneratorLosses:
+    """G's objective: L_M-GAN on fake_logits (B, M, 1, h, w) plus lambda_nn times the
+    reconstruction loss (e.g. a NearestNeighbourLoss) of generated against target (B, 3, H, W)."""
+    adversarial = generator_adversarial_loss(fake_logits, valid)
+    rec = reconstruction(generated, target)
+    return GeneratorLosses(adversarial + lambda_nn * rec, adversarial, rec)

@@ -1,0 +1,262 @@
+"""Tests of msgen.models.losses: the multi-source GAN losses, the nearest-neighbour loss, the VGG-19
+relu1_2 loader and its documented substitutes."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from msgen.models import (
+    FeatureSpaceWarning,
+    NearestNeighbourLoss,
+    VGG19Features,
+    VGGWeightsNotFound,
+    discriminator_loss,
+    generator_adversarial_loss,
+    generator_loss,
+    nearest_neighbour_loss,
+)
+from msgen.models.config import LossConfig
+from msgen.models.losses import TORCHVISION_VGG19_FILE, WEIGHTS_ENV
+
+
+def naive_nearest_neighbour(generated: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """Location by location: min over the in-image k x k neighbours of sum_c |g - t|, then mean."""
+    B, _, H, W = generated.shape
+    r = k // 2
+    per_location = []
+    for b in range(B):
+        for y in range(H):
+            for x in range(W):
+                distances = [
+                    (generated[b, :, y, x] - target[b, :, v, u]).abs().sum()
+                    for v in range(max(0, y - r), min(H, y + r + 1))
+                    for u in range(max(0, x - r), min(W, x + r + 1))
+                ]
+                per_location.append(torch.stack(distances).min())
+    return torch.stack(per_location).mean()
+
+
+@pytest.mark.parametrize("k, shape", [(1, (1, 2, 3, 4)), (3, (2, 3, 7, 5)), (5, (1, 4, 6, 3))])
+def test_nearest_neighbour_loss_matches_a_naive_loop(k: int, shape: tuple[int, ...]) -> None:
+    g = torch.Generator().manual_seed(k)
+    generated = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    loss = nearest_neighbour_loss(generated, target, neighbourhood=k)
+    expected = naive_nearest_neighbour(generated, target, k)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(loss, (generated, target))
+    expected_grads = torch.autograd.grad(expected, (generated, target))
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_nearest_neighbour_loss_applies_the_feature_extractor() -> None:
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(5, 3, 3, 3, generator=g, dtype=torch.float64)
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        return F.relu(F.conv2d(images, weight, padding=1))
+
+    generated = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64)
+    loss = nearest_neighbour_loss(generated, target, features, neighbourhood=3)
+    expected = naive_nearest_neighbour(features(generated), features(target), 3)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad(loss, generated)
+    (expected_grad,) = torch.autograd.grad(expected, generated)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_nearest_neighbour_loss_is_zero_for_identical_images() -> None:
+    image = torch.rand(2, 3, 9, 7) * 2 - 1
+    assert nearest_neighbour_loss(image, image.clone(), neighbourhood=3) == 0
+
+
+def test_nearest_neighbour_loss_tolerates_shifts_within_its_neighbourhood() -> None:
+    # Content inside a 2-pixel zero border, so a shift of up to 2 pixels loses nothing at the edges.
+    target = F.pad(torch.rand(1, 3, 8, 6) + 0.5, (2, 2, 2, 2))
+    by_one = torch.roll(target, shifts=(1, -1), dims=(2, 3))
+    by_two = torch.roll(target, shifts=(2, 0), dims=(2, 3))
+    assert nearest_neighbour_loss(by_one, target, neighbourhood=1) > 0
+    assert nearest_neighbour_loss(by_one, target, neighbourhood=3) == 0
+    assert nearest_neighbour_loss(by_two, target, neighbourhood=3) > 0
+    assert nearest_neighbour_loss(by_two, target, neighbourhood=5) == 0
+
+
+def test_nearest_neighbour_loss_rejects_bad_arguments() -> None:
+    image = torch.rand(1, 3, 4, 4)
+    with pytest.raises(ValueError, match="neighbourhood"):
+        nearest_neighbour_loss(image, image, neighbourhood=2)
+    with pytest.raises(ValueError, match="generated and target"):
+        nearest_neighbour_loss(image, image[..., :3])
+
+
+def random_logits(B: int, M: int, seed: int) -> torch.Tensor:
+    return torch.randn(
+        B, M, 1, 3, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
+
+
+def test_gan_losses_are_the_non_saturating_bce_summed_over_valid_sources() -> None:
+    real, fake = random_logits(3, 4, 0), random_logits(3, 4, 1)
+    valid = torch.tensor(
+        [[True, True, True, True], [True, False, True, False], [False, False, True, False]]
+    )
+    keep = valid[:, :, None, None, None].double()
+    # -log sigmoid(real) - log(1 - sigmoid(fake)), patch mean per source, summed over sources.
+    d_expected = (
+        ((-F.logsigmoid(real) - F.logsigmoid(-fake)) * keep).mean(dim=(2, 3, 4)).sum(1).mean()
+    )
+    g_expected = ((-F.logsigmoid(fake)) * keep).mean(dim=(2, 3, 4)).sum(1).mean()
+    torch.testing.assert_close(discriminator_loss(real, fake, valid), d_expected)
+    torch.testing.assert_close(generator_adversarial_loss(fake, valid), g_expected)
+
+
+def test_gan_losses_ignore_padded_sources_and_add_up_over_sources() -> None:
+    real, fake = random_logits(2, 3, 2), random_logits(2, 3, 3)
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    noisy = torch.where(valid[:, :, None, None, None], fake, torch.full_like(fake, float("nan")))
+    torch.testing.assert_close(
+        generator_adversarial_loss(noisy, valid), generator_adversarial_loss(fake, valid)
+    )
+    doubled = torch.cat([fake[:, :1], fake[:, :1]], dim=1)
+    torch.testing.assert_close(
+        generator_adversarial_loss(doubled), 2 * generator_adversarial_loss(fake[:, :1])
+    )
+    torch.testing.assert_close(
+        discriminator_loss(real, fake),
+        sum(discriminator_loss(real[:, i : i + 1], fake[:, i : i + 1]) for i in range(3)),
+    )
+    with pytest.raises(ValueError, match="valid"):
+        generator_adversarial_loss(fake, valid[:, :2])
+    with pytest.raises(ValueError, match="real_logits"):
+        discriminator_loss(real, fake[:, :2])
+
+
+def test_generator_loss_adds_lambda_times_the_reconstruction() -> None:
+    fake = random_logits(2, 2, 4)
+    generated, target = (
+        torch.rand(2, 3, 8, 4, dtype=torch.float64),
+        torch.rand(2, 3, 8, 4, dtype=torch.float64),
+    )
+    with pytest.warns(FeatureSpaceWarning):
+        reconstruction = NearestNeighbourLoss("pixel")
+    losses = generator_loss(fake, generated, target, reconstruction, lambda_nn=0.01)
+    torch.testing.assert_close(losses.adversarial, generator_adversarial_loss(fake))
+    torch.testing.assert_close(losses.reconstruction, nearest_neighbour_loss(generated, target))
+    torch.testing.assert_close(losses.total, losses.adversarial + 0.01 * losses.reconstruction)
+
+
+def vgg19_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random state dict with torchvision's VGG-19 names for the first block and a few others."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {
+        "features.0.weight": (64, 3, 3, 3),
+        "features.0.bias": (64,),
+        "features.2.weight": (64, 64, 3, 3),
+        "features.2.bias": (64,),
+        "features.5.weight": (128, 64, 3, 3),
+        "features.5.bias": (128,),
+        "classifier.6.bias": (1000,),
+    }
+    return {name: torch.randn(*shape, generator=g) * 0.1 for name, shape in shapes.items()}
+
+
+def expected_relu1_2(state: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = ((images + 1) / 2 - mean) / std
+    x = F.relu(F.conv2d(x, state["features.0.weight"], state["features.0.bias"], padding=1))
+    return F.relu(F.conv2d(x, state["features.2.weight"], state["features.2.bias"], padding=1))
+
+
+@pytest.fixture
+def no_cached_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache and no MSGEN_VGG19_WEIGHTS; returns the hub folder."""
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    return hub
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_vgg_features_load_a_local_state_dict(
+    tmp_path: Path, no_cached_weights: Path, suffix: str
+) -> None:
+    state = vgg19_state_dict()
+    path = tmp_path / f"vgg19{suffix}"
+    if suffix == ".pth":
+        torch.save(state, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    vgg = VGG19Features(weights=path)
+    images = torch.rand(2, 3, 10, 6) * 2 - 1
+    torch.testing.assert_close(vgg(images), expected_relu1_2(state, images))
+    assert vgg.source == str(path)
+    assert not any(p.requires_grad for p in vgg.parameters())
+
+
+def test_vgg_weights_from_the_environment_and_from_the_hub_cache(
+    tmp_path: Path, no_cached_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = torch.rand(1, 3, 6, 4) * 2 - 1
+    from_env, from_hub = vgg19_state_dict(1), vgg19_state_dict(2)
+    cached = no_cached_weights / "checkpoints" / TORCHVISION_VGG19_FILE
+    cached.parent.mkdir(parents=True)
+    torch.save(from_hub, cached)
+    torch.testing.assert_close(VGG19Features()(images), expected_relu1_2(from_hub, images))
+    torch.save(from_env, tmp_path / "env.pth")
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "env.pth"))
+    torch.testing.assert_close(VGG19Features()(images), expected_relu1_2(from_env, images))
+
+
+def test_without_weights_the_error_names_the_substitutes(no_cached_weights: Path) -> None:
+    with pytest.raises(VGGWeightsNotFound, match='features="pixel"'):
+        VGG19Features()
+    with pytest.raises(VGGWeightsNotFound, match="nowhere.pth"):
+        NearestNeighbourLoss("vgg19", weights="nowhere.pth")
+
+
+def test_a_state_dict_that_is_not_vgg19_is_rejected(
+    tmp_path: Path, no_cached_weights: Path
+) -> None:
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="features.0.weight"):
+        VGG19Features(tmp_path / "other.pth")
+
+
+def test_the_loss_says_which_features_it_uses(tmp_path: Path, no_cached_weights: Path) -> None:
+    torch.save(vgg19_state_dict(), tmp_path / "vgg.pth")
+    with pytest.warns(FeatureSpaceWarning, match="VGG-19 relu1_2"):
+        vgg_loss = NearestNeighbourLoss.from_config(
+            LossConfig(vgg_weights=str(tmp_path / "vgg.pth"))
+        )
+    assert "VGG-19 relu1_2" in vgg_loss.feature_space and str(tmp_path) in vgg_loss.feature_space
+    with pytest.warns(FeatureSpaceWarning, match="substitute"):
+        pixel_loss = NearestNeighbourLoss("pixel", neighbourhood=5)
+    assert pixel_loss.feature_space.startswith("pixels")
+    with pytest.warns(FeatureSpaceWarning, match="1x1"):
+        l1_loss = NearestNeighbourLoss("l1")
+
+    g = torch.Generator().manual_seed(3)
+    generated, target = (
+        torch.rand(2, 3, 8, 4, generator=g) * 2 - 1,
+        torch.rand(2, 3, 8, 4, generator=g) * 2 - 1,
+    )
+    torch.testing.assert_close(l1_loss(generated, target), (generated - target).abs().sum(1).mean())
+    torch.testing.assert_close(
+        pixel_loss(generated, target), nearest_neighbour_loss(generated, target, None, 5)
+    )
+    torch.testing.assert_close(
+        vgg_loss(generated, target), nearest_neighbour_loss(generated, target, vgg_loss.vgg, 3)
+    )
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="features"):
+        warnings.simplefilter("ignore")
+        NearestNeighbourLoss("random")
