@@ -12,14 +12,26 @@ Convention (shared by the reference and the compiled kernels):
   zeros to the max. Ties go to the lowest part index p, which alone receives the gradient.
 - The output has the mask's spatial size (H, W), which may differ from feat's.
 
-The fast path is the compiled op ``torch.ops.msgen.part_warp`` (sources in csrc/).
+Gradients: exact for feat, mask and theta (bilinear; nearest sampling is piecewise constant in
+theta, so its theta gradient is zero, as in grid_sample). At integer source coordinates the
+bilinear theta gradient is the one-sided derivative of the cell to the right/below. Double
+backward through the compiled op raises an error.
+
+The fast path is the compiled op ``torch.ops.msgen.part_warp`` (sources in csrc/): it allocates
+no tensor but its output (the winning part is recomputed in the backward, not stored), and
+its kernels skip the samples of parts whose mask is 0 at a pixel, which for finite features is the
+same as multiplying them by 0. Source points that are not finite sample zero.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from msgen.ops import _extension
 
 IMPLS = ("auto", "reference", "extension")
 MODES = ("bilinear", "nearest")
@@ -76,6 +88,96 @@ def part_warp_reference(feat: Tensor, theta: Tensor, mask: Tensor, *, mode: str 
     return weighted.max(dim=1).values
 
 
+# The compiled op registers its kernels when msgen._C loads; these are the devices it serves.
+# Computed once at import so that torch.compile sees a constant instead of a dispatcher query.
+_OP = "msgen::part_warp"
+_EXTENSION_LOADED = _extension.extension() is not None
+_KERNEL_DEVICES = frozenset(
+    device
+    for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+    if _EXTENSION_LOADED and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, key)
+)
+_warned_fallback: set[str] = set()
+
+
+def extension_runs_on(device: torch.device) -> bool:
+    """Whether the compiled op has kernels for tensors on ``device``."""
+    return device.type in _KERNEL_DEVICES
+
+
+def _fake_part_warp(feat: Tensor, theta: Tensor, mask: Tensor, mode: str) -> Tensor:
+    return feat.new_empty((feat.shape[0], feat.shape[1], mask.shape[2], mask.shape[3]))
+
+
+def _fake_backward_feat(grad_out: Tensor, feat: Tensor, theta: Tensor, mask: Tensor, mode: str) -> Tensor:
+    return feat.new_empty(feat.shape)
+
+
+def _fake_backward_params(
+    grad_out: Tensor, feat: Tensor, theta: Tensor, mask: Tensor, mode: str
+) -> tuple[Tensor, Tensor]:
+    return theta.new_empty(theta.shape), mask.new_empty(mask.shape)
+
+
+def _setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+    feat, theta, mask, mode = inputs
+    ctx.save_for_backward(feat, theta, mask)
+    ctx.mode = mode
+
+
+def _backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+    feat, theta, mask = ctx.saved_tensors
+    needs_feat, needs_theta, needs_mask = ctx.needs_input_grad[:3]
+    grad_feat = grad_theta = grad_mask = None
+    if needs_feat:
+        grad_feat = torch.ops.msgen.part_warp_backward_feat(grad_out, feat, theta, mask, ctx.mode)
+    if needs_theta or needs_mask:
+        grad_theta, grad_mask = torch.ops.msgen.part_warp_backward_params(grad_out, feat, theta, mask, ctx.mode)
+    return (
+        grad_feat,
+        grad_theta if needs_theta else None,
+        grad_mask if needs_mask else None,
+        None,
+    )
+
+
+def _no_double_backward(ctx, *grads: Tensor) -> None:
+    raise RuntimeError(
+        "part_warp: double backward through the compiled op is not supported; "
+        "use impl='reference' where second derivatives of the warp are needed"
+    )
+
+
+if _EXTENSION_LOADED:
+    torch.library.register_fake(_OP, _fake_part_warp)
+    torch.library.register_fake("msgen::part_warp_backward_feat", _fake_backward_feat)
+    torch.library.register_fake("msgen::part_warp_backward_params", _fake_backward_params)
+    torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
+    for _backward_op in ("msgen::part_warp_backward_feat", "msgen::part_warp_backward_params"):
+        torch.library.register_autograd(_backward_op, _no_double_backward)
+
+
+def _resolve_impl(impl: str, device: torch.device) -> str:
+    """Turn impl into "reference" or "extension" for tensors on device; never fall back silently."""
+    if impl == "extension":
+        _extension.require_extension("part_warp")
+        if not extension_runs_on(device):
+            raise RuntimeError(
+                f"part_warp with impl='extension': msgen._C has no {device.type} kernel "
+                f"(kernels for: {sorted(_KERNEL_DEVICES)}; see msgen.ops.backend_report())"
+            )
+        return impl
+    if impl == "auto":
+        if extension_runs_on(device):
+            return "extension"
+        if device.type == "cuda" and "cuda" not in _warned_fallback:
+            _warned_fallback.add("cuda")
+            why = _extension.missing_reason() or "msgen._C was built without its CUDA kernels"
+            warnings.warn(f"part_warp falls back to the slow reference on CUDA: {why}", stacklevel=3)
+        return "reference"
+    return impl
+
+
 def part_warp(
     feat: Tensor, theta: Tensor, mask: Tensor, *, mode: str = "bilinear", impl: str = "auto"
 ) -> Tensor:
@@ -86,7 +188,8 @@ def part_warp(
         theta: (N, P, 2, 3) backward affines in pixel units (see the module's Convention).
         mask: (N, P, H, W) part masks in [0, 1] at the output resolution.
         mode: "bilinear" or "nearest".
-        impl: "reference", "extension" (the compiled op on feat's device) or "auto".
+        impl: "reference", "extension" (the compiled op on feat's device; an error when it is
+            not available) or "auto" (the extension where it has kernels, else the reference).
 
     Returns:
         (N, C, H, W).
@@ -94,8 +197,6 @@ def part_warp(
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     _check_inputs(feat, theta, mask, mode)
-    if impl == "auto":
-        impl = "reference"  # the compiled path is selected here once it exists
-    if impl == "extension":
-        raise NotImplementedError("part_warp: the compiled kernels are not built yet")
+    if _resolve_impl(impl, feat.device) == "extension":
+        return torch.ops.msgen.part_warp(feat, theta, mask.to(feat.dtype), mode)
     return part_warp_reference(feat, theta, mask, mode=mode)

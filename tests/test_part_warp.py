@@ -1,0 +1,435 @@
+"""msgen.ops.part_warp: the reference's convention, and the compiled op against the reference.
+
+Tests marked ``extension`` need msgen._C: they FAIL when it is missing, so a broken build never
+hides behind skips, unless MSGEN_NO_EXT=1 says the install is deliberately pure Python.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from msgen.ops import _extension
+from msgen.ops.part_warp import part_warp, part_warp_reference
+
+# The module itself (msgen.ops.part_warp the attribute is the function of the same name).
+pw = importlib.import_module("msgen.ops.part_warp")
+
+IMPLS = ("reference", "extension")
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _extension_or_fail(request: pytest.FixtureRequest) -> None:
+    uses_extension = request.node.get_closest_marker("extension") is not None
+    callspec = getattr(request.node, "callspec", None)
+    uses_extension |= callspec is not None and callspec.params.get("impl") == "extension"
+    if not uses_extension or pw.extension_runs_on(CPU):
+        return
+    if os.environ.get("MSGEN_NO_EXT") == "1":
+        pytest.skip("MSGEN_NO_EXT=1: the compiled extension is deliberately not built")
+    pytest.fail(f"the compiled extension is unavailable: {_extension.missing_reason()}")
+
+
+def make_inputs(
+    N: int, C: int, Hin: int, Win: int, P: int, H: int, W: int, *,
+    dtype: torch.dtype = torch.float64, device: torch.device = CPU, seed: int = 0,
+    empty_part: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random features, affines that land partly inside and partly outside feat, masks in [0, 1]
+    with exact zeros (and one empty part when P > 1)."""
+    g = torch.Generator().manual_seed(seed)
+    feat = torch.randn(N, C, Hin, Win, generator=g, dtype=torch.float64)
+    scale = torch.tensor([Win / W, Hin / H], dtype=torch.float64)
+    jitter = 0.25 * torch.randn(N, P, 2, 2, generator=g, dtype=torch.float64)
+    linear = torch.diag_embed(scale.expand(N, P, 2)) + jitter
+    shift = (torch.rand(N, P, 2, generator=g, dtype=torch.float64) - 0.4) * torch.tensor([Win, Hin]) * 0.5
+    theta = torch.cat([linear, shift[..., None]], dim=-1)
+    mask = torch.rand(N, P, H, W, generator=g, dtype=torch.float64)
+    mask[mask < 0.3] = 0
+    if empty_part and P > 1:
+        mask[:, 1] = 0
+    return feat.to(device, dtype), theta.to(device), mask.to(device, dtype)
+
+
+def translation(N: int, P: int, tx: float, ty: float, dtype=torch.float64) -> torch.Tensor:
+    theta = torch.zeros(N, P, 2, 3, dtype=dtype)
+    theta[..., 0, 0] = theta[..., 1, 1] = 1
+    theta[..., 0, 2], theta[..., 1, 2] = tx, ty
+    return theta
+
+
+def grads(out: torch.Tensor, inputs: tuple[torch.Tensor, ...], seed: int = 1) -> tuple[torch.Tensor, ...]:
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype).to(out.device)
+    return torch.autograd.grad(out, inputs, g)
+
+
+# --- the convention, for both implementations ------------------------------------------------
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_identity_returns_masked_input(impl: str, mode: str) -> None:
+    feat, _, mask = make_inputs(2, 3, 5, 7, 3, 5, 7, empty_part=False)
+    theta = translation(2, 3, 0, 0)
+    out = part_warp(feat, theta[:, :1], mask[:, :1], mode=mode, impl=impl)
+    torch.testing.assert_close(out, mask[:, :1] * feat)
+    # With several identical parts the max picks, per element, the best-scaled copy.
+    out = part_warp(feat, theta, mask, mode=mode, impl=impl)
+    torch.testing.assert_close(out, (mask[:, :, None] * feat[:, None]).amax(dim=1))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("tx, ty", [(2, 1), (-3, 2), (0, -4)])
+def test_integer_translation_shifts_exactly(impl: str, mode: str, tx: int, ty: int) -> None:
+    feat, _, _ = make_inputs(2, 3, 9, 11, 1, 9, 11)
+    ones = torch.ones(2, 1, 9, 11, dtype=feat.dtype)
+    out = part_warp(feat, translation(2, 1, tx, ty), ones, mode=mode, impl=impl)
+    expected = torch.zeros_like(feat)
+    ys, xs = slice(max(0, -ty), min(9, 9 - ty)), slice(max(0, -tx), min(11, 11 - tx))
+    expected[:, :, ys, xs] = feat[:, :, ys.start + ty : ys.stop + ty, xs.start + tx : xs.stop + tx]
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_empty_mask_gives_zeros(impl: str) -> None:
+    feat, theta, mask = make_inputs(2, 4, 6, 5, 3, 7, 4)
+    feat.requires_grad_()
+    out = part_warp(feat, theta, torch.zeros_like(mask), impl=impl)
+    assert torch.equal(out, torch.zeros_like(out))
+    (grad_feat,) = grads(out, (feat,))
+    assert torch.equal(grad_feat, torch.zeros_like(feat))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_samples_outside_the_map_are_zero(impl: str, mode: str) -> None:
+    feat, _, mask = make_inputs(1, 2, 6, 5, 2, 6, 5)
+    feat = feat.abs() + 1  # positive, so any leaked sample would show
+    # Each source point at least one pixel past a border (or exactly on the -1 / size lines,
+    # where the only tap inside has weight 0; the reference's normalised round trip leaves ~1e-16).
+    for tx, ty in [(100, 0), (0, -100), (5, 6), (-5, 0), (0, -6)]:
+        out = part_warp(feat, translation(1, 2, tx, ty), mask, mode=mode, impl=impl)
+        torch.testing.assert_close(out, torch.zeros_like(out), rtol=0, atol=1e-12, msg=f"{(tx, ty)}")
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 1e30, -1e30])
+def test_non_finite_or_huge_affines_sample_nothing(bad: float) -> None:
+    """A part that cannot be estimated may carry such a transform; it must never produce NaN."""
+    feat, theta, mask = make_inputs(1, 2, 6, 5, 2, 6, 5)
+    theta[:, 0] = bad
+    out = part_warp(feat, theta, mask, impl="extension")
+    assert torch.isfinite(out).all()
+    # Part 0 now contributes only zeros, so the result is max(0, part 1).
+    part_1 = part_warp(feat, theta[:, 1:], mask[:, 1:], impl="extension")
+    torch.testing.assert_close(out, part_1.clamp(min=0))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_one_part_equals_plain_masking(impl: str) -> None:
+    feat, _, mask = make_inputs(2, 3, 6, 9, 1, 6, 9)
+    flip_x = torch.tensor([[-1.0, 0, 8], [0, 1, 0]], dtype=torch.float64).expand(2, 1, 2, 3)
+    out = part_warp(feat, flip_x, mask, mode="nearest", impl=impl)
+    torch.testing.assert_close(out, mask * feat.flip(-1))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_ties_go_to_the_lowest_part_which_alone_gets_the_gradient(impl: str) -> None:
+    feat = -1 - torch.rand(1, 2, 4, 6, dtype=torch.float64)  # every sample negative: zeros win
+    theta = translation(1, 3, 0, 0)
+    mask = torch.full((1, 3, 4, 6), 0.5, dtype=torch.float64)
+    mask[:, 0, :, :3] = 0  # left: parts 0 and 1 give 0, part 2 is negative -> part 0
+    mask[:, 1] = 0  # an empty part
+    mask[:, 2, :, 3:] = 0  # right: part 0 is negative, parts 1 and 2 give 0 -> part 1
+    mask.requires_grad_()
+    out = part_warp(feat, theta, mask, impl=impl)
+    assert torch.equal(out, torch.zeros_like(out))
+    (grad_mask,) = torch.autograd.grad(out, mask, torch.ones_like(out))
+    expected = torch.zeros_like(mask)
+    expected[:, 0, :, :3] = feat.sum(1)[:, :, :3]  # d(m * s)/dm = s, summed over channels
+    expected[:, 1, :, 3:] = feat.sum(1)[:, :, 3:]
+    torch.testing.assert_close(grad_mask, expected)
+
+
+# --- the extension against the reference (CPU, float64) ---------------------------------------
+
+SHAPES = [  # (N, C, Hin, Win, P, H, W)
+    (1, 1, 5, 4, 1, 5, 4),
+    (2, 3, 7, 9, 3, 7, 9),
+    (2, 5, 13, 6, 10, 7, 11),  # output larger and smaller than feat per axis
+    (3, 2, 8, 8, 10, 4, 4),
+]
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_extension_matches_reference_forward_and_gradients(mode: str, shape: tuple[int, ...]) -> None:
+    feat, theta, mask = make_inputs(*shape, seed=sum(shape))
+    inputs = tuple(t.requires_grad_() for t in (feat, theta, mask))
+    out = part_warp(*inputs, mode=mode, impl="extension")
+    ref = part_warp_reference(*inputs, mode=mode)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for got, want, name in zip(grads(out, inputs), grads(ref, inputs), ("feat", "theta", "mask")):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=lambda m, name=name: f"grad {name}: {m}")
+
+
+@pytest.mark.extension
+def test_extension_reads_non_contiguous_inputs_in_place() -> None:
+    feat, theta, mask = make_inputs(2, 6, 9, 7, 3, 8, 5)
+    feat_nc = feat.to(memory_format=torch.channels_last)[:, ::2]  # strided channels, NHWC layout
+    mask_nc = mask.transpose(2, 3).contiguous().transpose(2, 3)
+    theta_nc = theta.transpose(2, 3).contiguous().transpose(2, 3)
+    assert not (feat_nc.is_contiguous() or mask_nc.is_contiguous() or theta_nc.is_contiguous())
+    inputs = tuple(t.requires_grad_() for t in (feat_nc, theta_nc, mask_nc))
+    out = part_warp(*inputs, impl="extension")
+    ref = part_warp_reference(*inputs)
+    torch.testing.assert_close(out, ref)
+    # An expanded (stride-0) upstream gradient, as out.sum().backward() produces.
+    g = torch.randn(1, 3, 1, 5, dtype=out.dtype).expand(out.shape)
+    got = torch.autograd.grad(out, inputs, g)
+    want = torch.autograd.grad(ref, inputs, g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_low_precision_within_twice_pytorchs_own_error(dtype: torch.dtype, mode: str) -> None:
+    """Against a float64 oracle on the same (rounded) inputs, the kernel may be at most twice as
+    wrong as the plain-PyTorch reference run in that dtype, plus a small absolute tolerance."""
+    feat, theta, mask = make_inputs(2, 4, 11, 9, 10, 9, 7, dtype=dtype, seed=3)
+    theta = theta.float()
+    oracle_inputs = (feat.double().requires_grad_(), theta.double(), mask.double())
+    oracle = part_warp_reference(*oracle_inputs, mode=mode)
+    (oracle_grad,) = grads(oracle, oracle_inputs[:1])
+    atol = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-3}[dtype]
+    errors = {}
+    for impl in IMPLS:
+        x = feat.clone().requires_grad_()
+        out = part_warp(x, theta, mask, mode=mode, impl=impl)
+        assert out.dtype == dtype
+        (grad_feat,) = grads(out, (x,))
+        errors[impl] = (
+            (out.double() - oracle).abs().max().item(),
+            (grad_feat.double() - oracle_grad).abs().max().item(),
+        )
+    for ext_error, ref_error in zip(errors["extension"], errors["reference"]):
+        assert ext_error <= 2 * ref_error + atol, errors
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_gradcheck_float64(mode: str) -> None:
+    feat, theta, mask = make_inputs(1, 2, 5, 6, 3, 4, 5, seed=7, empty_part=False)
+    mask = 0.05 + 0.9 * mask.clamp(min=0.01)  # no exact ties between zero-valued parts
+    # Nearest sampling is piecewise constant in theta: check feat and mask only.
+    theta.requires_grad_(mode == "bilinear")
+    feat.requires_grad_()
+    mask.requires_grad_()
+    def warp(f: torch.Tensor, t: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return part_warp(f, t, m, mode=mode, impl="extension")
+
+    assert torch.autograd.gradcheck(warp, (feat, theta, mask))
+
+
+@pytest.mark.extension
+def test_nearest_theta_gradient_is_zero() -> None:
+    feat, theta, mask = make_inputs(2, 3, 6, 6, 3, 6, 6)
+    theta.requires_grad_()
+    (grad_theta,) = grads(part_warp(feat, theta, mask, mode="nearest", impl="extension"), (theta,))
+    assert torch.equal(grad_theta, torch.zeros_like(theta))
+
+
+@pytest.mark.extension
+def test_double_backward_raises_clearly() -> None:
+    feat, theta, mask = make_inputs(1, 2, 5, 5, 2, 5, 5)
+    feat.requires_grad_()
+    out = part_warp(feat, theta, mask, impl="extension")
+    (grad_feat,) = torch.autograd.grad(out.square().sum(), feat, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        grad_feat.sum().backward()
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_opcheck(mode: str) -> None:
+    feat, theta, mask = make_inputs(2, 3, 6, 5, 3, 4, 7, dtype=torch.float32)
+    args = (feat.requires_grad_(), theta.float().requires_grad_(), mask.requires_grad_(), mode)
+    torch.library.opcheck(torch.ops.msgen.part_warp.default, args)
+    grad_out = torch.randn(2, 3, 4, 7)
+    plain = (grad_out, feat.detach(), theta.detach(), mask.detach(), mode)
+    torch.library.opcheck(torch.ops.msgen.part_warp_backward_feat.default, plain)
+    torch.library.opcheck(torch.ops.msgen.part_warp_backward_params.default, plain)
+
+
+@pytest.mark.extension
+def test_torch_compile_fullgraph_forward_and_backward() -> None:
+    def step(f: torch.Tensor, t: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return part_warp(f * 2, t, m, impl="auto").relu().sum()
+
+    feat, theta, mask = make_inputs(2, 3, 7, 6, 3, 5, 4, dtype=torch.float32)
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    inputs = tuple(t.float().requires_grad_() for t in (feat, theta, mask))
+    got = compiled(*inputs)
+    want = step(*inputs)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got, inputs), torch.autograd.grad(want, inputs)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.extension
+def test_extension_allocates_no_more_than_its_output() -> None:
+    """Every tensor the forward allocates, summed (an upper bound of its peak): the output plus
+    theta in float32; the backward: grad_feat only. (Per-thread row buffers, O(P * W), are not
+    tensors and are not counted.) The reference needs P copies of the output."""
+    feat, theta, mask = make_inputs(2, 16, 24, 16, 10, 24, 16, dtype=torch.float32)
+    feat.requires_grad_()
+
+    def allocated_bytes(fn) -> int:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        return sum(max(0, e.self_cpu_memory_usage) for e in prof.events())
+
+    out_bytes = 2 * 16 * 24 * 16 * 4
+    theta_bytes = theta.numel() * 4
+    out = part_warp(feat, theta, mask, impl="extension")
+    assert allocated_bytes(lambda: part_warp(feat, theta, mask, impl="extension")) <= out_bytes + theta_bytes
+    grad_out = torch.ones_like(out)
+    backward_bytes = allocated_bytes(lambda: torch.autograd.grad(out, feat, grad_out, retain_graph=True))
+    assert backward_bytes <= feat.numel() * 4 + theta_bytes
+    assert allocated_bytes(lambda: part_warp_reference(feat, theta, mask)) > 5 * out_bytes
+
+
+# --- dispatch and errors ------------------------------------------------------------------------
+
+
+@pytest.mark.extension
+def test_auto_uses_the_extension_on_cpu() -> None:
+    assert pw._resolve_impl("auto", CPU) == "extension"
+
+
+def test_auto_warns_once_when_cuda_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pw, "_KERNEL_DEVICES", frozenset({"cpu"}))
+    monkeypatch.setattr(pw, "_warned_fallback", set())
+    with pytest.warns(UserWarning, match="falls back to the slow reference on CUDA"):
+        assert pw._resolve_impl("auto", torch.device("cuda")) == "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pw._resolve_impl("auto", torch.device("cuda")) == "reference"
+
+
+def test_extension_impl_never_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    feat, theta, mask = make_inputs(1, 2, 4, 4, 2, 4, 4)
+    monkeypatch.setattr(_extension, "_load", lambda: (None, "msgen._C is not built (test)"))
+    with pytest.raises(RuntimeError, match=r"impl='extension'.*not built \(test\)"):
+        part_warp(feat, theta, mask, impl="extension")
+    monkeypatch.undo()
+    if pw.extension_runs_on(CPU):
+        monkeypatch.setattr(pw, "_KERNEL_DEVICES", frozenset())
+        with pytest.raises(RuntimeError, match="has no cpu kernel"):
+            part_warp(feat, theta, mask, impl="extension")
+
+
+@pytest.mark.parametrize("impl", ["auto", *IMPLS])
+def test_bad_arguments_are_named(impl: str) -> None:
+    feat, theta, mask = make_inputs(2, 3, 5, 5, 3, 4, 4)
+    cases = [
+        ({"feat": feat[0]}, "feat"),
+        ({"feat": feat.long()}, "feat"),
+        ({"theta": theta[:, :, :, :2]}, "theta"),
+        ({"theta": theta[:1]}, "theta"),
+        ({"mask": mask[:, :2]}, "mask"),
+        ({"mask": mask[0]}, "mask"),
+        ({"theta": theta.to("meta")}, "theta"),
+        ({"theta": theta[:, :0], "mask": mask[:, :0]}, "P >= 1"),
+    ]
+    for override, name in cases:
+        args = {"feat": feat, "theta": theta, "mask": mask} | override
+        with pytest.raises(ValueError, match=name):
+            part_warp(args["feat"], args["theta"], args["mask"], impl=impl)
+    with pytest.raises(ValueError, match="mode"):
+        part_warp(feat, theta, mask, mode="bicubic", impl=impl)
+    with pytest.raises(ValueError, match="impl"):
+        part_warp(feat, theta, mask, impl="triton")
+
+
+@pytest.mark.extension
+def test_compiled_op_checks_its_own_arguments() -> None:
+    feat, theta, mask = make_inputs(2, 3, 5, 5, 3, 4, 4)
+    op = torch.ops.msgen.part_warp
+    with pytest.raises(ValueError, match="mode"):
+        op(feat, theta, mask, "cubic")
+    with pytest.raises(ValueError, match="mask must have feat's dtype"):
+        op(feat, theta, mask.float(), "bilinear")
+    with pytest.raises(ValueError, match="theta must be"):
+        op(feat, theta[:, :, :1], mask, "bilinear")
+    with pytest.raises(ValueError, match="grad_out"):
+        torch.ops.msgen.part_warp_backward_feat(feat, feat, theta, mask, "bilinear")
+
+
+# --- CUDA ---------------------------------------------------------------------------------------
+
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.extension
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize(
+    "shape", [(4, 16, 64, 32, 10, 64, 32), (3, 7, 37, 29, 10, 41, 23), (2, 3, 9, 8, 20, 7, 9)]
+)
+def test_cuda_matches_reference(mode: str, shape: tuple[int, ...]) -> None:
+    assert pw.extension_runs_on(CUDA), _extension.missing_reason() or "msgen._C lacks its CUDA kernels"
+    feat, theta, mask = make_inputs(*shape, device=CUDA, seed=11)
+    inputs = tuple(t.requires_grad_() for t in (feat, theta, mask))
+    out = part_warp(*inputs, mode=mode, impl="extension")
+    ref = part_warp_reference(*inputs, mode=mode)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads(out, inputs), grads(ref, inputs)):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.cuda
+@pytest.mark.extension
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_cuda_low_precision_matches_cpu_kernel(dtype: torch.dtype) -> None:
+    feat, theta, mask = make_inputs(4, 32, 64, 32, 10, 64, 32, dtype=dtype, seed=5)
+    cpu = part_warp(feat, theta, mask, impl="extension")
+    gpu = part_warp(feat.to(CUDA), theta.to(CUDA), mask.to(CUDA), impl="extension")
+    atol = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-3}[dtype]
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=atol, atol=atol)
+
+
+@pytest.mark.cuda
+@pytest.mark.extension
+def test_cuda_gradcheck_and_opcheck() -> None:
+    feat, theta, mask = make_inputs(1, 2, 5, 6, 3, 4, 5, device=CUDA, seed=7, empty_part=False)
+    mask = 0.05 + 0.9 * mask.clamp(min=0.01)
+    inputs = tuple(t.requires_grad_() for t in (feat, theta, mask))
+    assert torch.autograd.gradcheck(lambda f, t, m: part_warp(f, t, m, impl="extension"), inputs)
+    torch.library.opcheck(torch.ops.msgen.part_warp.default, (*(t.float() for t in inputs), "bilinear"))
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+@pytest.mark.extension
+def test_cuda_int64_offsets() -> None:
+    """A 2^31-element fp16 feature map (4.3 GB): taps beyond int32 offsets must be read right."""
+    Hin, Win = 1 << 16, (1 << 15) + 8
+    feat = torch.empty(1, 1, Hin, Win, dtype=torch.float16, device=CUDA)
+    rows = torch.arange(Hin, device=CUDA, dtype=torch.float32)
+    feat[0, 0] = (rows[:, None] % 1000).half()  # each row holds its index modulo 1000
+    ty = Hin - 8  # the last rows sit past offset 2^31
+    ones = torch.ones(1, 1, 8, 8, device=CUDA, dtype=torch.float16)
+    out = part_warp(feat, translation(1, 1, 3, ty).to(CUDA), ones, impl="extension")
+    expected = ((torch.arange(8, device=CUDA) + ty) % 1000).half()[:, None].expand(8, 8)
+    torch.testing.assert_close(out[0, 0], expected)
