@@ -1,0 +1,217 @@
+"""Training checkpoints: atomic writes, retention of the last K and the best, safe loading.
+
+A checkpoint is a dict of tensors and plain Python values only (no pickled classes), so it loads
+with ``torch.load(weights_only=True)``:
+
+    format_version  int, FORMAT_VERSION
+    step            int, optimiser steps taken
+    config          dict, the TrainConfig (``msgen.training.config.config_to_dict``)
+    generator, discriminator, optim_g, optim_d   state dicts
+    rng             dict of tensors and numbers (``capture_rng`` / ``restore_rng``)
+    metrics         dict str -> float, the latest evaluation (may be empty)
+    best_metric     float or None, the best mask-SSIM so far
+
+A file is written to a temporary name in the same directory, flushed to disk, then renamed over the
+destination, so a crash mid-write leaves the previous file intact and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMAT_VERSION = 1
+_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+BEST_NAME = "best.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: wrong format version, another model size, not msgen's."""
+
+
+def atomic_save(obj: Mapping[str, Any], path: str | Path) -> Path:
+    """torch.save ``obj`` to ``path`` so that ``path`` is either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(obj), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk (POSIX; a no-op elsewhere).
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` and check its format version."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # unpickling refusals and truncated files alike
+        raise CheckpointError(f"{path} is not a loadable msgen checkpoint: {error}") from error
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(f"{path} is not an msgen training checkpoint (no format_version)")
+    if state["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format_version {state['format_version']}, but this msgen reads "
+            f"format_version {FORMAT_VERSION}; use the msgen release that wrote it"
+        )
+    return state
+
+
+def load_module_state(module: nn.Module, state: Mapping[str, torch.Tensor], what: str, path: str | Path) -> None:
+    """``module.load_state_dict`` with an error that names the checkpoint and the first mismatch."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        detail = (
+            f"missing {missing[:3]}" if missing
+            else f"unexpected {unexpected[:3]}" if unexpected
+            else f"{mismatched[0]} is {tuple(state[mismatched[0]].shape)} in the checkpoint but "
+            f"{tuple(own[mismatched[0]].shape)} in the model"
+        )
+        raise CheckpointError(
+            f"the {what} in {path} has another size than the model built from the configuration "
+            f"({detail}); build the model from the checkpoint's own config"
+        )
+    module.load_state_dict(state)
+
+
+def capture_rng() -> dict[str, Any]:
+    """The RNG states of torch (CPU and every CUDA device), NumPy's global RNG and Python's random."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, words, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "numpy_pos": int(pos),
+        "numpy_has_gauss": int(has_gauss),
+        "numpy_gauss": float(gauss),
+        "python_words": torch.tensor(words, dtype=torch.int64),
+        "python_version": int(version),
+        "python_gauss": gauss_next,
+    }
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    """Undo ``capture_rng``: every RNG continues exactly where it was captured."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    keys = state["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state(
+        ("MT19937", keys, state["numpy_pos"], state["numpy_has_gauss"], state["numpy_gauss"])
+    )
+    words = tuple(int(w) for w in state["python_words"].tolist())
+    random.setstate((state["python_version"], words, state["python_gauss"]))
+
+
+def step_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
+    """The ``step-<N>.pt`` files of a directory as (N, path), oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The newest ``step-<N>.pt`` in ``directory``, or None."""
+    found = step_checkpoints(directory)
+    return found[-1][1] if found else None
+
+
+class CheckpointManager:
+    """Writes ``step-<N>.pt`` files into ``directory``, keeps the last ``keep_last`` and ``best.pt``.
+
+    The best is the checkpoint with the highest ``metric`` passed to ``save`` (mask-SSIM); it is a
+    hard link to (or, where links are impossible, a copy of) the step file, so it survives pruning.
+    """
+
+    def __init__(self, directory: str | Path, keep_last: int, best_metric: float | None = None) -> None:
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+        self.directory = Path(directory)
+        self.keep_last = keep_last
+        self.best_metric = best_metric
+
+    def is_better(self, metric: float | None) -> bool:
+        return metric is not None and (self.best_metric is None or metric > self.best_metric)
+
+    def save(self, step: int, state: dict[str, Any], metric: float | None = None) -> Path:
+        """Write the checkpoint of ``step``; ``metric`` (higher is better) decides ``best.pt``."""
+        better = self.is_better(metric)
+        if better:
+            self.best_metric = metric
+        state = {**state, "format_version": FORMAT_VERSION, "step": step, "best_metric": self.best_metric}
+        path = atomic_save(state, self.directory / f"step-{step:08d}.pt")
+        if better:
+            self._mark_best(path, state)
+        self._prune()
+        return path
+
+    def _mark_best(self, path: Path, state: dict[str, Any]) -> None:
+        best = self.directory / BEST_NAME
+        tmp = self.directory / f".{BEST_NAME}.link"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(path, tmp)
+        except OSError:
+            atomic_save(state, best)
+            return
+        os.replace(tmp, best)
+        _fsync_dir(self.directory)
+
+    def _prune(self) -> None:
+        for _, old in step_checkpoints(self.directory)[: -self.keep_last]:
+            old.unlink(missing_ok=True)
+
+
+def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
+    """The generator of a training checkpoint, in eval mode, and its TrainConfig.
+
+    The generator is built from the checkpoint's own configuration (``config.model.generator``), so
+    any model size loads; its ops run on the implementations that configuration names.
+    """
+    from msgen.models import Generator
+    from msgen.training.config import config_from_dict
+
+    state = load_checkpoint(path, map_location=map_location)
+    config = config_from_dict(state["config"])
+    generator = Generator(config.model.generator)
+    load_module_state(generator, state["generator"], "generator", path)
+    generator.to(map_location).eval()
+    return generator, config

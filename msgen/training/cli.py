@@ -1,0 +1,178 @@
+"""``python -m msgen.train``: the command line, generated from the TrainConfig dataclass.
+
+Every field of TrainConfig is an option named by its path, underscores as hyphens: ``--steps``,
+``--num-sources 1,2,3,5``, ``--data.workers 2``, ``--model.generator.width 0.25``,
+``--model.loss.lambda-nn 0.01``, ``--compile / --no-compile``. Tuples take comma-separated values
+(``--model.generator.image-size 64,32``); an optional field takes ``none``. Options given on the
+command line replace the fields of the base configuration, which is ``--preset`` (default
+"synthetic") or, with ``--resume`` / ``--init-from``, the configuration saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from msgen.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from msgen.training.config import PRESETS, TrainConfig, config_from_dict, train_preset, with_overrides
+
+# Fields that are not options: the preset is chosen by --preset, before any override applies.
+_NOT_OPTIONS = {"preset"}
+
+
+def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, type hint) of every non-dataclass field of ``cls``, depth first."""
+    hints = typing.get_type_hints(cls)
+    leaves = []
+    for f in dataclasses.fields(cls):
+        if not prefix and f.name in _NOT_OPTIONS:
+            continue
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            leaves += _leaf_fields(hint, f"{prefix}{f.name}.")
+        else:
+            leaves.append((prefix + f.name, hint))
+    return leaves
+
+
+def _parser_for(hint: Any, path: str) -> Callable[[str], Any]:
+    """A function turning the option's text into a value of type ``hint``."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    optional = type(None) in options
+    options = tuple(o for o in options if o is not type(None))
+    # A union of a plain type and a config object (GeneratorConfig.ops: str | OpsConfig) is given
+    # as its plain form on the command line.
+    base = next((o for o in options if not dataclasses.is_dataclass(o)), options[0])
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() == "none":
+            return None
+        if typing.get_origin(base) is tuple:
+            args = typing.get_args(base)
+            item = args[0]
+            parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+            if args[-1] is not Ellipsis and len(parts) != len(args):
+                raise argparse.ArgumentTypeError(f"--{_flag(path)} takes {len(args)} comma-separated values")
+            return tuple(item(p) for p in parts)
+        if base is bool:
+            raise argparse.ArgumentTypeError("boolean options are flags")
+        return base(text)
+
+    parse.__name__ = getattr(base, "__name__", str(base))  # argparse names the type in its errors
+    return parse
+
+
+def _flag(path: str) -> str:
+    return path.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m msgen.train",
+        description=(
+            "Train the multi-source generator. With no arguments: the 'synthetic' preset, on the GPU "
+            "when there is one. Outputs go to --out: checkpoints/, samples/, tensorboard/, log.jsonl."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                        help="base configuration (default: synthetic; not with --resume/--init-from)")
+    parser.add_argument("--resume", metavar="PATH|auto", default=None,
+                        help="continue a run exactly from a checkpoint; 'auto' takes the newest in "
+                             "<out>/checkpoints and starts afresh when there is none")
+    parser.add_argument("--init-from", metavar="PATH", default=None,
+                        help="start a new run (step 0, fresh optimisers) from a checkpoint's weights "
+                             "and configuration, e.g. to fine-tune at another --num-sources")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved configuration and exit")
+    defaults = TrainConfig()
+    group = parser.add_argument_group("configuration (TrainConfig fields; defaults of the synthetic preset)")
+    # Run-level options first, then data.*, then model.* (a stable sort keeps the field order).
+    for path, hint in sorted(_leaf_fields(TrainConfig), key=lambda leaf: leaf[0].count(".")):
+        default = _lookup(defaults, path)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        if hint is bool:
+            group.add_argument(f"--{_flag(path)}", dest=path, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=f"(default: {shown})")
+        else:
+            group.add_argument(f"--{_flag(path)}", dest=path, type=_parser_for(hint, path),
+                               default=argparse.SUPPRESS, metavar=path.rsplit(".", 1)[-1].upper(),
+                               help=f"(default: {shown})")
+    return parser
+
+
+def _lookup(config: Any, path: str) -> Any:
+    for name in path.split("."):
+        config = getattr(config, name)
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    """What the command line asks for: the configuration and where its weights start from."""
+
+    config: TrainConfig
+    resume: Path | None
+    init_from: Path | None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Invocation, argparse.Namespace]:
+    """Resolve the command line into an Invocation (errors exit through argparse, status 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    special = {"preset", "resume", "init_from", "print_config"}
+    overrides = {k: v for k, v in vars(args).items() if k not in special}
+    if args.resume and args.init_from:
+        parser.error("--resume and --init-from exclude each other")
+    if (args.resume or args.init_from) and args.preset:
+        parser.error("--preset cannot be combined with --resume/--init-from: the checkpoint's "
+                     "configuration is the base; override single fields instead")
+    try:
+        resume = init_from = None
+        base = train_preset(args.preset or "synthetic")
+        if args.resume == "auto":
+            if "out" not in overrides:
+                parser.error("--resume auto needs --out (the run folder to continue)")
+            resume = latest_checkpoint(Path(overrides["out"]) / "checkpoints")
+        elif args.resume:
+            resume = Path(args.resume)
+        elif args.init_from:
+            init_from = Path(args.init_from)
+        start = resume or init_from
+        if start is not None:
+            base = config_from_dict(load_checkpoint(start)["config"])
+            if init_from is not None:
+                base = dataclasses.replace(base, out=None)
+        config = with_overrides(base, overrides)
+    except (ValueError, CheckpointError, FileNotFoundError) as error:
+        parser.error(str(error))
+    return Invocation(config, resume, init_from), args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI. Returns the exit status: 0 done, 1 stopped on a non-finite loss, 2 a configuration
+    that cannot run, 130 interrupted (Ctrl-C)."""
+    invocation, args = parse_args(argv)
+    if args.print_config:
+        print(invocation.config)
+        return 0
+    from msgen.training.loop import NonFiniteLossError, SetupError, TrainingInterrupted, train
+
+    try:
+        train(invocation.config, resume=invocation.resume, init_from=invocation.init_from)
+    except NonFiniteLossError as error:
+        print(f"msgen.train: stopped: {error}", file=sys.stderr)
+        return 1
+    except SetupError as error:
+        print(f"msgen.train: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as error:
+        print(f"msgen.train: {error}", file=sys.stderr)
+        return 130
+    return 0

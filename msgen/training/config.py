@@ -1,0 +1,233 @@
+"""Training configuration: ``TrainConfig`` (holding the model and data configurations) and presets.
+
+Presets (``train_preset(name)``):
+- "synthetic" (the default of ``python -m msgen.train``): the built-in synthetic dataset, generated
+  on first use into a cache folder, and a small model sized so a laptop CPU shows progress within
+  minutes.
+- "market": Market-1501 (128x64) with the paper's settings: Adam 2e-4, betas (0.5, 0.999),
+  lambda 0.01, M = 2. Fine-tune at another M with ``--init-from CKPT --num-sources M``.
+- "deepfashion": DeepFashion In-shop (256x256), the same settings, 7 levels, 5x5 NN window.
+
+``num_sources`` is a tuple: one value trains at that M; several values draw one M per batch
+(deterministically from the step), so one model serves every M.
+
+Configurations are frozen dataclasses; ``config_to_dict`` / ``config_from_dict`` turn them into
+plain containers for checkpoints (``torch.load(weights_only=True)`` accepts only such values).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from msgen.models.config import ModelConfig, preset as model_preset
+
+DATASETS = ("synthetic", "folder")
+PRECISIONS = ("fp32", "bf16")
+IDENTITIES = ("market", "deepfashion")
+
+
+# The models' "synthetic-small" (width 0.125, pixel-space NN loss) at 64x32 with 5 levels: a
+# quarter of the pixels of 128x64, so a laptop CPU shows learning within minutes. Every preset
+# trains on the "fast" ops: "auto" per op, which takes the fused kernels where they run (Triton and
+# CUDA on a GPU, the C++ warp on a CPU) and the references elsewhere.
+SYNTHETIC_MODEL = model_preset("synthetic-small", image_size=(64, 32), levels=5, ops="fast")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how tuples are drawn.
+
+    dataset: "synthetic" (generated on first use) or "folder" (an image folder with an annotation
+        CSV in the pose-transfer format).
+    root: the image folder; for "synthetic", the folder the data is generated into (None: the cache
+        folder ``$MSGEN_CACHE/synthetic-<hash of the generation parameters>``, MSGEN_CACHE defaulting
+        to ~/.cache/msgen).
+    annotations: the annotation CSV; None means ``<root>/annotation.csv``.
+    identity: how a file name gives the person, "market" (the name before the first ``_``; junk
+        names ``-1*``/``0000*`` dropped) or "deepfashion" (id + item).
+    identities, images_per_identity, seed: parameters of the synthetic generator.
+    test_fraction: the share of identities held out for evaluation and sample grids (disjoint
+        from training; ``msgen.data.split_by_identity``).
+    eval_tuples: held-out tuples scored every ``eval_every`` steps; sample_tuples: columns of a grid.
+    workers: DataLoader worker processes (0 loads in the training process); they compute the
+        heatmaps and part affines while the model trains.
+    """
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    annotations: str | None = None
+    identity: str = "market"
+    identities: int = 64
+    images_per_identity: int = 6
+    seed: int = 0
+    test_fraction: float = 0.1
+    eval_tuples: int = 32
+    sample_tuples: int = 4
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"data.dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.identity not in IDENTITIES:
+            raise ValueError(f"data.identity must be one of {IDENTITIES}, got {self.identity!r}")
+        if self.dataset == "folder" and self.root is None:
+            raise ValueError("data.root must name the image folder when data.dataset is 'folder'")
+        for name in ("identities", "images_per_identity", "eval_tuples", "sample_tuples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.workers < 0:
+            raise ValueError(f"data.workers must be >= 0, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Every field is a command-line option (``msgen.training.cli``).
+
+    num_sources: the M of every batch, or several to draw one per batch.
+    batch_size: tuples per optimiser step on EACH process (torchrun multiplies it by the world size).
+    lr, betas: Adam for both G and D (paper: 2e-4, (0.5, 0.999)); lambda is model.loss.lambda_nn.
+    device: "auto" (CUDA when there is one), "cpu", "cuda" or "cuda:N".
+    precision: "fp32" or "bf16" (autocast; CUDA only).
+    compile: torch.compile G and D.
+    log_every, sample_every, eval_every, checkpoint_every: periods in steps (checkpoint_every None:
+        at every evaluation); a checkpoint is also written at the end.
+    keep_last: step checkpoints kept besides ``best.pt`` (highest mask-SSIM).
+    out: output folder; None gives runs/<preset>-<timestamp>.
+    """
+
+    preset: str = "synthetic"
+    model: ModelConfig = field(default_factory=lambda: SYNTHETIC_MODEL)
+    data: DataConfig = field(default_factory=DataConfig)
+    num_sources: tuple[int, ...] = (2,)
+    batch_size: int = 8
+    steps: int = 5000
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
+    log_every: int = 10
+    sample_every: int = 50
+    eval_every: int = 250
+    checkpoint_every: int | None = None
+    keep_last: int = 3
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.num_sources or any(m < 1 for m in self.num_sources):
+            raise ValueError(f"num_sources must be one or more M >= 1, got {self.num_sources}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("batch_size", "steps", "log_every", "sample_every", "eval_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 or None, got {self.checkpoint_every}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+
+    @property
+    def max_sources(self) -> int:
+        return max(self.num_sources)
+
+
+def _synthetic() -> TrainConfig:
+    return TrainConfig()
+
+
+def _market() -> TrainConfig:
+    return TrainConfig(
+        preset="market",
+        model=model_preset("market").with_ops("fast"),
+        data=DataConfig(dataset="folder", root="data/market", test_fraction=0.1,
+                        eval_tuples=512, workers=4),
+        batch_size=16,
+        steps=100_000,
+        log_every=50,
+        sample_every=1000,
+        eval_every=5000,
+    )
+
+
+def _deepfashion() -> TrainConfig:
+    return TrainConfig(
+        preset="deepfashion",
+        model=model_preset("deepfashion").with_ops("fast"),
+        data=DataConfig(dataset="folder", root="data/deepfashion", identity="deepfashion", test_fraction=0.1,
+                        eval_tuples=512, workers=4),
+        batch_size=8,
+        steps=100_000,
+        log_every=50,
+        sample_every=1000,
+        eval_every=5000,
+    )
+
+
+PRESETS = {"synthetic": _synthetic, "market": _market, "deepfashion": _deepfashion}
+
+
+def train_preset(name: str) -> TrainConfig:
+    """The named TrainConfig ("synthetic", "market" or "deepfashion")."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {name!r}")
+    return PRESETS[name]()
+
+
+def config_to_dict(config: Any) -> Any:
+    """A (nested) dataclass as plain dicts, lists, strings and numbers (tuples become lists)."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, (tuple, list)):
+        return [config_to_dict(v) for v in config]
+    return config
+
+
+def config_from_dict(data: dict[str, Any], cls: type = TrainConfig) -> Any:
+    """Undo ``config_to_dict``: rebuild ``cls`` from plain containers, checking the field names."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}")
+    return cls(**{name: _from_plain(value, hints[name]) for name, value in data.items()})
+
+
+def _from_plain(value: Any, hint: Any) -> Any:
+    if value is None:
+        return None
+    for option in _union_options(hint):
+        if dataclasses.is_dataclass(option) and isinstance(value, dict):
+            return config_from_dict(value, option)
+        if typing.get_origin(option) is tuple and isinstance(value, (list, tuple)):
+            return tuple(value)
+    return value
+
+
+def _union_options(hint: Any) -> tuple[Any, ...]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def with_overrides(config: Any, overrides: dict[str, Any]) -> Any:
+    """``config`` with dotted-path fields replaced: {"data.workers": 2, "model.loss.lambda_nn": 0.1}."""
+    grouped: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    for path, value in overrides.items():
+        head, _, rest = path.partition(".")
+        if rest:
+            grouped.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    for head, sub in grouped.items():
+        direct[head] = with_overrides(getattr(config, head), sub)
+    return replace(config, **direct)

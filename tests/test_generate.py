@@ -1,0 +1,298 @@
+"""python -m msgen.generate, the Python API (msgen.api) and the figure (msgen.figures).
+
+The model is a tiny random generator saved with msgen.checkpoint's CheckpointManager (the
+training code path's file format); the images are the built-in synthetic people at 64x32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from msgen import generate
+from msgen.api import MultiSourceGenerator, fit_to_size
+from msgen.checkpoint import FORMAT_VERSION, CheckpointError, CheckpointManager, atomic_save
+from msgen.data.synthetic import generate_synthetic
+from msgen.figures import BACKGROUND, GAP, colorize, figure_layout, sample_grid, tuple_figure
+from msgen.models import Generator, preset
+from msgen.pose import read_annotations, write_annotations
+from msgen.pose.draw import draw_pose
+from msgen.training.config import TrainConfig, config_to_dict
+
+SIZE = (64, 32)
+
+
+def tiny_config() -> TrainConfig:
+    return TrainConfig(model=preset("synthetic-small", image_size=SIZE, levels=4))
+
+
+def save_tiny_checkpoint(directory: Path, config: TrainConfig | None = None) -> Path:
+    config = config or tiny_config()
+    generator = Generator(config.model.generator)
+    state = {"config": config_to_dict(config), "generator": generator.state_dict()}
+    return CheckpointManager(directory, keep_last=1).save(0, state)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("generate")
+    data = generate_synthetic(root / "data", identities=2, images_per_identity=4, size=SIZE, seed=3)
+    annotations = read_annotations(data / "annotation.csv")
+    names = sorted(annotations)
+    return {
+        "root": root,
+        "checkpoint": save_tiny_checkpoint(root / "ckpt"),
+        "images": data / "images",
+        "csv": data / "annotation.csv",
+        "annotations": annotations,
+        "sources": names[:3],
+        "target": names[3],
+    }
+
+
+def load(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def panel(figure: np.ndarray, layout: dict, name: str, size: tuple[int, int]) -> np.ndarray:
+    top, left = layout[name]
+    return figure[top : top + size[0], left : left + size[1]]
+
+
+# --- the figure ---------------------------------------------------------------------------------
+
+
+def test_colorize_is_piecewise_linear_on_the_anchors() -> None:
+    anchors = colorize(np.array([[0.0, 0.25, 0.5, 0.75, 1.0]]))[0].astype(float)
+    mid = colorize(np.array([[0.125, 2.0, -1.0]]))[0]
+    np.testing.assert_array_equal(mid[0], np.round((anchors[0] + anchors[1]) / 2))
+    np.testing.assert_array_equal(mid[1], anchors[4])  # clipped to [0, 1]
+    np.testing.assert_array_equal(mid[2], anchors[0])
+    assert anchors.sum(1).tolist() == sorted(anchors.sum(1).tolist())  # brighter with more saliency
+
+
+@pytest.mark.parametrize("num_sources,scale,with_target", [(1, 1, False), (3, 2, True)])
+def test_figure_panels_hold_their_pixels(num_sources: int, scale: int, with_target: bool) -> None:
+    rng = np.random.default_rng()
+    H, W = 21, 13
+    sources = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(num_sources)]
+    result = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    target = rng.integers(0, 256, (H, W, 3), dtype=np.uint8) if with_target else None
+    saliency = rng.dirichlet(np.ones(num_sources), size=(H, W)).transpose(2, 0, 1)
+    kp = np.stack([rng.uniform(0, H - 1, 18), rng.uniform(0, W - 1, 18)], -1).astype(np.float32)
+    kp[[0, 14]] = -1
+    figure = tuple_figure(sources, kp, result, saliency, target, scale=scale)
+
+    size = (H * scale, W * scale)
+    layout = figure_layout(num_sources, size, with_target)
+    assert figure.shape == (*layout["figure"], 3)
+
+    def big(x: np.ndarray) -> np.ndarray:
+        return x.repeat(scale, 0).repeat(scale, 1)
+
+    for i in range(num_sources):
+        np.testing.assert_array_equal(panel(figure, layout, f"source {i + 1}", size), big(sources[i]))
+        np.testing.assert_array_equal(panel(figure, layout, f"saliency {i + 1}", size), big(colorize(saliency[i])))
+    np.testing.assert_array_equal(panel(figure, layout, "result", size), big(result))
+    if with_target:
+        np.testing.assert_array_equal(panel(figure, layout, "target", size), big(target))
+    expected_pose = draw_pose(np.zeros((H, W, 3), np.uint8), kp, scale=scale)
+    np.testing.assert_array_equal(panel(figure, layout, "pose", size), expected_pose)
+    assert expected_pose.any()  # the skeleton is drawn
+    # The gaps around and between panels are background.
+    assert (figure[:, : GAP] == BACKGROUND).all() and (figure[-GAP:] == BACKGROUND).all()
+    top, left = layout["source 1"]
+    assert (figure[top : top + size[0], left + size[1] : left + size[1] + GAP] == BACKGROUND).all()
+
+
+def test_figure_accepts_tensors_and_rejects_mismatches() -> None:
+    sources = torch.rand(2, 3, 16, 12) * 2 - 1
+    result = torch.rand(3, 16, 12) * 2 - 1
+    kp = np.full((18, 2), -1.0, np.float32)
+    figure = tuple_figure(sources, kp, result, np.full((2, 16, 12), 0.5))
+    layout = figure_layout(2, (16, 12))
+    expected = ((sources[1] + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(panel(figure, layout, "source 2", (16, 12)), expected)
+    assert not panel(figure, layout, "pose", (16, 12)).any()  # no keypoint: a black panel
+    with pytest.raises(ValueError, match="saliency must be"):
+        tuple_figure(sources, kp, result, np.zeros((3, 16, 12)))
+    with pytest.raises(ValueError, match="resize it first"):
+        tuple_figure([np.zeros((8, 12, 3), np.uint8)], kp, result, np.zeros((1, 16, 12)))
+
+
+def test_sample_grid_stacks_and_pads() -> None:
+    a, b = np.zeros((5, 7, 3), np.uint8), np.full((3, 4, 3), 9, np.uint8)
+    grid = sample_grid([a, b])
+    assert grid.shape == (8, 7, 3)
+    assert (grid[5:, :4] == 9).all() and (grid[5:, 4:] == BACKGROUND[0]).all()
+
+
+# --- the Python API -----------------------------------------------------------------------------
+
+
+def test_api_generates_any_m_with_saliency(setup: dict) -> None:
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    assert model.image_size == SIZE
+    paths = [setup["images"] / n for n in setup["sources"]]
+    kps = [setup["annotations"][n] for n in setup["sources"]]
+    target = setup["annotations"][setup["target"]]
+    for m in (1, 3):
+        result = model.generate(paths[:m], kps[:m], target)
+        assert result.image.shape == (*SIZE, 3) and result.image.dtype == np.uint8
+        assert result.saliency.shape == (m, *SIZE)
+        np.testing.assert_allclose(result.saliency.sum(0), 1.0, atol=1e-5)
+    # Sources given as arrays and PIL images give the same result as paths; the order of the
+    # sources does not matter (their saliency maps follow them).
+    arrays = [load(p) for p in paths]
+    again = model.generate([Image.fromarray(arrays[2]), arrays[0], arrays[1]], [kps[2], kps[0], kps[1]], target)
+    np.testing.assert_allclose(again.image.astype(int), result.image.astype(int), atol=1)
+    np.testing.assert_allclose(again.saliency, result.saliency[[2, 0, 1]], atol=1e-4)
+
+
+def test_api_resizes_other_sizes_and_rescales_keypoints(setup: dict) -> None:
+    rng = np.random.default_rng()
+    image = rng.integers(0, 256, (2 * SIZE[0], 2 * SIZE[1], 3), dtype=np.uint8)
+    kp = np.array([[10.0, 20.0], [-1.0, -1.0]] + [[5.0, 5.0]] * 16, np.float32)
+    resized, mapped = fit_to_size(image, kp, SIZE, "x")
+    assert resized.shape == (*SIZE, 3)
+    np.testing.assert_allclose(mapped[0], [(10 + 0.5) / 2 - 0.5, (20 + 0.5) / 2 - 0.5])
+    np.testing.assert_array_equal(mapped[1], [-1, -1])
+    with pytest.warns(UserWarning, match="aspect ratio"):
+        fit_to_size(image[:, : SIZE[1]], kp, SIZE, "x")
+
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    name = setup["sources"][0]
+    big = np.asarray(Image.open(setup["images"] / name).resize((2 * SIZE[1], 2 * SIZE[0]), Image.NEAREST))
+    big_kp = np.where(setup["annotations"][name] >= 0, setup["annotations"][name] * 2 + 0.5, -1)
+    result = model.generate([big], [big_kp], setup["annotations"][setup["target"]])
+    assert result.image.shape == (*SIZE, 3) and result.sources[0].shape == (*SIZE, 3)
+
+
+def test_api_rejects_bad_input(setup: dict) -> None:
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    image = setup["images"] / setup["sources"][0]
+    kp = setup["annotations"][setup["sources"][0]]
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        model.generate([setup["root"] / "missing.png"], [kp], kp)
+    with pytest.raises(ValueError, match=r"shape \(18, 2\)"):
+        model.generate([image], [kp[:17]], kp)
+    with pytest.raises(ValueError, match="2 poses for 1 source"):
+        model.generate([image], [kp, kp], kp)
+    no_torso = kp.copy()
+    no_torso[8] = -1
+    with pytest.raises(ValueError, match="lacks the torso point.*Rhip"):
+        model.generate([image], [kp], no_torso)
+    with pytest.raises(ValueError, match="outside the 64x32 image"):
+        model.generate([image], [kp], np.where(kp >= 0, kp * 3, -1))
+    with pytest.raises(ValueError, match="sequence of images"):
+        model.generate(image, [kp], kp)
+
+
+# --- python -m msgen.generate -------------------------------------------------------------------
+
+
+def run_cli(setup: dict, *extra: str, sources: list[str] | None = None) -> Path:
+    out = setup["root"] / f"out-{len(list(setup['root'].iterdir()))}"
+    sources = sources if sources is not None else [str(setup["images"] / n) for n in setup["sources"]]
+    argv = ["--checkpoint", str(setup["checkpoint"]), "--sources", *sources, "--out", str(out), *extra]
+    assert generate.main(argv) == 0
+    return out
+
+
+def test_cli_writes_the_image_and_the_figure(setup: dict) -> None:
+    out = run_cli(setup, "--keypoints", str(setup["csv"]), "--target-pose", setup["target"], "--figure-scale", "1")
+    generated, figure = load(out / "generated.png"), load(out / "figure.png")
+    # The same generation through the API.
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    expected = model.generate(
+        [setup["images"] / n for n in setup["sources"]],
+        [setup["annotations"][n] for n in setup["sources"]],
+        setup["annotations"][setup["target"]],
+    )
+    np.testing.assert_array_equal(generated, expected.image)
+    layout = figure_layout(3, SIZE)
+    assert figure.shape == (*layout["figure"], 3)
+    np.testing.assert_array_equal(panel(figure, layout, "result", SIZE), generated)
+    for i, name in enumerate(setup["sources"]):
+        np.testing.assert_array_equal(panel(figure, layout, f"source {i + 1}", SIZE), load(setup["images"] / name))
+        np.testing.assert_array_equal(panel(figure, layout, f"saliency {i + 1}", SIZE), colorize(expected.saliency[i]))
+
+
+def test_cli_target_pose_forms_agree(setup: dict) -> None:
+    kp = setup["annotations"][setup["target"]]
+    as_json = setup["root"] / "target.json"
+    as_json.write_text(json.dumps({"keypoints": kp.tolist()}))
+    as_xy_json = setup["root"] / "target_xy.json"
+    as_xy_json.write_text(json.dumps({"keypoints_y": kp[:, 0].tolist(), "keypoints_x": kp[:, 1].tolist(), "size": list(SIZE)}))
+    as_csv = setup["root"] / "target.csv"
+    write_annotations(as_csv, {setup["target"]: kp})
+    csv = ["--keypoints", str(setup["csv"])]
+    reference = load(run_cli(setup, *csv, "--target-pose", setup["target"]) / "generated.png")
+    for extra in (
+        ["--target-pose", str(as_json)],
+        ["--target-pose", str(as_xy_json)],
+        ["--target-pose", str(as_csv)],
+        ["--target-pose", str(setup["images"] / setup["target"])],  # an image with a row in the CSV
+    ):
+        np.testing.assert_array_equal(load(run_cli(setup, *csv, *extra) / "generated.png"), reference)
+
+
+def cli_error(setup: dict, capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    assert generate.main(["--checkpoint", str(setup["checkpoint"]), "--out", str(setup["root"] / "err"), *argv]) == 2
+    return capsys.readouterr().err
+
+
+def test_cli_errors_are_clear(setup: dict, capsys: pytest.CaptureFixture) -> None:
+    source = str(setup["images"] / setup["sources"][0])
+    csv = ["--keypoints", str(setup["csv"])]
+    assert "image not found" in cli_error(setup, capsys, ["--sources", "nope.png", *csv, "--target-pose", setup["target"]])
+    assert "no row named 'ghost'" in cli_error(setup, capsys, ["--sources", source, *csv, "--target-pose", "ghost"])
+    short = setup["root"] / "short.json"
+    short.write_text(json.dumps({"keypoints": [[1, 2]] * 17}))
+    assert "expected 18 [y, x] pairs" in cli_error(setup, capsys, ["--sources", source, *csv, "--target-pose", str(short)])
+    two_rows = setup["csv"]
+    assert "holds 8 rows" in cli_error(setup, capsys, ["--sources", source, *csv, "--target-pose", str(two_rows)])
+
+
+def test_cli_without_keypoints_needs_the_pose_extra(setup: dict, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    source = str(setup["images"] / setup["sources"][0])
+    monkeypatch.setattr(generate.importlib.util, "find_spec", lambda name: None)
+    err = cli_error(setup, capsys, ["--sources", source, "--target-pose", setup["target"]])
+    assert "no keypoints for" in err and "pip install 'msgen[pose]'" in err
+
+
+def test_cli_image_without_a_person(setup: dict, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    """With the pose extra, an image where the estimator finds nobody is named in the error."""
+    import msgen.pose.annotate as annotate
+
+    blank = setup["root"] / "blank.png"
+    Image.new("RGB", SIZE[::-1], (90, 90, 90)).save(blank)
+    monkeypatch.setattr(generate.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(annotate, "annotate", lambda paths: ({p.name: np.full((18, 2), -1.0) for p in paths},
+                                                             [p.name for p in paths]))
+    err = cli_error(setup, capsys, ["--sources", str(blank), "--target-pose", setup["target"],
+                                    "--keypoints", str(setup["csv"])])
+    assert f"no person detected in {blank}" in err
+
+
+def test_cli_rejects_checkpoints_of_another_version_or_size(setup: dict, capsys: pytest.CaptureFixture) -> None:
+    source = str(setup["images"] / setup["sources"][0])
+    args = ["--sources", source, "--keypoints", str(setup["csv"]), "--target-pose", setup["target"]]
+    state = torch.load(setup["checkpoint"], weights_only=True)
+    old = setup["root"] / "old.pt"
+    atomic_save({**state, "format_version": FORMAT_VERSION + 1}, old)
+    err = cli_error(setup, capsys, [*args, "--checkpoint", str(old)])
+    assert "format_version" in err
+    # A checkpoint whose weights are of another width than its configuration says.
+    wide = Generator(preset("synthetic-small", image_size=SIZE, levels=4, width=0.25).generator)
+    other = setup["root"] / "other.pt"
+    atomic_save({**state, "generator": wide.state_dict()}, other)
+    assert "another size" in cli_error(setup, capsys, [*args, "--checkpoint", str(other)])
+    with pytest.raises(CheckpointError):
+        MultiSourceGenerator.from_checkpoint(other)
+    assert "file not found" in cli_error(setup, capsys, [*args, "--checkpoint", str(setup["root"] / "none.pt")])

@@ -1,0 +1,150 @@
+"""`python -m msgen.train` end to end on a tiny synthetic set: smoke run, exact resume, NaN stop,
+and two CPU processes under torchrun."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import msgen.training.loop as loop
+from msgen.checkpoint import load_checkpoint, step_checkpoints
+from msgen.data.synthetic import generate_synthetic
+from msgen.training.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore::msgen.models.losses.FeatureSpaceWarning")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """6 identities x 4 images at 64x32: 4 training persons, 2 held out."""
+    root = tmp_path_factory.mktemp("synthetic")
+    return generate_synthetic(root, identities=6, images_per_identity=4, size=(64, 32), seed=1)
+
+
+def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--model.generator.image-size", "64,32", "--model.generator.levels", "3",
+        "--model.generator.warp-levels", "2",
+        "--data.root", str(data), "--data.identities", "6", "--data.images-per-identity", "4",
+        "--data.test-fraction", "0.34", "--data.eval-tuples", "2", "--data.sample-tuples", "2",
+        "--batch-size", "2", "--data.workers", "0", "--out", str(out), "--device", "cpu", *extra,
+    ]
+
+
+def records(out: Path, kind: str) -> list[dict]:
+    lines = (out / "log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    for key in ("generator", "discriminator"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+    for key in ("optim_g", "optim_d"):
+        for index, state in a[key]["state"].items():
+            for name, value in state.items():
+                assert torch.equal(value, b[key]["state"][index][name]), f"{key} state {index}.{name} differs"
+
+
+@pytest.mark.slow
+def test_smoke_run_then_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
+    # Several M per batch, so the resumed run must also draw the same M at the same steps.
+    common = ["--steps", "4", "--num-sources", "1,2", "--log-every", "1", "--sample-every", "2",
+              "--eval-every", "2", "--keep-last", "3"]
+    full = tmp_path / "full"
+    assert main(tiny_args(tiny_data, full, *common)) == 0
+    assert [s for s, _ in step_checkpoints(full / "checkpoints")] == [2, 4]
+    assert (full / "checkpoints" / "best.pt").is_file()
+    assert sorted(p.name for p in (full / "samples").iterdir()) == ["step-00000002.png", "step-00000004.png"]
+    assert any((full / "tensorboard").iterdir())
+    train = records(full, "train")
+    assert [r["step"] for r in train] == [1, 2, 3, 4]
+    assert all(math.isfinite(r[k]) for r in train for k in loop.LOSS_NAMES)
+    assert {r["num_sources"] for r in train} <= {1, 2}
+    evals = records(full, "eval")
+    assert [r["step"] for r in evals] == [2, 4] and all(0 < r["mask_ssim"] <= 1 for r in evals)
+
+    resumed = tmp_path / "resumed"
+    args = tiny_args(tiny_data, resumed, "--log-every", "1")
+    assert main(["--resume", str(full / "checkpoints" / "step-00000002.pt"), *args]) == 0
+    end_full = load_checkpoint(full / "checkpoints" / "step-00000004.pt")
+    end_resumed = load_checkpoint(resumed / "checkpoints" / "step-00000004.pt")
+    assert_same_state(end_full, end_resumed)
+    for key in ("torch", "numpy_keys", "python_words"):
+        assert torch.equal(end_full["rng"][key], end_resumed["rng"][key])
+    # The resumed run logged the same losses and M for steps 3 and 4, bit for bit.
+    assert records(resumed, "train") == [
+        {**r, "time": s["time"], "images_per_s": s["images_per_s"]}
+        for r, s in zip(train[2:], records(resumed, "train"))
+    ]
+    assert end_resumed["config"] == end_full["config"] | {"out": str(resumed)}
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = loop.discriminator_loss
+
+    def nan_at_step_3(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(loop, "discriminator_loss", nan_at_step_3)
+    out = tmp_path / "nan"
+    status = main(tiny_args(tiny_data, out, "--steps", "6", "--log-every", "1", "--sample-every", "100",
+                            "--eval-every", "100", "--checkpoint-every", "2"))
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss at step 3: loss_d = nan" in err
+    assert "step-00000002.pt" in err
+    assert [s for s, _ in step_checkpoints(out / "checkpoints")] == [2]
+    good = load_checkpoint(out / "checkpoints" / "step-00000002.pt")
+    assert all(torch.isfinite(v).all() for v in good["generator"].values())
+    assert [r["step"] for r in records(out, "train")] == [1, 2]
+
+
+@pytest.mark.slow
+def test_init_from_fine_tunes_at_another_m(tiny_data, tmp_path):
+    first = tmp_path / "m2"
+    assert main(tiny_args(tiny_data, first, "--steps", "1", "--eval-every", "100", "--sample-every", "100")) == 0
+    start = load_checkpoint(first / "checkpoints" / "step-00000001.pt")
+    second = tmp_path / "m3"
+    assert main(["--init-from", str(first / "checkpoints" / "step-00000001.pt"), "--num-sources", "3",
+                 "--out", str(second), "--steps", "1", "--log-every", "1"]) == 0
+    tuned = load_checkpoint(second / "checkpoints" / "step-00000001.pt")
+    assert tuned["config"]["num_sources"] == [3] and tuned["step"] == 1
+    assert [r["num_sources"] for r in records(second, "train")] == [3]
+    # The run started from the first run's weights (not a fresh initialisation) and moved on.
+    moved = [not torch.equal(start["generator"][k], tuned["generator"][k]) for k in start["generator"]]
+    assert any(moved)
+    assert tuned["optim_g"]["state"][0]["step"].item() == 1  # fresh optimisers
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+               "-m", "msgen.train", *tiny_args(tiny_data, out, "--steps", "3", "--log-every", "1",
+                                               "--sample-every", "3", "--eval-every", "3", "--batch-size", "1")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The run checks at its end that G and D are bit-identical on both processes.
+    assert "parameters identical on all 2 processes" in result.stdout + result.stderr
+    assert "2 process(es)" in result.stdout + result.stderr
+    # Rank 0 alone logs and writes: one record per step, the checkpoint once.
+    assert [r["step"] for r in records(out, "train")] == [1, 2, 3]
+    assert [s for s, _ in step_checkpoints(out / "checkpoints")] == [3]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-00000003.png"]
+    state = load_checkpoint(out / "checkpoints" / "step-00000003.pt")
+    assert state["config"]["batch_size"] == 1 and state["step"] == 3
