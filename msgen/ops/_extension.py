@@ -3,11 +3,14 @@
 The extension is built by ``pip install --no-build-isolation -e .`` (see setup.py), which also
 writes ``msgen/_build_info.json``: what the extension was compiled against. That file is read
 without loading the shared library, so a failed load can still say "built for torch X, running Y".
+
+Both are read once, when this module is imported, and kept as module state: the ops consult them
+inside functions that torch.compile traces, where file reads and import machinery would break the
+graph.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import os
@@ -18,9 +21,7 @@ import torch
 _BUILD_INFO_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_build_info.json")
 
 
-@functools.lru_cache(maxsize=None)
-def build_info() -> dict | None:
-    """What ``msgen._C`` was built against (torch, CUDA, architectures), or None if never built."""
+def _read_build_info() -> dict | None:
     try:
         with open(_BUILD_INFO_PATH) as f:
             return json.load(f)
@@ -28,13 +29,16 @@ def build_info() -> dict | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
-def _load() -> tuple[ModuleType | None, str]:
-    """Import msgen._C once; return (module or None, why it is missing)."""
-    info = build_info()
+def build_info() -> dict | None:
+    """What ``msgen._C`` was built against (torch, CUDA, architectures), or None if never built."""
+    return _BUILD_INFO
+
+
+def _try_load(info: dict | None) -> tuple[ModuleType | None, str]:
+    """Import msgen._C; return (module or None, why it is missing)."""
     try:
         module = importlib.import_module("msgen._C")
-    except ImportError as error:
+    except (ImportError, OSError) as error:
         if info is None:
             why = (
                 "msgen._C is not built (installed with MSGEN_NO_EXT=1, or not installed with "
@@ -42,12 +46,20 @@ def _load() -> tuple[ModuleType | None, str]:
             )
         else:
             why = (
-                f"msgen._C failed to load ({error}); it was built against torch {info['torch']}"
-                f" (CUDA {info['cuda']}), this is torch {torch.__version__} (CUDA {torch.version.cuda}):"
+                f"msgen._C failed to load ({error}); it was built against torch {info.get('torch')}"
+                f" (CUDA {info.get('cuda')}), this is torch {torch.__version__} (CUDA {torch.version.cuda}):"
                 " rebuild with `pip install --no-build-isolation -e .`"
             )
         return None, why
     return module, ""
+
+
+_BUILD_INFO = _read_build_info()
+_MODULE, _MISSING_REASON = _try_load(_BUILD_INFO)
+
+
+def _load() -> tuple[ModuleType | None, str]:
+    return _MODULE, _MISSING_REASON
 
 
 def extension() -> ModuleType | None:
