@@ -89,8 +89,10 @@ def _ratio_tables(benchmarks: list) -> list[str]:
         medians = {b.extra_info["impl"]: b.stats.median for b in benches}
         lines.append(f"\n#### {group}\n")
         impls = list(medians)
-        lines.append("| impl | median ms | " + " | ".join(f"x vs {i}" for i in impls) + " | x floor | GB/s |")
-        lines.append("|---" * (len(impls) + 4) + "|")
+        lines.append(
+            "| impl | median ms | " + " | ".join(f"x vs {i}" for i in impls) + " | x floor | GB/s | peak MB |"
+        )
+        lines.append("|---" * (len(impls) + 5) + "|")
         for bench in benches:
             impl, median = bench.extra_info["impl"], bench.stats.median
             ratios = " | ".join(f"{medians[other] / median:.2f}" for other in impls)
@@ -101,7 +103,9 @@ def _ratio_tables(benchmarks: list) -> list[str]:
                 gbps = f"{floor_bytes / median / 1e9:.0f}"
             else:
                 floor = gbps = "-"
-            lines.append(f"| {impl} | {median * 1e3:.3f} | {ratios} | {floor} | {gbps} |")
+            peak = bench.extra_info.get("peak_bytes", bench.extra_info.get("peak_extra_bytes"))
+            peak = f"{peak / 2**20:.1f}" if peak is not None else "-"
+            lines.append(f"| {impl} | {median * 1e3:.3f} | {ratios} | {floor} | {gbps} | {peak} |")
     return lines
 
 

@@ -47,6 +47,8 @@ from msgen.data import (
     write_tuples_csv,
 )
 from msgen.data.tuples import Tuple
+from msgen.training.config import TrainConfig
+from msgen.training.data import synthetic_dir
 from msgen.metrics import (
     DATA_RANGES,
     InceptionScorer,
@@ -199,7 +201,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (.pt)")
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder (images + annotation.csv)")
+    parser.add_argument("--data", type=Path,
+                        help="dataset folder (images + annotation.csv); default: the checkpoint's training data")
     parser.add_argument("--sources", type=int, nargs="+", default=[1, 2, 3, 5], help="the M to score (default 1 2 3 5)")
     parser.add_argument("--tuples", type=Path, help="test tuple CSV (from_0,...,to); default: sampled, see below")
     parser.add_argument("--max-tuples", type=int, default=MAX_TEST_TUPLES, help=f"at most this many tuples (default {MAX_TEST_TUPLES})")
@@ -224,13 +227,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def training_data_dir(config: TrainConfig) -> Path:
+    """The folder a checkpoint was trained on: its data.root, or its synthetic set in the cache."""
+    data = config.data
+    if data.dataset == "synthetic":
+        return synthetic_dir(data, tuple(config.model.generator.image_size))
+    if data.root is None:
+        raise ValueError("the checkpoint's config names no data folder: pass --data")
+    return Path(data.root)
+
+
 def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: None) -> dict:
     """Evaluate and write the report files; returns the JSON report."""
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"--checkpoint: file not found: {args.checkpoint}")
+    model = MultiSourceGenerator.from_checkpoint(args.checkpoint, device=args.device, ops=args.ops)
+    if args.data is None:
+        args.data = training_data_dir(model.config)
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data: folder not found: {args.data}")
-    model = MultiSourceGenerator.from_checkpoint(args.checkpoint, device=args.device, ops=args.ops)
     images = args.data / "images" if (args.data / "images").is_dir() else args.data
     annotations = args.annotations or args.data / "annotation.csv"
     if not annotations.is_file():
