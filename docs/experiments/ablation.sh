@@ -3,7 +3,7 @@
 # the built-in synthetic dataset (on the GPU when there is one), then scored at M = 1, 2, 3, 5 on
 # held-out persons with msgen.evaluate. Results: $OUT/<variant>/eval/evaluation.md.
 #   bash docs/experiments/ablation.sh [STEPS] [extra msgen.train options...]
-# A few thousand CPU steps of the small default model give colour blobs, not people: the
+# 800 CPU steps of the small default model gave colour blobs, not people (2026-11-24): the
 # comparison is meant for a GPU budget (e.g. 50000 steps, --model.generator.width 0.5).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
