@@ -330,7 +330,6 @@ def test_auto_warns_once_when_cuda_falls_back(monkeypatch: pytest.MonkeyPatch) -
 def test_extension_impl_never_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     feat, theta, mask = make_inputs(1, 2, 4, 4, 2, 4, 4)
     monkeypatch.setattr(_extension, "_load", lambda: (None, "msgen._C is not built (test)"))
-    monkeypatch.setattr(pw, "_EXTENSION_LOADED", False)
     with pytest.raises(RuntimeError, match=r"impl='extension'.*not built \(test\)"):
         part_warp(feat, theta, mask, impl="extension")
     monkeypatch.undo()

@@ -160,8 +160,7 @@ if _EXTENSION_LOADED:
 def _resolve_impl(impl: str, device: torch.device) -> str:
     """Turn impl into "reference" or "extension" for tensors on device; never fall back silently."""
     if impl == "extension":
-        if not _EXTENSION_LOADED:
-            _extension.require_extension("part_warp")  # raises, saying why it is missing
+        _extension.require_extension("part_warp")
         if not extension_runs_on(device):
             raise RuntimeError(
                 f"part_warp with impl='extension': msgen._C has no {device.type} kernel "
