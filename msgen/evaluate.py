@@ -47,8 +47,7 @@ from msgen.data import (
     write_tuples_csv,
 )
 from msgen.data.tuples import Tuple
-from msgen.training.config import TrainConfig
-from msgen.training.data import synthetic_dir
+from msgen.training.data import data_paths
 from msgen.metrics import (
     DATA_RANGES,
     InceptionScorer,
@@ -227,23 +226,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def training_data_dir(config: TrainConfig) -> Path:
-    """The folder a checkpoint was trained on: its data.root, or its synthetic set in the cache."""
-    data = config.data
-    if data.dataset == "synthetic":
-        return synthetic_dir(data, tuple(config.model.generator.image_size))
-    if data.root is None:
-        raise ValueError("the checkpoint's config names no data folder: pass --data")
-    return Path(data.root)
-
-
 def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: None) -> dict:
     """Evaluate and write the report files; returns the JSON report."""
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"--checkpoint: file not found: {args.checkpoint}")
     model = MultiSourceGenerator.from_checkpoint(args.checkpoint, device=args.device, ops=args.ops)
-    if args.data is None:
-        args.data = training_data_dir(model.config)
+    if args.data is None:  # the checkpoint's own training data
+        args.data, trained_annotations = data_paths(model.config.data, model.image_size)
+        args.annotations = args.annotations or trained_annotations
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data: folder not found: {args.data}")
     images = args.data / "images" if (args.data / "images").is_dir() else args.data

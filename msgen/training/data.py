@@ -86,16 +86,26 @@ class RunData:
     description: str
 
 
+def data_paths(data: DataConfig, image_size: tuple[int, int]) -> tuple[Path, Path]:
+    """The image folder and the annotation CSV that ``data`` names."""
+    if data.dataset == "synthetic":
+        folder = synthetic_dir(data, image_size)
+        return folder / "images", folder / "annotation.csv"
+    if data.root is None:
+        raise ValueError(f"data.root must name the image folder of a {data.dataset!r} dataset")
+    root = Path(data.root)
+    return root, Path(data.annotations) if data.annotations else root / "annotation.csv"
+
+
 def _image_folder(data: DataConfig, image_size: tuple[int, int], state: Distributed,
                   log: Callable[[str], None]) -> PoseImageFolder:
     if data.dataset == "synthetic":
         if state.is_main:
             ensure_synthetic(data, image_size, log)
         barrier(state)
-        folder = synthetic_dir(data, image_size)
-        return PoseImageFolder(folder / "images", folder / "annotation.csv", image_size=image_size)
-    root = Path(data.root)
-    annotations = Path(data.annotations) if data.annotations else root / "annotation.csv"
+    root, annotations = data_paths(data, image_size)
+    if data.dataset == "synthetic":
+        return PoseImageFolder(root, annotations, image_size=image_size)
     identity_fn = deepfashion_identity if data.identity == "deepfashion" else market_identity
     return PoseImageFolder(root, annotations, image_size=image_size, identity_fn=identity_fn,
                            drop_junk=data.identity == "market", resize=True)
