@@ -4,6 +4,8 @@
 //   part_warp(feat, theta, mask, mode) -> out
 //   part_warp_backward_feat(grad_out, feat, theta, mask, mode) -> grad_feat
 //   part_warp_backward_params(grad_out, feat, theta, mask, mode) -> (grad_theta, grad_mask)
+//   part_warp_backward(grad_out, feat, theta, mask, mode) -> (grad_feat, grad_theta, grad_mask)
+//     (all three in one pass on CUDA, when feat and mask or theta need gradients)
 // The winning part of each output element is recomputed in the backward ops instead of being
 // stored by the forward: no saved tensor, and the forward allocates nothing but its output.
 // Python registers the fake (shape) kernels and the autograd formula (msgen/ops/part_warp.py).
@@ -394,6 +396,127 @@ std::tuple<at::Tensor, at::Tensor> part_warp_backward_params_cpu(
   return {grad_theta, grad_mask};
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> part_warp_backward_cpu(
+    const at::Tensor& grad_out, const at::Tensor& feat, const at::Tensor& theta,
+    const at::Tensor& mask, c10::string_view mode) {
+  auto [grad_theta, grad_mask] = part_warp_backward_params_cpu(grad_out, feat, theta, mask, mode);
+  return {part_warp_backward_feat_cpu(grad_out, feat, theta, mask, mode), grad_theta, grad_mask};
+}
+
+// --- The CUDA kernels' per-thread code, run serially on the CPU ---------------------------------
+// Every (sample, channel tile, pixel) in turn calls forward_tile / backward_tile of part_warp.h,
+// the functions the CUDA kernels call per thread, with a sink that adds where the GPU uses atomics
+// and warp sums. Only for tests: it checks the GPU's code path on a machine without a GPU,
+// including the float accumulation buffer of bf16/fp16 grad_feat (rounded once at the end).
+
+template <typename scalar_t>
+using EmulationArgs = TileArgs<scalar_t, at::opmath_type<scalar_t>, int64_t>;
+
+template <typename scalar_t>
+EmulationArgs<scalar_t> emulation_args(const Sizes& s, const at::Tensor& feat,
+                                       const at::Tensor& coeffs, const at::Tensor& mask,
+                                       const at::Tensor& grad_out) {
+  EmulationArgs<scalar_t> a;
+  a.feat = feat.const_data_ptr<scalar_t>();
+  a.fs_n = feat.stride(0), a.fs_c = feat.stride(1), a.fs_h = feat.stride(2), a.fs_w = feat.stride(3);
+  a.theta = coeffs.const_data_ptr<at::opmath_type<scalar_t>>();
+  a.mask = mask.const_data_ptr<scalar_t>();
+  a.ms_n = mask.stride(0), a.ms_p = mask.stride(1), a.ms_h = mask.stride(2), a.ms_w = mask.stride(3);
+  a.grad_out = grad_out.defined() ? grad_out.const_data_ptr<scalar_t>() : nullptr;
+  a.gs_n = grad_out.defined() ? grad_out.stride(0) : 0;
+  a.gs_c = grad_out.defined() ? grad_out.stride(1) : 0;
+  a.gs_h = grad_out.defined() ? grad_out.stride(2) : 0;
+  a.gs_w = grad_out.defined() ? grad_out.stride(3) : 0;
+  a.N = s.N, a.C = s.C, a.Hin = s.Hin, a.Win = s.Win, a.P = s.P, a.H = s.H, a.W = s.W;
+  return a;
+}
+
+template <typename acc_t>
+struct EmulationSink {
+  bool want_feat = true, want_params = true;
+  acc_t* grad_feat;  // (N, C, Hin, Win)
+  acc_t* grad_mask;  // (N, P, H, W)
+  acc_t* theta_sums;  // (N, P, 6)
+  int64_t C, plane_size, P, H, W;
+
+  void feat(int64_t n, int64_t c, int64_t offset, acc_t value) {
+    grad_feat[(n * C + c) * plane_size + offset] += value;
+  }
+  void part(int64_t n, int64_t p, int64_t x, int64_t y, bool active, acc_t d_mask, acc_t d_x,
+            acc_t d_y) {
+    if (!active) {
+      return;
+    }
+    grad_mask[((n * P + p) * H + y) * W + x] += d_mask;
+    const acc_t xf = static_cast<acc_t>(x), yf = static_cast<acc_t>(y);
+    const acc_t terms[6] = {d_x * xf, d_x * yf, d_x, d_y * xf, d_y * yf, d_y};
+    for (int k = 0; k < 6; ++k) {
+      theta_sums[(n * P + p) * 6 + k] += terms[k];
+    }
+  }
+};
+
+template <typename Body>
+void for_each_thread(const Sizes& s, Body body) {
+  for (int64_t n = 0; n < s.N; ++n) {
+    for (int64_t c0 = 0; c0 < s.C; c0 += kCudaTileChannels) {
+      for (int64_t y = 0; y < s.H; ++y) {
+        for (int64_t x = 0; x < s.W; ++x) {
+          body(n, c0, x, y);
+        }
+      }
+    }
+  }
+}
+
+at::Tensor part_warp_cuda_emulation(const at::Tensor& feat, const at::Tensor& theta,
+                                    const at::Tensor& mask, c10::string_view mode) {
+  const Sizes s = part_warp_host::check_inputs(feat, theta, mask, mode);
+  const at::Tensor coeffs = part_warp_host::theta_for_kernels(theta, feat);
+  at::Tensor out = at::empty({s.N, s.C, s.H, s.W}, feat.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, feat.scalar_type(), "part_warp_emulation", [&] {
+    const auto a = emulation_args<scalar_t>(s, feat, coeffs, mask, at::Tensor());
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    for_each_thread(s, [&](int64_t n, int64_t c0, int64_t x, int64_t y) {
+      if (s.bilinear) {
+        forward_tile<kCudaTileChannels, true>(a, n, c0, x, y, o);
+      } else {
+        forward_tile<kCudaTileChannels, false>(a, n, c0, x, y, o);
+      }
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> part_warp_backward_cuda_emulation(
+    const at::Tensor& grad_out, const at::Tensor& feat, const at::Tensor& theta,
+    const at::Tensor& mask, c10::string_view mode) {
+  const Sizes s = part_warp_host::check_inputs(feat, theta, mask, mode, grad_out);
+  const at::Tensor coeffs = part_warp_host::theta_for_kernels(theta, feat);
+  const auto acc_options = coeffs.options();
+  at::Tensor grad_feat = at::zeros({s.N, s.C, s.Hin, s.Win}, acc_options);
+  at::Tensor grad_mask = at::zeros({s.N, s.P, s.H, s.W}, acc_options);
+  at::Tensor theta_sums = at::zeros({s.N, s.P, 2, 3}, acc_options);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, feat.scalar_type(), "part_warp_backward_emulation", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto a = emulation_args<scalar_t>(s, feat, coeffs, mask, grad_out);
+    EmulationSink<acc_t> sink;
+    sink.grad_feat = grad_feat.mutable_data_ptr<acc_t>();
+    sink.grad_mask = grad_mask.mutable_data_ptr<acc_t>();
+    sink.theta_sums = theta_sums.mutable_data_ptr<acc_t>();
+    sink.C = s.C, sink.plane_size = s.Hin * s.Win, sink.P = s.P, sink.H = s.H, sink.W = s.W;
+    for_each_thread(s, [&](int64_t n, int64_t c0, int64_t x, int64_t y) {
+      if (s.bilinear) {
+        backward_tile<kCudaTileChannels, true>(a, n, c0, x, y, true, sink);
+      } else {
+        backward_tile<kCudaTileChannels, false>(a, n, c0, x, y, true, sink);
+      }
+    });
+  });
+  return {grad_feat.to(feat.scalar_type()), theta_sums.to(theta.scalar_type()),
+          grad_mask.to(mask.scalar_type())};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(msgen, m) {
@@ -406,12 +529,23 @@ TORCH_LIBRARY(msgen, m) {
   m.def(
       "part_warp_backward_params(Tensor grad_out, Tensor feat, Tensor theta, Tensor mask, "
       "str mode) -> (Tensor, Tensor)");
+  m.def(
+      "part_warp_backward(Tensor grad_out, Tensor feat, Tensor theta, Tensor mask, str mode)"
+      " -> (Tensor, Tensor, Tensor)");
+  // Test-only: the CUDA kernels' per-thread code run serially on CPU tensors (see above).
+  m.def("part_warp_cuda_emulation(Tensor feat, Tensor theta, Tensor mask, str mode) -> Tensor");
+  m.def(
+      "part_warp_backward_cuda_emulation(Tensor grad_out, Tensor feat, Tensor theta, Tensor mask, "
+      "str mode) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(msgen, CPU, m) {
   m.impl("part_warp", &part_warp_cpu);
   m.impl("part_warp_backward_feat", &part_warp_backward_feat_cpu);
   m.impl("part_warp_backward_params", &part_warp_backward_params_cpu);
+  m.impl("part_warp_backward", &part_warp_backward_cpu);
+  m.impl("part_warp_cuda_emulation", &part_warp_cuda_emulation);
+  m.impl("part_warp_backward_cuda_emulation", &part_warp_backward_cuda_emulation);
 }
 
 }  // namespace msgen

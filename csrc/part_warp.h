@@ -156,6 +156,153 @@ MSGEN_HOST_DEVICE bool replaces(acc_t candidate, acc_t best) {
   return candidate > best || (candidate != candidate && best == best);
 }
 
+// --- The CUDA kernels' per-thread work --------------------------------------------------------
+// One GPU thread owns one output pixel (n, y, x) and a tile of kTile consecutive channels
+// [c0, c0 + count). The functions below are that thread's whole computation; part_warp_cuda.cu
+// calls them from its kernels, and part_warp.cpp calls the same functions from a serial CPU loop
+// (the ops *_cuda_emulation), so the CPU tests check the exact code that the GPU runs.
+//
+// Why this shape (the GPU design, see part_warp_cuda.cu): the loop over parts is outermost and
+// the per-channel state (best value, winning part, upstream gradient) is an array of kTile
+// entries indexed only by fully unrolled loops, so it lives in registers; nothing is indexed by
+// a run-time part number, which would put it in local memory (a stack frame). The footprint of a
+// part is recomputed per channel tile (6 FMAs and a floor), not cached per part.
+
+// Channels per GPU thread: 8 accumulation-type registers each for the best values and the
+// upstream gradients, plus 8 winners.
+constexpr int kCudaTileChannels = 8;
+
+template <typename scalar_t, typename acc_t, typename index_t>
+struct TileArgs {
+  const scalar_t* feat;
+  index_t fs_n, fs_c, fs_h, fs_w;
+  const acc_t* theta;  // contiguous (N, P, 6)
+  const scalar_t* mask;
+  index_t ms_n, ms_p, ms_h, ms_w;
+  const scalar_t* grad_out;  // null in the forward
+  index_t gs_n, gs_c, gs_h, gs_w;
+  index_t N, C, Hin, Win, P, H, W;
+};
+
+// best[i] = max over parts of mask * sample for channel c0 + i (i < count), winner[i] its lowest
+// part; the rule of the CPU kernels (a mask of 0 contributes 0 without a load).
+template <int kTile, bool kBilinear, typename scalar_t, typename acc_t, typename index_t>
+MSGEN_HOST_DEVICE void tile_max(const TileArgs<scalar_t, acc_t, index_t>& a, index_t n, index_t c0,
+                                int count, index_t x, index_t y, acc_t (&best)[kTile],
+                                int32_t (&winner)[kTile]) {
+  const scalar_t* planes = a.feat + n * a.fs_n + c0 * a.fs_c;
+  const scalar_t* mask = a.mask + n * a.ms_n + y * a.ms_h + x * a.ms_w;
+  for (index_t p = 0; p < a.P; ++p) {
+    const acc_t m = static_cast<acc_t>(mask[p * a.ms_p]);
+    Footprint<acc_t> f{0, 0, acc_t(0), acc_t(0), 0u};
+    if (m != acc_t(0)) {
+      f = locate<kBilinear>(source_point(a.theta + (n * a.P + p) * 6, x, y), a.Hin, a.Win);
+    }
+MSGEN_UNROLL
+    for (int i = 0; i < kTile; ++i) {
+      if (i < count) {
+        const acc_t v = m == acc_t(0)
+                            ? acc_t(0)
+                            : m * sample<kBilinear>(f, planes + i * a.fs_c, a.fs_h, a.fs_w);
+        if (p == 0 || replaces(v, best[i])) {
+          best[i] = v;
+          winner[i] = static_cast<int32_t>(p);
+        }
+      }
+    }
+  }
+}
+
+template <int kTile, bool kBilinear, typename scalar_t, typename acc_t, typename index_t>
+MSGEN_HOST_DEVICE void forward_tile(const TileArgs<scalar_t, acc_t, index_t>& a, index_t n,
+                                    index_t c0, index_t x, index_t y, scalar_t* out) {
+  const int count = static_cast<int>(a.C - c0 < kTile ? a.C - c0 : kTile);
+  acc_t best[kTile];
+  int32_t winner[kTile];
+  tile_max<kTile, kBilinear>(a, n, c0, count, x, y, best, winner);
+MSGEN_UNROLL
+  for (int i = 0; i < kTile; ++i) {
+    if (i < count) {
+      out[((n * a.C + c0 + i) * a.H + y) * a.W + x] = static_cast<scalar_t>(best[i]);
+    }
+  }
+}
+
+// The backward of one thread's tile. The winners are recomputed (tile_max), then a second loop
+// over the parts hands each part's share to the sink:
+//   sink.feat(n, c, offset, value): a contribution to grad_feat[n, c] at offset y_in * Win + x_in,
+//   sink.part(n, p, x, y, active, d_mask, d_x, d_y): this pixel's d loss / d mask[n, p, y, x] and
+//     d loss / d (x_in, y_in) of part p summed over the tile's channels; called for every part by
+//     every thread, active or not, so a GPU sink may reduce across a warp.
+// sink.want_feat and sink.want_params say which gradients are wanted (the others cost nothing);
+// they are the same for every thread of a launch, so the branches on them never diverge.
+template <int kTile, bool kBilinear, typename Sink, typename scalar_t, typename acc_t,
+          typename index_t>
+MSGEN_HOST_DEVICE void backward_tile(const TileArgs<scalar_t, acc_t, index_t>& a, index_t n,
+                                     index_t c0, index_t x, index_t y, bool active, Sink& sink) {
+  const int count = active ? static_cast<int>(a.C - c0 < kTile ? a.C - c0 : kTile) : 0;
+  acc_t best[kTile], g[kTile];
+  int32_t winner[kTile];
+  tile_max<kTile, kBilinear>(a, n, c0, count, x, y, best, winner);
+  const scalar_t* grads = a.grad_out + n * a.gs_n + c0 * a.gs_c + y * a.gs_h + x * a.gs_w;
+MSGEN_UNROLL
+  for (int i = 0; i < kTile; ++i) {
+    g[i] = i < count ? static_cast<acc_t>(grads[i * a.gs_c]) : acc_t(0);
+    if (g[i] == acc_t(0)) {
+      winner[i] = -1;  // nothing to propagate: no part takes this channel
+    }
+  }
+  const scalar_t* planes = a.feat + n * a.fs_n + c0 * a.fs_c;
+  const scalar_t* mask = a.mask + n * a.ms_n + y * a.ms_h + x * a.ms_w;
+  for (index_t p = 0; p < a.P; ++p) {
+    const int32_t part = static_cast<int32_t>(p);
+    bool wins = false;
+MSGEN_UNROLL
+    for (int i = 0; i < kTile; ++i) {
+      wins |= winner[i] == part;
+    }
+    acc_t d_mask = acc_t(0), d_x = acc_t(0), d_y = acc_t(0);
+    if (wins) {
+      const acc_t m = static_cast<acc_t>(mask[p * a.ms_p]);
+      const Footprint<acc_t> f =
+          locate<kBilinear>(source_point(a.theta + (n * a.P + p) * 6, x, y), a.Hin, a.Win);
+MSGEN_UNROLL
+      for (int i = 0; i < kTile; ++i) {
+        if (winner[i] != part) {
+          continue;
+        }
+        if (sink.want_feat) {
+          const acc_t scale = g[i] * m;
+          if (scale != acc_t(0)) {
+MSGEN_UNROLL
+            for (int k = 0; k < TapCount<kBilinear>::value; ++k) {
+              if (f.valid & (1u << k)) {
+                const index_t offset =
+                    static_cast<index_t>(tap_y(f.y0, k)) * a.Win + tap_x(f.x0, k);
+                sink.feat(n, c0 + i, offset, scale * tap_weight<kBilinear>(f, k));
+              }
+            }
+          }
+        }
+        if (sink.want_params) {
+          const scalar_t* plane = planes + i * a.fs_c;
+          if (kBilinear) {
+            const auto sg = bilinear_with_grad(f, plane, a.fs_h, a.fs_w);
+            d_mask += g[i] * sg.value;
+            d_x += g[i] * m * sg.d_x;
+            d_y += g[i] * m * sg.d_y;
+          } else {
+            d_mask += g[i] * sample<false>(f, plane, a.fs_h, a.fs_w);
+          }
+        }
+      }
+    }
+    if (sink.want_params) {
+      sink.part(n, p, x, y, active, d_mask, d_x, d_y);
+    }
+  }
+}
+
 }  // namespace part_warp_math
 }  // namespace msgen
 

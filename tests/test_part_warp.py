@@ -433,3 +433,75 @@ def test_cuda_int64_offsets() -> None:
     out = part_warp(feat, translation(1, 1, 3, ty).to(CUDA), ones, impl="extension")
     expected = ((torch.arange(8, device=CUDA) + ty) % 1000).half()[:, None].expand(8, 8)
     torch.testing.assert_close(out[0, 0], expected)
+
+
+# --- the CUDA kernels' per-thread code, run on the CPU ------------------------------------------
+# torch.ops.msgen.part_warp_cuda_emulation / part_warp_backward_cuda_emulation call, for every
+# (sample, channel tile, pixel) in turn, the forward_tile / backward_tile functions of
+# csrc/part_warp.h that each CUDA thread runs, so the GPU's code path is checked without a GPU.
+
+EMULATION_SHAPES = SHAPES + [(2, 17, 9, 7, 4, 6, 8), (1, 9, 6, 6, 12, 6, 6)]  # C past one tile
+
+
+def emulated(feat, theta, mask, mode, grad_out):
+    out = torch.ops.msgen.part_warp_cuda_emulation(feat, theta, mask, mode)
+    grad_feat, grad_theta, grad_mask = torch.ops.msgen.part_warp_backward_cuda_emulation(
+        grad_out, feat, theta, mask, mode
+    )
+    return out, grad_feat, grad_theta, grad_mask
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("shape", EMULATION_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_cuda_thread_code_matches_reference(mode: str, shape: tuple[int, ...]) -> None:
+    feat, theta, mask = make_inputs(*shape, seed=sum(shape) + 1)
+    inputs = tuple(t.requires_grad_() for t in (feat, theta, mask))
+    ref = part_warp_reference(*inputs, mode=mode)
+    grad_out = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2), dtype=ref.dtype)
+    grad_out[0, 0, 0] = 0  # a zero upstream gradient takes the skip path
+    want = (ref, *torch.autograd.grad(ref, inputs, grad_out))
+    got = emulated(*(t.detach() for t in inputs), mode, grad_out)
+    for name, a, b in zip(("out", "grad feat", "grad theta", "grad mask"), got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("impl", ["extension", "cuda emulation"])
+def test_low_precision_backward_against_float64_oracle(impl: str, dtype: torch.dtype) -> None:
+    """grad_feat, grad_mask and grad_theta in bf16/fp16: sums in float, rounded once, so each is
+    within a few units of the dtype's rounding of the fp64 oracle on the same rounded inputs
+    (contributions rounded to the dtype before being added would be off by far more)."""
+    feat, theta, mask = make_inputs(2, 12, 24, 20, 10, 24, 20, dtype=dtype, seed=9)
+    # Contractions (scale 1/2): about 4 output pixels add into each grad_feat element.
+    theta[..., :2] *= 0.5
+    theta = theta.float()
+    grad_out = torch.randn(2, 12, 24, 20, generator=torch.Generator().manual_seed(4)).to(dtype)
+    oracle_inputs = tuple(t.double().requires_grad_() for t in (feat, theta, mask))
+    oracle = part_warp_reference(*oracle_inputs)
+    want = torch.autograd.grad(oracle, oracle_inputs, grad_out.double())
+    if impl == "extension":
+        inputs = tuple(t.clone().requires_grad_() for t in (feat, theta, mask))
+        got = torch.autograd.grad(part_warp(*inputs, impl="extension"), inputs, grad_out)
+    else:
+        got = emulated(feat, theta, mask, "bilinear", grad_out)[1:]
+    eps = torch.finfo(dtype).eps
+    for name, a, b in zip(("feat", "theta", "mask"), got, want):
+        assert a.dtype == (torch.float32 if name == "theta" else dtype), name
+        error = (a.double() - b).abs()
+        bound = 2 * eps * b.abs() + 4 * eps * b.abs().max() * (1e-2 if name != "theta" else 1)
+        assert (error <= bound).all(), f"grad {name}: max error {error.max().item()}, scale {b.abs().max().item()}"
+
+
+@pytest.mark.extension
+def test_all_three_gradients_in_one_backward_op() -> None:
+    feat, theta, mask = make_inputs(2, 5, 8, 7, 4, 6, 9)
+    grad_out = torch.randn(2, 5, 6, 9, dtype=feat.dtype)
+    args = (grad_out, feat, theta, mask, "bilinear")
+    grad_feat, grad_theta, grad_mask = torch.ops.msgen.part_warp_backward(*args)
+    torch.testing.assert_close(grad_feat, torch.ops.msgen.part_warp_backward_feat(*args))
+    want_theta, want_mask = torch.ops.msgen.part_warp_backward_params(*args)
+    torch.testing.assert_close(grad_theta, want_theta)
+    torch.testing.assert_close(grad_mask, want_mask)
+    torch.library.opcheck(torch.ops.msgen.part_warp_backward.default, args)

@@ -119,6 +119,12 @@ def _fake_backward_params(
     return theta.new_empty(theta.shape), mask.new_empty(mask.shape)
 
 
+def _fake_backward(
+    grad_out: Tensor, feat: Tensor, theta: Tensor, mask: Tensor, mode: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    return feat.new_empty(feat.shape), theta.new_empty(theta.shape), mask.new_empty(mask.shape)
+
+
 def _setup_context(ctx, inputs: tuple, output: Tensor) -> None:
     feat, theta, mask, mode = inputs
     ctx.save_for_backward(feat, theta, mask)
@@ -129,10 +135,13 @@ def _backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, Tens
     feat, theta, mask = ctx.saved_tensors
     needs_feat, needs_theta, needs_mask = ctx.needs_input_grad[:3]
     grad_feat = grad_theta = grad_mask = None
-    if needs_feat:
-        grad_feat = torch.ops.msgen.part_warp_backward_feat(grad_out, feat, theta, mask, ctx.mode)
-    if needs_theta or needs_mask:
-        grad_theta, grad_mask = torch.ops.msgen.part_warp_backward_params(grad_out, feat, theta, mask, ctx.mode)
+    args = (grad_out, feat, theta, mask, ctx.mode)
+    if needs_feat and (needs_theta or needs_mask):  # one pass on CUDA: the winners found once
+        grad_feat, grad_theta, grad_mask = torch.ops.msgen.part_warp_backward(*args)
+    elif needs_feat:
+        grad_feat = torch.ops.msgen.part_warp_backward_feat(*args)
+    elif needs_theta or needs_mask:
+        grad_theta, grad_mask = torch.ops.msgen.part_warp_backward_params(*args)
     return (
         grad_feat,
         grad_theta if needs_theta else None,
@@ -152,8 +161,10 @@ if _EXTENSION_LOADED:
     torch.library.register_fake(_OP, _fake_part_warp)
     torch.library.register_fake("msgen::part_warp_backward_feat", _fake_backward_feat)
     torch.library.register_fake("msgen::part_warp_backward_params", _fake_backward_params)
+    torch.library.register_fake("msgen::part_warp_backward", _fake_backward)
     torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
-    for _backward_op in ("msgen::part_warp_backward_feat", "msgen::part_warp_backward_params"):
+    _BACKWARD_OPS = ("msgen::part_warp_backward_feat", "msgen::part_warp_backward_params", "msgen::part_warp_backward")
+    for _backward_op in _BACKWARD_OPS:
         torch.library.register_autograd(_backward_op, _no_double_backward)
 
 
