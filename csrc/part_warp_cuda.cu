@@ -20,10 +20,11 @@
 //   the winners of the thread's tile are recomputed (nothing is saved by the forward: by the byte
 //   model in msgen/ops/byte_model.py a saved uint8 winner costs a forward write of 1 byte per
 //   output element, and saves a feat read only when neither mask nor theta needs a gradient).
-//   grad_feat: atomics into a zeroed accumulation buffer in the accumulation type. For bf16/fp16
-//   the buffer is float, and as large as the output at most: the samples are processed in chunks
-//   that fit, each chunk rounded once into grad_feat (one fp32 sum per element, never a rounded
-//   partial sum: contributions are not rounded to bf16 before they are added).
+//   grad_feat: atomics into a zeroed accumulation-type buffer (float for bf16/fp16, so the
+//   contributions are summed in float and rounded once, never rounded before they are added).
+//   The buffer holds as many samples as fit in 24 MB (at most the output's size), so the zero
+//   fill, the atomics' read-modify-writes and the read-back stay in L2; the samples go through it
+//   in chunks (three launches each: zero, kernel, copy), and DRAM sees grad_feat written once.
 //   grad_mask: one atomic add per (pixel, part, tile) that won a channel, into an accumulation-type
 //   buffer (the channel tiles of a pixel run in different threads).
 //   grad_theta: per-thread sums reduced over the warp with shuffles, then one atomic per warp.
@@ -50,8 +51,15 @@ using part_warp_host::Sizes;
 using namespace part_warp_math;
 
 constexpr int kThreads = 128;  // output pixels per block
+// Blocks per SM the launch bounds ask for: at most 64 registers per forward thread, 128 per
+// backward thread. Without them ptxas 13 settled on 32-40 registers and spilled (4-20 bytes) in
+// a third of the instantiations; with them none spills (tests/test_cuda_resources.py).
+constexpr int kMinBlocks = 8;
+constexpr int kMinBlocksBackward = 4;
 constexpr int kTile = kCudaTileChannels;  // channels per thread
 constexpr int64_t kMaxGridYZ = 65535;
+// The backward's grad_feat accumulation buffer: small enough to stay in a Hopper L2 (50-60 MB).
+constexpr int64_t kFeatBufferBytes = int64_t(24) << 20;
 
 template <typename scalar_t, typename index_t>
 using Args = TileArgs<scalar_t, at::opmath_type<scalar_t>, index_t>;
@@ -84,13 +92,15 @@ struct SampleRange {
 };
 
 template <typename scalar_t, typename index_t, bool kBilinear>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
     forward_kernel(const Args<scalar_t, index_t> a, scalar_t* __restrict__ out) {
-  const index_t pixel = static_cast<index_t>(blockIdx.x) * kThreads + threadIdx.x;
-  if (pixel >= a.H * a.W) {
+  // 32-bit pixel arithmetic (the host checks H * W < 2^31): a 64-bit division is a call.
+  const uint32_t pixel = blockIdx.x * kThreads + threadIdx.x;
+  if (pixel >= static_cast<uint32_t>(a.H * a.W)) {
     return;
   }
-  const index_t y = pixel / a.W, x = pixel % a.W;
+  const uint32_t row = pixel / static_cast<uint32_t>(a.W);
+  const index_t y = row, x = pixel - row * static_cast<uint32_t>(a.W);
   for (index_t n = blockIdx.z; n < a.N; n += gridDim.z) {
     for (index_t c0 = static_cast<index_t>(blockIdx.y) * kTile; c0 < a.C;
          c0 += static_cast<index_t>(gridDim.y) * kTile) {
@@ -145,12 +155,13 @@ struct CudaSink {
 
 // Threads past the last pixel stay (inactive) for the warp reductions of grad_theta.
 template <typename scalar_t, typename index_t, bool kBilinear>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocksBackward)
     backward_kernel(const Args<scalar_t, index_t> a, CudaSink<at::opmath_type<scalar_t>, index_t> sink,
                     SampleRange<index_t> samples) {
-  const index_t pixel = static_cast<index_t>(blockIdx.x) * kThreads + threadIdx.x;
-  const bool active = pixel < a.H * a.W;
-  const index_t y = active ? pixel / a.W : 0, x = active ? pixel % a.W : 0;
+  const uint32_t pixel = blockIdx.x * kThreads + threadIdx.x;  // as in forward_kernel
+  const bool active = pixel < static_cast<uint32_t>(a.H * a.W);
+  const uint32_t row = active ? pixel / static_cast<uint32_t>(a.W) : 0;
+  const index_t y = row, x = active ? pixel - row * static_cast<uint32_t>(a.W) : 0;
   for (index_t n = samples.begin + blockIdx.z; n < samples.end; n += gridDim.z) {
     for (index_t c0 = static_cast<index_t>(blockIdx.y) * kTile; c0 < a.C;
          c0 += static_cast<index_t>(gridDim.y) * kTile) {
@@ -185,7 +196,12 @@ dim3 grid_for(const Sizes& s, int64_t samples) {
               static_cast<unsigned>(std::min(samples, kMaxGridYZ)));
 }
 
-bool nothing_to_do(const Sizes& s) { return s.N == 0 || s.C == 0 || s.H == 0 || s.W == 0; }
+bool nothing_to_do(const Sizes& s) {
+  TORCH_CHECK_VALUE(s.H * s.W < (int64_t(1) << 31),
+                    "part_warp (CUDA): the output plane H * W must hold fewer than 2^31 pixels, got ",
+                    s.H, " x ", s.W);
+  return s.N == 0 || s.C == 0 || s.H == 0 || s.W == 0;
+}
 
 at::Tensor part_warp_cuda(const at::Tensor& feat, const at::Tensor& theta, const at::Tensor& mask,
                           c10::string_view mode) {
@@ -227,23 +243,23 @@ Grads backward_cuda(const at::Tensor& grad_out, const at::Tensor& feat, const at
   const Sizes s = part_warp_host::check_inputs(feat, theta, mask, mode, grad_out);
   const c10::cuda::CUDAGuard guard(feat.device());
   const at::Tensor coeffs = part_warp_host::theta_for_kernels(theta, feat);
-  const bool in_place = feat.scalar_type() == at::kFloat || feat.scalar_type() == at::kDouble;
   const auto acc_options = coeffs.options();  // float, double for double
   Grads grads;
   at::Tensor feat_buffer, mask_buffer, theta_sums;
   int64_t chunk = std::max<int64_t>(s.N, 1);
+  bool in_place = false;
   if (want_feat) {
+    // The atomics go to an accumulation-type buffer of `chunk` samples that stays in L2 (at most
+    // kFeatBufferBytes, and never larger than the output), each chunk then rounded once into
+    // grad_feat: DRAM sees grad_feat written once instead of zero-filled and read-modified-written.
+    const int64_t sample_bytes = std::max<int64_t>(s.C * s.Hin * s.Win * coeffs.element_size(), 1);
+    const int64_t out_bytes = s.N * s.C * s.H * s.W * feat.element_size();
+    const int64_t budget = std::min<int64_t>(kFeatBufferBytes, out_bytes);
+    chunk = std::clamp<int64_t>(budget / sample_bytes, 1, std::max<int64_t>(s.N, 1));
+    in_place = chunk >= s.N && coeffs.scalar_type() == feat.scalar_type();
     grads.feat = in_place ? at::zeros({s.N, s.C, s.Hin, s.Win}, feat.options())
                           : at::empty({s.N, s.C, s.Hin, s.Win}, feat.options());
-    if (in_place) {
-      feat_buffer = grads.feat;
-    } else {
-      // A float buffer no larger than the output: as many samples as fit, at least one.
-      const int64_t out_bytes = s.N * s.C * s.H * s.W * feat.element_size();
-      const int64_t sample_bytes = s.C * s.Hin * s.Win * int64_t(sizeof(float));
-      chunk = std::clamp<int64_t>(out_bytes / std::max<int64_t>(sample_bytes, 1), 1, std::max<int64_t>(s.N, 1));
-      feat_buffer = at::empty({chunk, s.C, s.Hin, s.Win}, acc_options);
-    }
+    feat_buffer = in_place ? grads.feat : at::empty({chunk, s.C, s.Hin, s.Win}, acc_options);
   }
   if (want_params) {
     mask_buffer = at::zeros({s.N, s.P, s.H, s.W}, acc_options);
