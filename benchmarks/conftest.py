@@ -46,6 +46,69 @@ def bench_device() -> torch.device:
     return _default_device()
 
 
+# --- Interleaved timing -------------------------------------------------------------------------
+# pytest-benchmark times one implementation after the other, so a burst of load from another
+# process on a shared machine lands on one of them only. These helpers alternate the
+# implementations round by round (A B C, C B A, ...) and compare medians, so noise hits all alike.
+# Each case's medians go to the ratio table at the end of the run and, as soon as they exist, to
+# MSGEN_BENCH_RESULTS (one JSON object per line), so a run cut short keeps what it measured.
+
+_INTERLEAVED: list[dict] = []
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], device: torch.device, rounds: int, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds of each fn over `rounds` rounds, the order reversed every other round."""
+    import statistics
+    import time
+
+    timed = {name: synchronized(fn, device) for name, fn in fns.items()}
+    for _ in range(warmup):
+        for fn in timed.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in timed}
+    names = list(timed)
+    for round_index in range(rounds):
+        for name in names if round_index % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            timed[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def record_interleaved(case: str, medians: dict[str, float], **info: object) -> None:
+    """Keep one case's medians for the ratio table and append them to MSGEN_BENCH_RESULTS."""
+    import json
+    import time
+
+    entry = {"case": case, "medians_s": medians, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    entry.update(info)
+    _INTERLEAVED.append(entry)
+    path = os.environ.get("MSGEN_BENCH_RESULTS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def _interleaved_tables() -> list[str]:
+    lines = []
+    for entry in _INTERLEAVED:
+        medians = entry["medians_s"]
+        names = list(medians)
+        lines.append(f"\n#### {entry['case']} (interleaved, {entry.get('rounds', '?')} rounds)\n")
+        lines.append("| impl | median ms | " + " | ".join(f"x vs {n}" for n in names) + " | x floor |")
+        lines.append("|---" * (len(names) + 3) + "|")
+        floor = entry.get("floor_s")
+        for name in names:
+            ratios = " | ".join(f"{medians[other] / medians[name]:.2f}" for other in names)
+            x_floor = f"{medians[name] / floor:.2f}" if floor else "-"
+            lines.append(f"| {name} | {medians[name] * 1e3:.3f} | {ratios} | {x_floor} |")
+        if entry.get("byte_model"):
+            lines.append(f"\nbyte model (design bytes / floor bytes): {entry['byte_model']}")
+    return lines
+
+
 # --- Ratio tables ------------------------------------------------------------------------------
 # Every benchmark sets benchmark.group (one case) and extra_info["impl"]; optional
 # extra_info["floor_bytes"] (each input read once, each output written once). At the end of a timed
@@ -111,9 +174,10 @@ def _ratio_tables(benchmarks: list) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     session = getattr(config, "_benchmarksession", None)
-    if session is None or smoke_run(config) or not session.benchmarks:
+    if smoke_run(config):
         return
-    lines = _ratio_tables(session.benchmarks)
+    lines = _ratio_tables(session.benchmarks) if session is not None and session.benchmarks else []
+    lines += _interleaved_tables()
     if not lines:
         return
     header = [

@@ -58,13 +58,13 @@ def _check_inputs(feat: Tensor, theta: Tensor, mask: Tensor, mode: str) -> None:
             raise ValueError(f"{name} is on {tensor.device}, feat on {feat.device}")
 
 
-def part_warp_reference(feat: Tensor, theta: Tensor, mask: Tensor, *, mode: str = "bilinear") -> Tensor:
-    """Plain-PyTorch part warp: one grid_sample per part on a P-times expanded batch.
+def sample_parts(feat: Tensor, theta: Tensor, H: int, W: int, *, mode: str = "bilinear") -> Tensor:
+    """Every part's warp of feat: one grid_sample over the P-times expanded batch.
 
-    Shapes: feat (N, C, Hin, Win), theta (N, P, 2, 3), mask (N, P, H, W) -> (N, C, H, W).
+    Shapes: feat (N, C, Hin, Win), theta (N, P, 2, 3) -> (N, P, C, H, W).
     """
     N, C, Hin, Win = feat.shape
-    P, H, W = mask.shape[1:]
+    P = theta.shape[1]
     ys, xs = torch.meshgrid(
         torch.arange(H, dtype=theta.dtype, device=feat.device),
         torch.arange(W, dtype=theta.dtype, device=feat.device),
@@ -83,6 +83,15 @@ def part_warp_reference(feat: Tensor, theta: Tensor, mask: Tensor, *, mode: str 
         padding_mode="zeros",
         align_corners=False,
     ).view(N, P, C, H, W)
+    return sampled
+
+
+def part_warp_reference(feat: Tensor, theta: Tensor, mask: Tensor, *, mode: str = "bilinear") -> Tensor:
+    """Plain-PyTorch part warp: one grid_sample per part on a P-times expanded batch.
+
+    Shapes: feat (N, C, Hin, Win), theta (N, P, 2, 3), mask (N, P, H, W) -> (N, C, H, W).
+    """
+    sampled = sample_parts(feat, theta, mask.shape[2], mask.shape[3], mode=mode)
     weighted = mask[:, :, None].to(feat.dtype) * sampled
     # torch.max returns the first maximal index, and its backward routes the gradient there only.
     return weighted.max(dim=1).values
