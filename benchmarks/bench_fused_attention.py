@@ -7,8 +7,10 @@ xi has Ce channels and psi Cd; that is the reading under which its floor column 
 F reads psi and xi once and writes out once; F+B adds reading grad_out and xi and writing grad_psi
 and grad_xi (the six weights are negligible).
 
-Each case sets ``benchmark.group`` to one string, e.g. "fusion (32,5,128,64,128,64) fp32 F+B", and
-``extra_info`` "impl" and "floor_bytes", so the three impls of a case can be put side by side.
+The three impls of a case are timed interleaved (``conftest.interleaved_medians``: they alternate
+round by round, medians compared), after the Triton result is checked against the eager
+reference. The medians, the floor time and the byte-model ratio (msgen.ops.byte_model) of each case
+are printed at the end of the run and appended to MSGEN_BENCH_RESULTS as they are measured.
 Under --benchmark-disable (CI, CPU) each body runs once at a tiny shape, the Triton one through
 TRITON_INTERPRET=1; only the first PERFORMANCE.md shape stands in for the tiny one there.
 """
@@ -17,14 +19,15 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
 
 import pytest
 import torch
 
-from msgen.ops import fused_attention, fused_attention_reference
+from msgen.ops import byte_model, fused_attention, fused_attention_reference
 
-from conftest import device_name, smoke_run, synchronized
+from conftest import copy_bandwidth, device_name, interleaved_medians, record_interleaved, smoke_run
 
 
 @dataclass(frozen=True)
@@ -90,11 +93,16 @@ def make_impl(impl: str):
     return torch.compile(fused_attention_reference, dynamic=False)
 
 
+ROUNDS = int(os.environ.get("MSGEN_BENCH_GPU_ROUNDS", "20"))
+# Which impls to time; torch.compile costs tens of seconds per case, so a short GPU slot
+# (benchmarks/run_gpu.sh) times "reference,triton" first and adds "compile" if time is left.
+IMPLS = os.environ.get("MSGEN_BENCH_FUSION_IMPLS", "reference,compile,triton").split(",")
+
+
 @pytest.mark.parametrize("direction", ["F", "F+B"])
-@pytest.mark.parametrize("impl", ["reference", "compile", "triton"])
 @pytest.mark.parametrize("dtype_name", list(DTYPES))
 @pytest.mark.parametrize("shape", PERF_SHAPES, ids=str)
-def test_fusion(benchmark, request, bench_device, shape, dtype_name, impl, direction):
+def test_fusion(request, bench_device, shape, dtype_name, direction):
     smoke = smoke_run(request.config)
     if smoke:
         if shape != PERF_SHAPES[0]:
@@ -106,29 +114,41 @@ def test_fusion(benchmark, request, bench_device, shape, dtype_name, impl, direc
         run_shape = shape
     dtype = DTYPES[dtype_name]
     backward = direction == "F+B"
-    fn = make_impl(impl)
     inputs = make_inputs(run_shape, dtype, bench_device, requires_grad=backward)
     grad_out = torch.randn(
         run_shape.B, run_shape.Cd + run_shape.Ce, run_shape.H, run_shape.W, device=bench_device, dtype=dtype
     )
+    with torch.no_grad():
+        got, want = make_impl("triton")(*inputs), make_impl("reference")(*inputs)
+    tol = 1e-3 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
 
-    def forward():
-        with torch.no_grad():
-            return fn(*inputs)
+    def body(fn):
+        def forward():
+            with torch.no_grad():
+                return fn(*inputs)
 
-    def forward_backward():
-        # autograd.grad, not .backward(): accumulating into .grad would add traffic of its own.
-        return torch.autograd.grad(fn(*inputs), inputs, grad_out)
+        def forward_backward():
+            # autograd.grad, not .backward(): accumulating into .grad would add traffic of its own.
+            return torch.autograd.grad(fn(*inputs), inputs, grad_out)
 
-    body = synchronized(forward_backward if backward else forward, bench_device)
-    if not smoke:
-        body()  # compile outside the timed region
-    benchmark.group = f"fusion {run_shape} {dtype_name} {direction}"
-    benchmark.extra_info.update(
-        impl=impl,
-        floor_bytes=run_shape.floor_bytes(dtype, backward),
-        dtype=dtype_name,
-        direction=direction,
-        device=device_name(bench_device),
+        return forward_backward if backward else forward
+
+    fns = {impl: body(make_impl(impl)) for impl in IMPLS}
+    if smoke:
+        for fn in fns.values():
+            assert fn() is not None
+        return
+    medians = interleaved_medians(fns, bench_device, rounds=ROUNDS, warmup=2)
+    bytes_ = byte_model.fusion_bytes(
+        (run_shape.B, run_shape.M, run_shape.Ce, run_shape.Cd, run_shape.H, run_shape.W), dtype_name
     )
-    assert benchmark(body) is not None
+    record_interleaved(
+        f"fusion {run_shape} {dtype_name} {direction}",
+        medians,
+        rounds=ROUNDS,
+        floor_s=run_shape.floor_bytes(dtype, backward) / copy_bandwidth(bench_device),
+        byte_model=f"{bytes_[f'design {direction}'] / bytes_[f'floor {direction}']:.2f}x",
+        device=device_name(bench_device),
+        torch=torch.__version__,
+    )
