@@ -6,8 +6,8 @@ S = sum_m A, Att = A / S, F = sum_m Att xi.
 
 How the work is divided
 -----------------------
-Every kernel runs one program per (pixel block of BLOCK_P pixels, sample b): grid
-(cdiv(P, BLOCK_P), B). A program loops over the channels in chunks of BLOCK_C and holds a
+Every kernel runs one program per (pixel block of BLOCK_P pixels, sample b), on one flat grid
+axis of cdiv(P, BLOCK_P) * B programs (so B may exceed the 65,535 of a second axis). A program loops over the channels in chunks of BLOCK_C and holds a
 (BLOCK_M, BLOCK_C, BLOCK_P) tile of xi, all M sources at once, so the sums over sources (S, F) and
 over channels (the gate's dot product) are register reductions; only per-pixel state (BLOCK_M,
 BLOCK_P) lives across the channel loop. Nothing of size (B, M, Ce, P) is stored besides the outputs.
@@ -51,11 +51,19 @@ import torch
 import triton
 import triton.language as tl
 
-# Elements of one (BLOCK_M, BLOCK_C, BLOCK_P) tile: about 16 float32 registers per thread for each
-# live tile at 4 warps; several tiles (x, A, gradients) are live at once inside the channel loop.
-_TILE = 2048
+# One warp per program: every reduction over sources and channels (S, F, the gate's dot product)
+# then stays inside a thread or crosses lanes of the one warp with shuffles, never shared memory
+# and barriers. With 4 warps and 128-pixel blocks Triton put the warps along the source axis
+# (warpsPerCTA [2, 2, 1] at M = 5, [4, 1, 1] at M = 10): a cross-warp reduction per channel step.
+# tests/test_kernel_static.py checks the TTGIR layouts and the registers for sm_90.
+_NUM_WARPS = 1
+# Elements of one (BLOCK_M, BLOCK_C, BLOCK_P) tile: 16 per thread for each live tile (x, A, the
+# gradients), which keeps the kernels at 64-144 registers (14+ programs per SM) without spills.
+_TILE = 512
 _MAX_BLOCK_P = 128  # 512-byte float32 rows: full coalesced segments per channel and source
-_NUM_WARPS = 4
+# Programs to aim for: about 8 per SM of a 132-SM H100/H200. Deep levels have few pixels per
+# sample, so their pixel blocks are made smaller until the grid has that many programs.
+_TARGET_PROGRAMS = 1024
 # Loads of the channel loops are software-pipelined (cp.async into shared memory on Ampere and
 # later) this many iterations deep: the bytes in flight that a memory-bound loop needs.
 _NUM_STAGES = 3
@@ -92,15 +100,17 @@ def _pixel_layout(t: torch.Tensor) -> tuple[int, int, int]:
 class _Blocks:
     """Block sizes for one launch: all M sources in a tile, channels filling it up to _TILE."""
 
-    def __init__(self, M: int, Cd: int, Ce: int, P: int) -> None:
+    def __init__(self, M: int, Cd: int, Ce: int, P: int, B: int) -> None:
         self.M = triton.next_power_of_2(M)
         self.P = min(_MAX_BLOCK_P, triton.next_power_of_2(P), max(16, _TILE // self.M))
+        while self.P > 16 and triton.cdiv(P, self.P) * B < _TARGET_PROGRAMS:
+            self.P //= 2
         self.C = max(1, min(triton.next_power_of_2(Ce), _TILE // (self.M * self.P)))
         self.D = max(1, min(triton.next_power_of_2(max(Cd, 1)), _TILE // self.P))
         self.n_blocks = triton.cdiv(P, self.P)
 
-    def grid(self, B: int) -> tuple[int, int]:
-        return (self.n_blocks, B)
+    def grid(self, B: int) -> tuple[int]:
+        return (self.n_blocks * B,)
 
     def meta(self, with_d: bool) -> dict[str, int]:
         """The launch's block-size constexprs (BLOCK_D for kernels that loop over psi) and options."""
@@ -121,6 +131,17 @@ def _pixel_offsets(p, W, stride_h, stride_w, MODE: tl.constexpr):
         h = p64 // W
         offsets = h * stride_h + (p64 - h * W) * stride_w
     return offsets
+
+
+@triton.jit
+def _block_and_sample(n_blocks, REVERSE: tl.constexpr):
+    """(pixel block, sample b as int64) of this program in the flat grid (n_blocks * B,): one grid
+    axis, so B is not bound by the 65,535 programs of the second axis. REVERSE visits the blocks
+    in the opposite order (the second kernel of a direction starts where the first one ended)."""
+    pid = tl.program_id(0).to(tl.int64)
+    if REVERSE:
+        pid = tl.num_programs(0).to(tl.int64) - 1 - pid
+    return (pid % n_blocks).to(tl.int32), pid // n_blocks
 
 
 @triton.jit
@@ -150,8 +171,7 @@ def _pool_gate_kernel(
     STAGES: tl.constexpr,
 ):
     """Pass 1 of the forward: gate g, pool partial sums, psi copied into out[:, :Cd]."""
-    pb = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    pb, b = _block_and_sample(n_blocks, False)
     p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
     p_in = p < P
     m = tl.arange(0, BLOCK_M)
@@ -205,8 +225,7 @@ def _fuse_kernel(
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, STAGES: tl.constexpr,
 ):
     """Pass 2 of the forward: out[:, Cd:] = sum_m Att xi, and the saliency mean_c Att."""
-    pb = n_blocks - 1 - tl.program_id(0)  # reverse order: pass 1's last blocks are still in L2
-    b = (tl.num_programs(1) - 1 - tl.program_id(1)).to(tl.int64)
+    pb, b = _block_and_sample(n_blocks, True)  # reverse: pass 1's last blocks are still in L2
     p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
     p_in = p < P
     m = tl.arange(0, BLOCK_M)
@@ -257,8 +276,7 @@ def _gate_grad_kernel(
       dA_m = G (xi_m - F) / S + (Gs_m - sum_k Gs_k Att_k) / (S Ce),   zero where g f < eps
       d g_m = sum_c dA_m f_m,   d logit_m = d g_m g_m (1 - g_m),   d f_m = sum_p dA_m g_m.
     """
-    pb = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+    pb, b = _block_and_sample(n_blocks, False)
     p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
     p_in = p < P
     m = tl.arange(0, BLOCK_M)
@@ -324,8 +342,7 @@ def _input_grad_kernel(
       d w_xi[c]  = sum_{m,p} d logit_m xi_m[c],   d w_psi[d] = sum_p (sum_m d logit_m) psi[d]
     dpool_xi_ptr and dpool_psi_ptr hold the pooled gradients already divided by P.
     """
-    pb = n_blocks - 1 - tl.program_id(0)  # reverse order: pass 1's last blocks are still in L2
-    b = (tl.num_programs(1) - 1 - tl.program_id(1)).to(tl.int64)
+    pb, b = _block_and_sample(n_blocks, True)  # reverse: pass 1's last blocks are still in L2
     p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
     p_in = p < P
     m = tl.arange(0, BLOCK_M)
@@ -410,7 +427,7 @@ def pool_and_gate(
     B, M, Ce, H, W = xi.shape
     Cd, P = psi.shape[1], H * W
     acc = acc_torch_dtype(psi.dtype)
-    blocks = _Blocks(M, Cd, Ce, P)
+    blocks = _Blocks(M, Cd, Ce, P, B)
     gate = torch.empty((B, M, H, W), device=xi.device, dtype=acc)
     psi_part = torch.empty((B, blocks.n_blocks, Cd), device=xi.device, dtype=acc)
     xi_part = torch.empty((B, blocks.n_blocks, M, Ce), device=xi.device, dtype=acc)
@@ -432,7 +449,7 @@ def fuse(
     """Forward pass 2: writes out[:, Cd:] and, if given, saliency (B, M, H, W) contiguous."""
     B, M, Ce, H, W = xi.shape
     Cd, P = out.shape[1] - Ce, H * W
-    blocks = _Blocks(M, Cd, Ce, P)
+    blocks = _Blocks(M, Cd, Ce, P, B)
     pix_xi, s_xi = _strides5(xi)
     _fuse_kernel[blocks.grid(B)](
         xi, gate, f, valid, out, saliency if saliency is not None else out,
@@ -452,7 +469,7 @@ def gate_grad(
     """
     B, M, Ce, H, W = xi.shape
     Cd, P = grad_out.shape[1] - Ce, H * W
-    blocks = _Blocks(M, Cd, Ce, P)
+    blocks = _Blocks(M, Cd, Ce, P, B)
     d_logit = torch.empty_like(gate)
     df_part = torch.empty((B, blocks.n_blocks, M, Ce), device=xi.device, dtype=gate.dtype)
     gb_part = torch.empty((B, blocks.n_blocks), device=xi.device, dtype=gate.dtype)
@@ -482,7 +499,7 @@ def input_grads(
     """
     B, M, Ce, H, W = xi.shape
     Cd, P = psi.shape[1], H * W
-    blocks = _Blocks(M, Cd, Ce, P)
+    blocks = _Blocks(M, Cd, Ce, P, B)
     grad_psi = torch.empty(psi.shape, device=psi.device, dtype=psi.dtype)
     grad_xi = torch.empty(xi.shape, device=xi.device, dtype=xi.dtype)
     wxi_part = torch.empty((B, blocks.n_blocks, Ce), device=xi.device, dtype=gate.dtype)

@@ -101,7 +101,16 @@ def _check_inputs(
             _require_a_valid_source(valid)
 
 
+_NO_VALID_SOURCE = "valid marks no source for a batch sample: each needs >= 1"
+
+
 def _require_a_valid_source(valid: Tensor) -> None:
+    """Every sample needs a valid source. On CPU tensors: a ValueError naming the samples. On a GPU
+    a host-side check would synchronise every call, so the check is an asynchronous device
+    assertion (torch._assert_async), which stops the program at its next synchronisation."""
+    if valid.device.type != "cpu":
+        torch._assert_async(valid.any(dim=1).all(), f"fused_attention: {_NO_VALID_SOURCE}")
+        return
     if not bool(valid.any(dim=1).all()):
         empty = (~valid.any(dim=1)).nonzero().flatten().tolist()
         raise ValueError(f"valid marks no source for batch samples {empty}: each needs >= 1")
@@ -193,7 +202,7 @@ def _require_triton(device: torch.device, dtype: torch.dtype) -> None:
 
 
 def _source_mask(valid: Tensor | None, B: int, M: int, device: torch.device, *, check: bool) -> Tensor:
-    """(B, M) int8 mask the kernels read; check: every sample needs a valid source (a host sync,
+    """(B, M) int8 mask the kernels read; check: every sample needs a valid source (no host sync;
     skipped while a CUDA graph is being captured)."""
     if valid is None:
         return torch.ones((B, M), dtype=torch.int8, device=device)
