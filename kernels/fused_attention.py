@@ -19,7 +19,7 @@ The global pool makes f depend on every pixel of a sample, so neither direction 
 
 forward (two kernels, xi read twice, psi once, out written once)
   1. ``_pool_gate_kernel``: reads psi and xi once; writes the gate g (B, M, P) in the accumulation
-     dtype, the pool partial sums of psi and xi, and copies psi into out[:, :Cd].
+     dtype, the pool partial sums of psi and xi (already divided by P), and copies psi into out[:, :Cd].
   -- the caller reduces the partial sums and runs the tiny MLP of f on (B, M, Cd + Ce) with torch.
   2. ``_fuse_kernel``: reads xi (and g, f); writes F into out[:, Cd:] and, when asked, the saliency
      (the channel mean of Att, (B, M, P)).
@@ -162,7 +162,7 @@ def _attention(g, f, valid, eps):
 def _pool_gate_kernel(
     psi_ptr, xi_ptr, gw_ptr, gb_ptr, valid_ptr,
     out_ptr, gate_ptr, psi_part_ptr, xi_part_ptr,
-    M, Cd, Ce, P, W, n_blocks,
+    M, Cd, Ce, P, W, n_blocks, inv_p,
     s_psi_b, s_psi_c, s_psi_h, s_psi_w,
     s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w,
     s_out_b, s_out_c,
@@ -192,7 +192,7 @@ def _pool_gate_kernel(
         x = raw.to(ACC)
         w = tl.load(gw_ptr + d, mask=d_in, other=0.0).to(ACC)
         logit_psi += tl.sum(x * w[:, None], axis=0)
-        tl.store(psi_part_ptr + part_row * Cd + d, tl.sum(x, axis=1), mask=d_in)
+        tl.store(psi_part_ptr + part_row * Cd + d, tl.sum(x, axis=1) * inv_p, mask=d_in)
 
     # xi: its share of the gate logit per source, pool sums per (source, channel).
     xi_pix = _pixel_offsets(p, W, s_xi_h, s_xi_w, PIX_XI)
@@ -208,7 +208,7 @@ def _pool_gate_kernel(
         w = tl.load(gw_ptr + Cd + c, mask=c_in, other=0.0).to(ACC)
         logit += tl.sum(x * w[None, :, None], axis=1)
         part = xi_part_ptr + (part_row * M + m[:, None]) * Ce + c[None, :]
-        tl.store(part, tl.sum(x, axis=2), mask=m_in[:, None] & c_in[None, :])
+        tl.store(part, tl.sum(x, axis=2) * inv_p, mask=m_in[:, None] & c_in[None, :])
 
     g = 1.0 / (1.0 + tl.exp(-logit))
     tl.store(gate_ptr + (b * M + m[:, None]) * P + p[None, :], g, mask=m_in[:, None] & p_in[None, :])
@@ -435,11 +435,12 @@ def pool_and_gate(
     pix_xi, s_xi = _strides5(xi)
     _pool_gate_kernel[blocks.grid(B)](
         psi, xi, g_weight, g_bias, valid, out, gate, psi_part, xi_part,
-        M, Cd, Ce, P, W, blocks.n_blocks, *s_psi, *s_xi, out.stride(0), out.stride(1),
+        M, Cd, Ce, P, W, blocks.n_blocks, 1.0 / P, *s_psi, *s_xi, out.stride(0), out.stride(1),
         ACC=_acc_dtype(psi.dtype), PIX_PSI=pix_psi, PIX_XI=pix_xi,
         **blocks.meta(with_d=True),
     )
-    return gate, psi_part.sum(dim=1) / P, xi_part.sum(dim=1) / P
+    # The partial sums are already divided by P: one reduction each gives the means.
+    return gate, psi_part.sum(dim=1), xi_part.sum(dim=1)
 
 
 def fuse(

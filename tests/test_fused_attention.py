@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from torch._inductor.utils import fresh_inductor_cache
 
 from msgen.ops import AttentionFusion, fused_attention, fused_attention_reference
 
@@ -469,8 +470,11 @@ def test_compile_fullgraph_attention_fusion(device):
     psi, xi = make_inputs(case, device=device)[:2]
     valid = make_valid(case.B, case.M, device)
     compiled = torch.compile(module, fullgraph=True)
-    out, saliency = compiled(psi, xi, valid, return_saliency=True)
-    (out.square().sum() + saliency.sum()).backward()
+    # A fresh Inductor cache: a graph cached on disk by an older version of the op (another
+    # schema) would otherwise be replayed, since the cache key does not cover custom op schemas.
+    with fresh_inductor_cache():
+        out, saliency = compiled(psi, xi, valid, return_saliency=True)
+        (out.square().sum() + saliency.sum()).backward()
     compiled_grads = [p.grad.clone() for p in module.parameters()]
 
     module.zero_grad()

@@ -12,7 +12,7 @@ its docstring says how they divide the work). Everything touching a (B, M, Ce, H
 those kernels; the MLP of f on the pooled (B, M, Cd + Ce) vectors runs in torch here.
 
 Registration: two ``torch.library.custom_op``s, ``msgen::fused_attention`` (returns out, the
-saliency, and the gate g and pooled vectors that the backward reuses) and
+saliency, and the gate g, pooled vectors and channel-gate MLP state that the backward reuses) and
 ``msgen::fused_attention_backward`` (all eight gradients), with fake implementations and the
 autograd formula, so torch.compile(fullgraph=True) traces through them and opcheck passes. They are
 opaque custom ops rather than ``torch.library.triton_op``: a triton_op is traced into by
@@ -208,7 +208,7 @@ def _source_mask(valid: Tensor | None, B: int, M: int, device: torch.device, *, 
         return torch.ones((B, M), dtype=torch.int8, device=device)
     if check and not (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
         _require_a_valid_source(valid)
-    return valid.to(torch.int8).contiguous()
+    return valid.contiguous().view(torch.int8)  # bool and int8 share a size: no copy
 
 
 def _channel_gate(
@@ -235,7 +235,7 @@ def _channel_gate_backward(
     d fc2_weight, d fc2_bias), in df's dtype."""
     d_logit = df * f * (1 - f)
     d_hidden = d_logit @ fc2_weight.to(df.dtype)
-    d_pre = torch.where(pre > 0, d_hidden, torch.zeros_like(d_hidden))
+    d_pre = d_hidden * (pre > 0)
     d_pooled = d_pre @ fc1_weight.to(df.dtype)
     return (
         d_pooled,
@@ -259,9 +259,10 @@ def _fused_attention_op(
     valid: Tensor | None,
     eps: float,
     return_saliency: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Triton forward. Returns out (B, Cd + Ce, H, W), the saliency (B, M, H, W) (shape (0,) unless
-    return_saliency), the gate g (B, M, H, W) and pooled (B, M, Cd + Ce), both acc, for the backward."""
+    return_saliency), and for the backward, all in acc: the gate g (B, M, H, W), pooled
+    (B, M, Cd + Ce), the MLP's pre-ReLU (B, M, Hd) and f (B, M, Ce) (saved, not recomputed)."""
     _require_triton(psi.device, psi.dtype)
     kernels = _kernels()
     B, Cd, H, W = psi.shape
@@ -273,10 +274,11 @@ def _fused_attention_op(
         psi, xi, g_weight.to(acc).contiguous(), g_bias.to(acc), mask, out
     )
     pooled = torch.cat([pooled_psi[:, None].expand(-1, M, -1), pooled_xi], dim=2)
-    f = _channel_gate(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias)[2].contiguous()
+    pre, _, f = _channel_gate(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
+    f = f.contiguous()
     saliency = psi.new_empty((B, M, H, W) if return_saliency else (0,))
     kernels.fuse(xi, gate, f, mask, eps, out, saliency if return_saliency else None)
-    return out, saliency, gate, pooled
+    return out, saliency, gate, pooled, pre, f
 
 
 @_fused_attention_op.register_fake
@@ -291,6 +293,8 @@ def _fused_attention_fake(
         psi.new_empty((B, M, H, W) if return_saliency else (0,)),
         psi.new_empty((B, M, H, W), dtype=acc),
         psi.new_empty((B, M, Cd + Ce), dtype=acc),
+        psi.new_empty((B, M, fc1_weight.shape[0]), dtype=acc),
+        psi.new_empty((B, M, Ce), dtype=acc),
     )
 
 
@@ -309,6 +313,8 @@ def _fused_attention_backward_op(
     valid: Tensor | None,
     gate: Tensor,
     pooled: Tensor,
+    pre: Tensor,
+    f: Tensor,
     eps: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Triton backward: the gradients of psi, xi and the six weights, each in its input's dtype.
@@ -320,8 +326,7 @@ def _fused_attention_backward_op(
     B, Cd, H, W = psi.shape
     M = xi.shape[1]
     mask = _source_mask(valid, B, M, psi.device, check=False)
-    pre, hidden, f = _channel_gate(pooled, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
-    f = f.contiguous()
+    hidden = F.relu(pre)
     d_logit, df, grad_g_bias = kernels.gate_grad(xi, gate, f, mask, grad_out, grad_saliency, eps)
     d_pooled, grad_fc1_w, grad_fc1_b, grad_fc2_w, grad_fc2_b = _channel_gate_backward(
         df, pooled, pre, hidden, f, fc1_weight, fc2_weight
@@ -348,7 +353,7 @@ def _fused_attention_backward_op(
 @_fused_attention_backward_op.register_fake
 def _fused_attention_backward_fake(
     grad_out, grad_saliency, psi, xi, g_weight, g_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias,
-    valid, gate, pooled, eps
+    valid, gate, pooled, pre, f, eps
 ):
     inputs = (psi, xi, g_weight, g_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias)
     return tuple(t.new_empty(t.shape) for t in inputs)
@@ -356,22 +361,22 @@ def _fused_attention_backward_fake(
 
 def _setup_context(ctx, inputs: tuple, output: tuple) -> None:
     *tensors, eps, _ = inputs  # psi, xi, the six weights, valid; eps, return_saliency
-    _, _, gate, pooled = output
-    ctx.save_for_backward(*tensors, gate, pooled)
+    _, _, gate, pooled, pre, f = output
+    ctx.save_for_backward(*tensors, gate, pooled, pre, f)
     ctx.eps = eps
-    ctx.mark_non_differentiable(gate, pooled)
+    ctx.mark_non_differentiable(gate, pooled, pre, f)
     ctx.set_materialize_grads(False)  # an unused saliency sends None, and its term is skipped
 
 
 def _backward(ctx, grad_out: Tensor | None, grad_saliency: Tensor | None, *_: Tensor | None) -> tuple:
-    psi, xi, *weights, valid, gate, pooled = ctx.saved_tensors
+    psi, xi, *weights, valid, gate, pooled, pre, f = ctx.saved_tensors
     if grad_saliency is not None and grad_saliency.dim() != 4:
         grad_saliency = None  # the (0,) placeholder of a saliency that was not asked for
     if grad_out is None:  # only the saliency reaches the loss
         B, Cd, H, W = psi.shape
         grad_out = psi.new_zeros(()).expand(B, Cd + xi.shape[2], H, W)
     grads = torch.ops.msgen.fused_attention_backward(
-        grad_out, grad_saliency, psi, xi, *weights, valid, gate, pooled, ctx.eps
+        grad_out, grad_saliency, psi, xi, *weights, valid, gate, pooled, pre, f, ctx.eps
     )
     return (*grads, None, None, None)
 
@@ -451,7 +456,7 @@ def fused_attention(
     _check_inputs(*args, valid, eps, check_valid_sources=impl == "reference")
     if impl == "reference":
         return fused_attention_reference(*args, valid=valid, eps=eps, return_saliency=return_saliency)
-    out, saliency, _, _ = torch.ops.msgen.fused_attention(*args, valid, eps, return_saliency)
+    out, saliency, *_ = torch.ops.msgen.fused_attention(*args, valid, eps, return_saliency)
     return (out, saliency) if return_saliency else out
 
 
