@@ -655,3 +655,14 @@ def test_kernels_compile_for_hopper_without_spills(tmp_path):
         for name, report in kernels.items():
             assert "0 bytes spill stores" in report, f"{name} {dtype_name} spills registers:\n{report}"
             assert "cp.async: 0" not in report, f"{name} {dtype_name}: the channel loop is not pipelined"
+
+
+@pytest.mark.cuda
+def test_cuda_batch_beyond_one_grid_axis():
+    """B > 65,535 samples: the kernels' flat grid has no 65,535 limit on the batch."""
+    case = Case(B=65_535 + 5, M=2, Cd=2, Ce=3, H=2, W=3, hidden=2)
+    inputs = make_inputs(case, device="cuda")
+    upstream = random_upstream(case, torch.float32, "cuda")
+    expected = run(inputs, impl="reference", valid=None, upstream=upstream)
+    actual = run(inputs, impl="triton", valid=None, upstream=upstream)
+    assert_results_close(actual, expected, rtol=1e-4, atol=1e-5)
