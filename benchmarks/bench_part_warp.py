@@ -27,7 +27,13 @@ from torch.profiler import ProfilerActivity, profile
 from msgen.ops import byte_model
 from msgen.ops.part_warp import extension_runs_on, part_warp, part_warp_reference, sample_parts
 
-from conftest import copy_bandwidth, device_name, interleaved_medians, record_interleaved, smoke_run, synchronized
+from conftest import (
+    copy_bandwidth,
+    device_name,
+    interleaved_medians,
+    record_interleaved,
+    smoke_run,
+)
 
 CPU_SHAPE = (10, 64, 128, 64, 10)  # (N, C, H, W, P); feat has the output's size, as in the model
 GPU_CASES = [  # PERFORMANCE.md's warp rows
@@ -174,7 +180,8 @@ def test_part_warp_cpu(request, backward: bool) -> None:
     shape = SMOKE_SHAPE if smoke else CPU_SHAPE
     medians = run_case(shape, torch.float32, cpu, backward, ["extension", "peer"], CPU_ROUNDS, smoke)
     if medians:
-        print(f"CPU {case_name(shape, torch.float32, backward)}: extension {medians['peer'] / medians['extension']:.2f}x faster than the peer")
+        speedup = medians["peer"] / medians["extension"]
+        print(f"CPU {case_name(shape, torch.float32, backward)}: extension {speedup:.2f}x faster than the peer")
 
 
 @pytest.mark.parametrize("backward", [False, True], ids=["F", "F+B"])

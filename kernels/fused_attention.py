@@ -7,7 +7,9 @@ S = sum_m A, Att = A / S, F = sum_m Att xi.
 How the work is divided
 -----------------------
 Every kernel runs one program per (pixel block of BLOCK_P pixels, sample b), on one flat grid
-axis of cdiv(P, BLOCK_P) * B programs (so B may exceed the 65,535 of a second axis). A program loops over the channels in chunks of BLOCK_C and holds a
+axis of cdiv(P, BLOCK_P) * B programs (so B may exceed the 65,535 of a second axis), each one
+warp (so no reduction crosses warps), with BLOCK_P shrunk at small images until the grid holds
+about _TARGET_PROGRAMS programs. A program loops over the channels in chunks of BLOCK_C and holds a
 (BLOCK_M, BLOCK_C, BLOCK_P) tile of xi, all M sources at once, so the sums over sources (S, F) and
 over channels (the gate's dot product) are register reductions; only per-pixel state (BLOCK_M,
 BLOCK_P) lives across the channel loop. Nothing of size (B, M, Ce, P) is stored besides the outputs.

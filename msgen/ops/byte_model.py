@@ -119,7 +119,8 @@ def ratios() -> list[Ratio]:
             for dtype in DTYPE_BYTES:
                 b = model(shape, dtype)
                 for direction in ("F", "F+B"):
-                    result.append(Ratio(op, shape, dtype, direction, b[f"design {direction}"], b[f"floor {direction}"]))
+                    design, floor = b[f"design {direction}"], b[f"floor {direction}"]
+                    result.append(Ratio(op, shape, dtype, direction, design, floor))
     return result
 
 
