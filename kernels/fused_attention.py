@@ -59,9 +59,10 @@ import triton.language as tl
 # (warpsPerCTA [2, 2, 1] at M = 5, [4, 1, 1] at M = 10): a cross-warp reduction per channel step.
 # tests/test_kernel_static.py checks the TTGIR layouts and the registers for sm_90.
 _NUM_WARPS = 1
-# Elements of one (BLOCK_M, BLOCK_C, BLOCK_P) tile: 16 per thread for each live tile (x, A, the
-# gradients), which keeps the kernels at 64-144 registers (14+ programs per SM) without spills.
-_TILE = 512
+# Elements of one (BLOCK_M, BLOCK_C, BLOCK_P) tile: 8 per thread for each live tile (x, A, the
+# gradients), which keeps the kernels at 61-115 registers (16+ programs per SM) without spills
+# under triton 3.6-3.9 (512 gave up to 227 registers with triton 3.6 at M = 10).
+_TILE = 256
 _MAX_BLOCK_P = 128  # 512-byte float32 rows: full coalesced segments per channel and source
 # Programs to aim for: about 8 per SM of a 132-SM H100/H200. Deep levels have few pixels per
 # sample, so their pixel blocks are made smaller until the grid has that many programs.

@@ -31,9 +31,9 @@ from test_fused_attention import _KERNEL_NAMES, Case, make_inputs, make_valid, t
 fa = importlib.import_module("msgen.ops.fused_attention")
 
 # The largest register count ptxas may give any of the four kernels at 1 warp per program:
-# 65536 / (168 * 32) = 12 programs (warps) per SM at least; 4 warps x 168 registers left 3 CTAs.
-# (Measured 64-168 with triton 3.9; the most is the bf16 gate-gradient kernel at M = 10.)
-MAX_REGISTERS = 168
+# 65536 / (128 * 32) = 16 programs (warps) per SM at least; 4 warps x 168 registers left 3 CTAs
+# (12 warps). Measured 61-115 with triton 3.6 (the GPU machine's), 3.8 and 3.9.
+MAX_REGISTERS = 128
 STATIC_SHAPES = [(32, 5, 128, 64, 128, 64), (32, 10, 128, 64, 128, 64), (32, 2, 256, 128, 64, 32)]
 
 
