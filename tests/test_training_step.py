@@ -98,3 +98,20 @@ def test_loss_window_names_the_first_non_finite_step() -> None:
     window.add(torch.tensor([1.0, 2.0, 3.0, 5.0]), 10)
     assert window.read() == ({"loss_d": 1.0, "loss_g_adv": 2.0, "loss_nn": 3.0, "loss_g": 5.0}, None,
                              dict.fromkeys(LOSS_NAMES, 0.0))
+
+
+def test_paper_presets_warn_about_substitutes() -> None:
+    from dataclasses import replace
+
+    from msgen.training.config import train_preset, with_overrides
+    from msgen.training.loop import preset_substitutes
+
+    for name in ("market", "deepfashion"):
+        config = train_preset(name)
+        assert preset_substitutes(config) == []
+        pixel = with_overrides(config, {"model.loss.features": "pixel"})
+        (text,) = preset_substitutes(pixel)
+        assert "'pixel'" in text and "lambda 0.01" in text
+        scaled = replace(config, model=replace(config.model, loss=replace(config.model.loss, vgg_input="torchvision")))
+        assert "58x" in preset_substitutes(scaled)[0]
+    assert preset_substitutes(train_preset("synthetic")) == []

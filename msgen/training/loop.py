@@ -18,6 +18,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,28 @@ def train(config: TrainConfig, resume: str | Path | None = None, init_from: str 
         distributed.teardown(state)
 
 
+class PresetSubstituteWarning(UserWarning):
+    """A paper preset runs with a substitute for one of the paper's settings."""
+
+
+def preset_substitutes(config: TrainConfig) -> list[str]:
+    """What a "market" or "deepfashion" run uses instead of the paper's settings, in words."""
+    if config.preset not in ("market", "deepfashion"):
+        return []
+    loss, found = config.model.loss, []
+    if loss.features != "vgg19":
+        found.append(
+            f"the reconstruction loss compares {loss.features!r} instead of VGG-19 relu1_2 features, with "
+            f"lambda {loss.lambda_nn}: the paper's 0.01 weighs relu1_2 distances, about 100x larger than "
+            "pixel ones, so at 0.01 the reconstruction term is ~1% of G's loss (the synthetic preset "
+            "uses 100 with the pixel loss; set --model.loss.lambda-nn)")
+    elif loss.vgg_input != "caffe":
+        found.append(
+            f"the VGG-19 takes {loss.vgg_input!r}-scaled input: relu1_2 distances are ~58x smaller than "
+            f"with the published code's Caffe-scaled input, for which lambda {loss.lambda_nn} was chosen")
+    return found
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -124,6 +147,8 @@ class Trainer:
             self.nn_loss = NearestNeighbourLoss.from_config(config.model.loss).to(self.device)
         except VGGWeightsNotFound as error:
             raise SetupError(f"{error} (on the command line: --model.loss.features pixel)") from error
+        for substitute in preset_substitutes(config):
+            warnings.warn(f"preset {config.preset}: {substitute}", PresetSubstituteWarning, stacklevel=2)
         # Created once the configuration is known to run, so a refused run leaves no folder behind.
         self.monitor = RunMonitor(self.out, config.steps, self.start_step, enabled=state.is_main)
         adam = dict(lr=config.lr, betas=tuple(config.betas))
@@ -281,6 +306,7 @@ class Trainer:
             f"  generator {g.image_size[0]}x{g.image_size[1]}, {g.levels} levels, width {g.width}, "
             f"variant {g.variant} ({_count(self.G)}); discriminator ({_count(self.D)})",
             f"  NOTE: the reconstruction loss compares {self.nn_loss.feature_space}",
+            *(f"  WARNING: preset {c.preset}: {text}" for text in preset_substitutes(c)),
             f"  data: {self.data.description}",
             f"  M per batch: {', '.join(map(str, c.num_sources))}; batch {c.batch_size} per process; "
             f"Adam lr {c.lr} betas {tuple(c.betas)}; lambda {c.model.loss.lambda_nn}",
