@@ -6,8 +6,10 @@ Per step, on a batch of tuples truncated to the step's M:
    ``discriminator_loss``, Adam;
 3. G step: D (frozen, called outside DDP so its gradients are neither computed nor reduced) scores
    the generated image again, ``generator_loss`` = L_M-GAN + lambda * L_NN, Adam.
-The four losses are averaged over the processes and checked: a non-finite one stops the run
-(``NonFiniteLossError``) before anything of that state is written.
+The step body is ``msgen.training.step.TrainingStep`` (pose tensors built on the device, no host
+sync). The four losses are summed on the device and read every log_every steps and before any
+sample, evaluation or checkpoint, averaged over the processes and checked: a non-finite one stops
+the run (``NonFiniteLossError``, naming the first bad step) before anything of that state is written.
 
 Rank 0 logs, draws samples, evaluates and writes checkpoints; the other ranks wait at a barrier.
 """
