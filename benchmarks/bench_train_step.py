@@ -84,13 +84,15 @@ def step_case(name: str) -> StepCase:
 
 
 def random_poses(n: int, size: tuple[int, int], g: torch.Generator) -> torch.Tensor:
-    """(n, 18, 2) keypoints around a standing person, jittered, a tenth of them missing."""
+    """(n, 18, 2) keypoints around a standing person, jittered, a tenth of the non-torso ones
+    missing (real Market poses nearly always have the torso)."""
     H, W = size
     base = torch.tensor([[0.12, 0.5], [0.22, 0.5], [0.22, 0.35], [0.35, 0.3], [0.47, 0.27], [0.22, 0.65],
                          [0.35, 0.7], [0.47, 0.73], [0.5, 0.4], [0.69, 0.4], [0.88, 0.38], [0.5, 0.6],
                          [0.69, 0.6], [0.88, 0.62], [0.1, 0.55], [0.1, 0.45], [0.11, 0.6], [0.11, 0.4]])
     kp = (base * torch.tensor([H - 1.0, W - 1.0]) + torch.randn(n, 18, 2, generator=g) * 0.03 * H).clamp(min=0)
     missing = torch.rand(n, 18, generator=g) < 0.1
+    missing[:, [2, 5, 8, 11]] = False  # Rsho, Lsho, Rhip, Lhip
     return torch.where(missing[..., None], torch.full_like(kp, -1.0), kp.round())
 
 

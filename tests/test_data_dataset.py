@@ -10,7 +10,7 @@ from msgen.data.dataset import TupleDataset, VariableMBatchSampler, collate_tupl
 from msgen.data.folder import PoseImageFolder
 from msgen.data.synthetic import generate_synthetic
 from msgen.data.tuples import sample_tuples
-from msgen.pose import POSE_KEYS, body_part_affines, heatmaps, read_annotations, with_pose_inputs
+from msgen.pose import POSE_KEYS, body_part_affines, heatmaps, pose_inputs, read_annotations, with_pose_inputs
 from msgen.pose.parts import NULL_THETA
 
 M_VALUES = (1, 2, 3, 5)
@@ -248,3 +248,17 @@ def test_real_market_batches_for_each_m(shared_data, m):
         _check_batch(batch, m, (128, 64))
         identities = {name.split("_")[0] for names in batch["names"] for name in names}
         assert len(identities) <= 3
+
+
+def test_pose_inputs_treat_sources_marked_invalid_as_padding():
+    g = torch.Generator().manual_seed(3)
+    source, target = _random_poses(g, 4, (64, 32)).view(2, 2, 18, 2), _random_poses(g, 2, (64, 32))
+    valid = torch.tensor([[True, False], [True, True]])
+    pose = pose_inputs(source, target, (64, 32), valid)
+    assert (pose["source_heatmaps"][0, 1] == 0).all() and (pose["part_masks"][0, 1] == 0).all()
+    assert (pose["theta"][0, 1] == torch.tensor(NULL_THETA)).all()
+    torch.testing.assert_close(pose["theta"][1], pose_inputs(source, target, (64, 32))["theta"][1])
+    with pytest.raises(ValueError, match="valid must be a bool tensor of shape"):
+        pose_inputs(source, target, (64, 32), valid.float())
+    with pytest.raises(ValueError, match="source_kp must be"):
+        pose_inputs(source[0], target, (64, 32))
