@@ -104,6 +104,8 @@ class MeanOfSources:
     """A stub generator: the mean of the valid sources (so M = 1 returns the first source)."""
 
     def generate_batch(self, batch: dict) -> SimpleNamespace:
+        if batch["valid"] is None:  # collate's "every source is real"
+            return SimpleNamespace(image=batch["sources"].mean(1))
         valid = batch["valid"].float()[:, :, None, None, None]
         return SimpleNamespace(image=(batch["sources"] * valid).sum(1) / valid.sum(1))
 

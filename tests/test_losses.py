@@ -167,10 +167,11 @@ def vgg19_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     return {name: torch.randn(*shape, generator=g) * 0.1 for name, shape in shapes.items()}
 
 
-def expected_relu1_2(state: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+def expected_relu1_2(state: dict[str, torch.Tensor], images: torch.Tensor, scale: str = "caffe") -> torch.Tensor:
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    x = ((images + 1) / 2 - mean) / std
+    pixels = (images + 1) * 127.5  # 0-255 RGB
+    x = pixels - 255 * mean if scale == "caffe" else (pixels / 255 - mean) / std
     x = F.relu(F.conv2d(x, state["features.0.weight"], state["features.0.bias"], padding=1))
     return F.relu(F.conv2d(x, state["features.2.weight"], state["features.2.bias"], padding=1))
 
@@ -198,9 +199,32 @@ def test_vgg_features_load_a_local_state_dict(
         save_file(state, str(path))
     vgg = VGG19Features(weights=path)
     images = torch.rand(2, 3, 10, 6) * 2 - 1
-    torch.testing.assert_close(vgg(images), expected_relu1_2(state, images))
+    torch.testing.assert_close(vgg(images), expected_relu1_2(state, images), rtol=1e-4, atol=1e-3)
     assert vgg.source == str(path)
     assert not any(p.requires_grad for p in vgg.parameters())
+
+
+def test_caffe_scaled_input_gives_the_published_codes_distance_scale(tmp_path: Path, no_cached_weights: Path) -> None:
+    # The published code's VGG took 0-255 inputs minus the mean; torchvision's takes them divided
+    # by 255 * std as well. Through the first (linear) layers, with random weights and zero biases
+    # (so the scale shows alone), the NN distance grows by 255 * std ~ 57.1-58.4 per channel.
+    state = vgg19_state_dict(3)
+    state["features.0.bias"].zero_()
+    state["features.2.bias"].zero_()
+    torch.save(state, tmp_path / "vgg.pth")
+    g = torch.Generator().manual_seed(0)
+    generated, target = (torch.rand(2, 2, 3, 32, 16, generator=g) * 2 - 1).unbind(0)
+    with pytest.warns(FeatureSpaceWarning, match="caffe-scaled"):
+        caffe = NearestNeighbourLoss.from_config(LossConfig(vgg_weights=str(tmp_path / "vgg.pth")))
+    with pytest.warns(FeatureSpaceWarning, match="torchvision-scaled"):
+        normalised = NearestNeighbourLoss("vgg19", weights=tmp_path / "vgg.pth", vgg_input="torchvision")
+    ratio = caffe(generated, target) / normalised(generated, target)
+    assert 255 * 0.224 <= ratio <= 255 * 0.229
+    images = generated[:1]
+    torch.testing.assert_close(caffe.vgg(images), expected_relu1_2(state, images, "caffe"), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(normalised.vgg(images), expected_relu1_2(state, images, "torchvision"), rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="vgg_input"):
+        LossConfig(vgg_input="bgr")
 
 
 def test_vgg_weights_from_the_environment_and_from_the_hub_cache(
@@ -211,10 +235,10 @@ def test_vgg_weights_from_the_environment_and_from_the_hub_cache(
     cached = no_cached_weights / "checkpoints" / TORCHVISION_VGG19_FILE
     cached.parent.mkdir(parents=True)
     torch.save(from_hub, cached)
-    torch.testing.assert_close(VGG19Features()(images), expected_relu1_2(from_hub, images))
+    torch.testing.assert_close(VGG19Features()(images), expected_relu1_2(from_hub, images), rtol=1e-4, atol=1e-3)
     torch.save(from_env, tmp_path / "env.pth")
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "env.pth"))
-    torch.testing.assert_close(VGG19Features()(images), expected_relu1_2(from_env, images))
+    torch.testing.assert_close(VGG19Features()(images), expected_relu1_2(from_env, images), rtol=1e-4, atol=1e-3)
 
 
 def test_without_weights_the_error_names_the_substitutes(no_cached_weights: Path) -> None:

@@ -98,3 +98,10 @@ def test_person_mask_of_real_poses_is_a_plausible_body(shared_data):
         assert mask[kp[ok, 0].astype(int), kp[ok, 1].astype(int)].all()
         areas.append(mask.mean())
     assert 0.05 < np.median(areas) < 0.6
+
+
+def test_heatmaps_without_the_value_check_are_the_same_and_still_check_the_shape():
+    kp = torch.tensor([[10.0, 5.0]] * 17 + [[-1.0, -1.0]])
+    torch.testing.assert_close(heatmaps(kp, (32, 16), check=False), heatmaps(kp, (32, 16)))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 18, 2\)"):
+        heatmaps(kp[:17], (32, 16), check=False)

@@ -68,7 +68,10 @@ def test_geometry_of_every_real_pose_and_test_pair(shared_data):
         assert not (estimable.numpy() & ~expected).any(), "a part was estimated without its keypoints"
         short += int((expected & ~estimable.numpy()).sum())  # degenerate geometry, counted below
         usable = torch.from_numpy(is_usable(s) & is_usable(t))
-        assert torch.equal(estimable[:, 0], usable) and (masks[usable, 0] == 1).all()
+        # A usable pose pair has a torso unless its transform is ill-conditioned (msgen.pose.parts:
+        # masked out rather than smeared); that is rare on real pairs (0.5-1% measured).
+        assert not (estimable[:, 0] & ~usable).any() and (masks[estimable[:, 0], 0] == 1).all()
+        assert (usable & ~estimable[:, 0]).double().mean() < 0.02
         counts += estimable.sum(0).numpy()
         # A limb's affine takes the target's joints onto the source's (or its mirror limb's) exactly.
         s_xy, t_xy = torch.from_numpy(s).double().flip(-1), torch.from_numpy(t).double().flip(-1)
@@ -84,8 +87,9 @@ def test_geometry_of_every_real_pose_and_test_pair(shared_data):
             moved = (fit[:, None, :, :2] @ t_xy[estimable[:, k]][:, points, :, None])[..., 0] + fit[:, None, :, 2]
             assert ((moved > -64) & (moved < 192)).all()
     total = len(targets)
-    # Keypoints allow a part yet its geometry is degenerate (zero-length bone, tiny torso): rare.
-    assert short <= 0.01 * counts.sum()
+    # Keypoints allow a part yet its geometry is degenerate (zero-length bone, tiny torso) or its
+    # transform ill-conditioned (masked out: 1.2% measured, random pairs included): rare.
+    assert short <= 0.02 * counts.sum()
     assert counts[2:].min() >= 0.3 * total  # forearms are the least often annotated
     elapsed = time.perf_counter() - start
     print(f"\n{total} pairs, parts estimated {counts.tolist()}, {short} degenerate, {elapsed:.1f} s")

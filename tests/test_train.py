@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import msgen.training.loop as loop
+import msgen.training.step as step_module
 from msgen.checkpoint import load_checkpoint, step_checkpoints
 from msgen.data.synthetic import generate_synthetic
 from msgen.training.cli import main
@@ -92,14 +93,14 @@ def test_smoke_run_then_resume_matches_an_uninterrupted_run(tiny_data, tmp_path)
 @pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
-    real = loop.discriminator_loss
+    real = step_module.discriminator_loss
 
     def nan_at_step_3(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(loop, "discriminator_loss", nan_at_step_3)
+    monkeypatch.setattr(step_module, "discriminator_loss", nan_at_step_3)
     out = tmp_path / "nan"
     status = main(tiny_args(tiny_data, out, "--steps", "6", "--log-every", "1", "--sample-every", "100",
                             "--eval-every", "100", "--checkpoint-every", "2"))

@@ -1,14 +1,16 @@
-"""The tuple dataset: M sources + 1 target with everything the generator needs, and its collate.
+"""The tuple dataset: M sources + 1 target as images and keypoints, and its collate.
 
-Where the pose tensors are computed: in the dataset item, vectorised over the M + 1 images (one
-``heatmaps`` call for all of them, one ``body_part_affines`` call for the M source/target pairs).
-That runs in the DataLoader's worker processes, in parallel with training, and a batch with mixed M
-never spends work on padding. The collate only copies into padded tensors.
+The loader ships images and keypoints only (about 0.5 MB per sample at M = 5, 128x64, where the
+dense pose tensors were 5.8 MB): heatmaps, part affines and part masks are computed where the
+model runs, batched, by ``msgen.pose.pose_inputs`` (``with_pose_inputs`` on a collated batch), on
+the GPU during training. Data-dependent checks happen here, where the data enter: each item's
+keypoints are validated, so the training step on the device needs no host sync to check them.
 
-Variable M: ``collate_tuples`` pads every batch to its largest M (zeros; keypoints -1 = missing;
-theta NULL_THETA, which samples nothing, with all-zero part masks) and returns ``valid`` (B, M).
-``VariableMBatchSampler`` makes one DataLoader yield batches whose M is drawn per batch from a set:
-it hands the dataset ``(index, m)`` pairs and the item keeps the tuple's first m sources.
+Variable M: ``collate_tuples`` pads every batch to its largest M (zeros; keypoints -1 = missing,
+from which ``pose_inputs`` gives the padding's NULL_THETA and zero masks) and returns ``valid``
+(B, M), or None when every sample has the batch's M (the common case: the kernels then skip the
+mask). ``VariableMBatchSampler`` makes one DataLoader yield batches whose M is drawn per batch
+from a set: it hands the dataset ``(index, m)`` pairs and the item keeps the tuple's first m sources.
 """
 
 from __future__ import annotations
@@ -21,23 +23,19 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from msgen.data.folder import PoseImageFolder
 from msgen.data.tuples import Tuple
-from msgen.pose import body_part_affines, heatmaps
-from msgen.pose.parts import NULL_THETA
+from msgen.pose import check_keypoints
 
 
 class TupleDataset(Dataset):
     """Tuples of one PoseImageFolder as model inputs.
 
     Item ``i`` (or ``(i, m)``: only the first m sources) is a dict:
-        "sources" (M, 3, H, W) float32 in [-1, 1]; "source_kp" (M, 18, 2) float32 (y, x);
-        "source_heatmaps" (M, 18, H, W); "target" (3, H, W); "target_kp" (18, 2);
-        "target_heatmap" (18, H, W); "theta" (M, 10, 2, 3) backward affines target pixel -> source
-        pixel; "part_masks" (M, 10, H, W) target-side masks; "names" [M source names..., target].
+        "sources" (M, 3, H, W) float32 in [-1, 1]; "source_kp" (M, 18, 2) float32 (y, x), -1 =
+        missing; "target" (3, H, W); "target_kp" (18, 2); "names" [M source names..., target].
+    The pose tensors come from ``msgen.pose.with_pose_inputs`` on the collated batch.
     """
 
-    def __init__(self, folder: PoseImageFolder, tuples: Sequence[Tuple], heatmap_sigma: float = 6.0):
-        if heatmap_sigma <= 0:
-            raise ValueError(f"heatmap_sigma must be > 0, got {heatmap_sigma}")
+    def __init__(self, folder: PoseImageFolder, tuples: Sequence[Tuple]):
         kept = set(folder.names)
         for index, (sources, target) in enumerate(tuples):
             if not sources:
@@ -50,7 +48,11 @@ class TupleDataset(Dataset):
                 )
         self.folder = folder
         self.tuples = [(list(sources), target) for sources, target in tuples]
-        self.heatmap_sigma = heatmap_sigma
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of every image and of the keypoints' frame."""
+        return self.folder.image_size
 
     def __len__(self) -> int:
         return len(self.tuples)
@@ -66,53 +68,45 @@ class TupleDataset(Dataset):
         names = [*sources, target]
         images, keypoints = zip(*(self.folder.load(name) for name in names))
         images, keypoints = torch.stack(images), torch.stack(keypoints)  # (M + 1, ...)
-        size = self.folder.image_size
-        maps = heatmaps(keypoints, size, self.heatmap_sigma)
-        theta, masks = body_part_affines(keypoints[:M], keypoints[M:].expand(M, -1, -1), size)
+        check_keypoints(keypoints, name=f"keypoints of tuple {index} ({', '.join(names)})")
         return {
             "sources": images[:M],
             "source_kp": keypoints[:M],
-            "source_heatmaps": maps[:M],
             "target": images[M],
             "target_kp": keypoints[M],
-            "target_heatmap": maps[M],
-            "theta": theta,
-            "part_masks": masks,
             "names": names,
         }
 
 
 # Per-source entries and what fills the places of missing sources.
-_PADDED = {"sources": 0.0, "source_kp": -1.0, "source_heatmaps": 0.0, "part_masks": 0.0}
+_PADDED = {"sources": 0.0, "source_kp": -1.0}
 
 
 def collate_tuples(items: Sequence[dict]) -> dict:
     """Batch TupleDataset items whose M may differ, padding to the largest M.
 
-    Returns the item keys with a leading B (per-source entries (B, M, ...)), "names" as a list of
-    B lists, and "valid" (B, M) bool: which sources are real. Padded sources are zeros, their
-    keypoints -1 (missing), their theta NULL_THETA and their part masks zero, so a padded source
-    warps to nothing.
+    Returns "sources" (B, M, 3, H, W), "source_kp" (B, M, 18, 2), "target" (B, 3, H, W),
+    "target_kp" (B, 18, 2), "names" (B lists) and "valid": None when every item has M sources,
+    else (B, M) bool marking the real ones. Padded sources are zeros with all keypoints -1
+    (missing), so they warp to nothing.
     """
     if not items:
         raise ValueError("collate_tuples got an empty batch")
-    B, M = len(items), max(item["sources"].shape[0] for item in items)
+    counts = [item["sources"].shape[0] for item in items]
+    B, M = len(items), max(counts)
     batch: dict = {}
     for key, fill in _PADDED.items():
         first = items[0][key]
         batch[key] = first.new_full((B, M, *first.shape[1:]), fill)
-    theta = items[0]["theta"]
-    batch["theta"] = torch.tensor(NULL_THETA, dtype=theta.dtype).expand(B, M, *theta.shape[1:]).clone()
-    valid = torch.zeros(B, M, dtype=torch.bool)
-    for b, item in enumerate(items):
-        m = item["sources"].shape[0]
-        for key in (*_PADDED, "theta"):
-            batch[key][b, :m] = item[key]
-        valid[b, :m] = True
-    for key in ("target", "target_kp", "target_heatmap"):
+        for b, item in enumerate(items):
+            batch[key][b, : counts[b]] = item[key]
+    for key in ("target", "target_kp"):
         batch[key] = torch.stack([item[key] for item in items])
     batch["names"] = [item["names"] for item in items]
-    batch["valid"] = valid
+    if min(counts) == M:
+        batch["valid"] = None
+    else:
+        batch["valid"] = torch.arange(M)[None, :] < torch.tensor(counts)[:, None]
     return batch
 
 
@@ -168,10 +162,13 @@ def tuple_loader(
     seed: int = 0,
     num_workers: int = 2,
     drop_last: bool = False,
-    pin_memory: bool = False,
+    pin_memory: bool | None = None,
 ) -> DataLoader:
     """A DataLoader of padded batches; ``num_sources``: None (the tuples' own M), an int (the first
-    m sources of every tuple) or a set of ints (m drawn per batch, VariableMBatchSampler)."""
+    m sources of every tuple) or a set of ints (m drawn per batch, VariableMBatchSampler).
+    ``pin_memory`` None pins when a CUDA GPU is visible (pinned pages only speed up copies to it)."""
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
     workers = dict(collate_fn=collate_tuples, num_workers=num_workers, pin_memory=pin_memory,
                    persistent_workers=num_workers > 0)
     if num_sources is None:

@@ -21,6 +21,7 @@ from msgen.ops.part_warp import IMPLS as _WARP_IMPLS
 VARIANTS = ("avg-nod", "avg", "att2d", "full")
 FC_HIDDEN = ("paper", "code")
 FEATURES = ("vgg19", "pixel", "l1")
+VGG_INPUTS = ("caffe", "torchvision")
 
 # Per-stream encoder filters at full width (METHOD.md, "Generator G"); 7-level models add one 512.
 _ENCODER_FILTERS = (64, 128, 256, 512, 512, 512)
@@ -162,16 +163,23 @@ class LossConfig:
         (channel-summed L1, no neighbourhood).
     neighbourhood: k of the k x k search window (3 for 128x64, 5 for 256x256).
     vgg_weights: a local VGG-19 state dict; None reads MSGEN_VGG19_WEIGHTS, then torch's hub cache.
+    vgg_input: how images are scaled for the VGG (see the field's help).
     """
 
     features: str = "vgg19"
     neighbourhood: int = 3
     lambda_nn: float = 0.01
     vgg_weights: str | None = None
+    vgg_input: str = field(default="caffe", metadata={"help": (
+        "input scale of the VGG-19: 'caffe' (0-255 RGB minus the ImageNet mean, no std division, the "
+        "scale of the published code's VGG, for which lambda 0.01 was chosen; relu1_2 distances ~58x "
+        "those of 'torchvision') or 'torchvision' ([0, 1] normalised by mean/std)")})
 
     def __post_init__(self) -> None:
         if self.features not in FEATURES:
             raise ValueError(f"features must be one of {FEATURES}, got {self.features!r}")
+        if self.vgg_input not in VGG_INPUTS:
+            raise ValueError(f"vgg_input must be one of {VGG_INPUTS}, got {self.vgg_input!r}")
         if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
             raise ValueError(f"neighbourhood must be odd and >= 1, got {self.neighbourhood}")
 

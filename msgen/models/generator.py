@@ -18,6 +18,7 @@ from msgen.models.config import GeneratorConfig, OpsConfig, ops_config
 from msgen.models.decoder import AttentionDecoder, SpatialAttentionFusion
 from msgen.models.encoder import TwoStreamEncoder
 from msgen.ops import AttentionFusion
+from msgen.pose import POSE_KEYS, with_pose_inputs
 
 
 class GeneratorOutput(NamedTuple):
@@ -62,6 +63,20 @@ def _check_inputs(
         )
 
 
+def _require_a_valid_source(valid: Tensor) -> None:
+    """Each sample needs one valid source. On the CPU the check reads valid at no cost; on a GPU
+    reading it would make the host wait for the device, so there it is an asynchronous device
+    assertion (a failure stops the process at the next synchronisation). torch.compile traces
+    only the asynchronous form."""
+    has_source = valid.any(dim=1).all()
+    if valid.device.type == "cpu" and not torch.compiler.is_compiling():
+        if not bool(has_source):
+            empty = (~valid.any(dim=1)).nonzero().flatten().tolist()
+            raise ValueError(f"valid marks no source for batch samples {empty}: each needs >= 1")
+    else:
+        torch._assert_async(has_source, "Generator: valid marks no source for some batch sample; each needs >= 1")
+
+
 class Generator(nn.Module):
     """G: sources and poses -> the person in the target pose, plus per-source saliency maps.
 
@@ -91,20 +106,19 @@ class Generator(nn.Module):
         _check_inputs(
             self.config, sources, source_heatmaps, target_heatmap, theta, part_masks, valid
         )
-        if valid is not None and not torch.compiler.is_compiling():
-            # A data-dependent check: eager only, so that torch.compile traces without a break.
-            if not bool(valid.any(dim=1).all()):
-                empty = (~valid.any(dim=1)).nonzero().flatten().tolist()
-                raise ValueError(
-                    f"valid marks no source for batch samples {empty}: each needs >= 1"
-                )
+        if valid is not None:
+            _require_a_valid_source(valid)
         skips = self.encoder(sources, source_heatmaps, target_heatmap, theta, part_masks)
         image, saliency = self.decoder(skips, valid)
         return GeneratorOutput(image, saliency)
 
     def forward_batch(self, batch: dict[str, Tensor]) -> GeneratorOutput:
-        """Run on a collated batch (keys sources, source_heatmaps, target_heatmap, theta,
-        part_masks, valid)."""
+        """Run on a collated batch: keys sources, source_kp, target_kp and valid (None or absent:
+        all real), as ``msgen.data.collate_tuples`` gives. The pose tensors (source_heatmaps,
+        target_heatmap, theta, part_masks) are built on the batch's device by
+        ``msgen.pose.pose_inputs`` unless the batch already holds them."""
+        if any(key not in batch for key in POSE_KEYS):
+            batch = with_pose_inputs(batch, tuple(self.config.image_size))
         return self(
             batch["sources"],
             batch["source_heatmaps"],

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from msgen.models.config import FEATURES, LossConfig
+from msgen.models.config import FEATURES, VGG_INPUTS, LossConfig
 
 WEIGHTS_ENV = "MSGEN_VGG19_WEIGHTS"
 # The file name torchvision gives VGG19_Weights.IMAGENET1K_V1 in torch's hub cache.
@@ -189,13 +189,23 @@ def _load_state_dict(path: Path) -> dict[str, Tensor]:
 class VGG19Features(nn.Module):
     """VGG-19 up to relu1_2, frozen: images (B, 3, H, W) in [-1, 1] -> (B, 64, H, W).
 
+    ``input_scale``: "caffe" feeds 0-255 RGB minus the ImageNet mean (255 * mean), no division
+    by the std: the magnitude of the published code's Caffe-style VGG input (0-255 BGR, mean
+    subtracted), for which the paper's lambda = 0.01 was chosen. It is the torchvision input
+    times 255 * std (about 58), so relu1_2 activations and the NN distances are about 58x those
+    of "torchvision" ([0, 1] normalised by mean and std, what the weights were trained on); with
+    "torchvision" lambda = 0.01 would leave the reconstruction term ~58x weaker than the paper's.
+
     Weights come from, in order: ``weights`` (a local torchvision VGG-19 state dict, keys
     ``features.0.weight`` ...), ``$MSGEN_VGG19_WEIGHTS``, torchvision's file in torch's hub cache.
     Raises VGGWeightsNotFound when there are none. ``source`` names the file used.
     """
 
-    def __init__(self, weights: str | os.PathLike | None = None) -> None:
+    def __init__(self, weights: str | os.PathLike | None = None, input_scale: str = "caffe") -> None:
         super().__init__()
+        if input_scale not in VGG_INPUTS:
+            raise ValueError(f"input_scale must be one of {VGG_INPUTS}, got {input_scale!r}")
+        self.input_scale = input_scale
         path = _find_vgg_weights(weights)
         # Layer indices as in torchvision's vgg19().features, so its state dict keys fit as is.
         self.features = nn.Sequential(
@@ -220,7 +230,10 @@ class VGG19Features(nn.Module):
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.features(((images + 1) / 2 - self.mean) / self.std)
+        unit = (images + 1) / 2  # [0, 1] RGB
+        if self.input_scale == "caffe":
+            return self.features(255 * (unit - self.mean))
+        return self.features((unit - self.mean) / self.std)
 
 
 class NearestNeighbourLoss(nn.Module):
@@ -236,6 +249,7 @@ class NearestNeighbourLoss(nn.Module):
         features: str = "vgg19",
         neighbourhood: int = 3,
         weights: str | os.PathLike | None = None,
+        vgg_input: str = "caffe",
     ) -> None:
         super().__init__()
         if features not in FEATURES:
@@ -243,11 +257,12 @@ class NearestNeighbourLoss(nn.Module):
         if neighbourhood < 1 or neighbourhood % 2 == 0:
             raise ValueError(f"neighbourhood must be odd and >= 1, got {neighbourhood}")
         self.features = features
-        self.vgg = VGG19Features(weights) if features == "vgg19" else None
+        self.vgg = VGG19Features(weights, vgg_input) if features == "vgg19" else None
         # "l1" is the same loss with a 1 x 1 neighbourhood: the channel-summed L1 per pixel.
         self.neighbourhood = 1 if features == "l1" else neighbourhood
         if self.vgg is not None:
-            self.feature_space = f"VGG-19 relu1_2 features (weights: {self.vgg.source})"
+            self.feature_space = (f"VGG-19 relu1_2 features ({vgg_input}-scaled input; "
+                                  f"weights: {self.vgg.source})")
         elif features == "pixel":
             self.feature_space = "pixels (substitute for VGG-19 relu1_2: no pretrained weights)"
         else:
@@ -263,7 +278,7 @@ class NearestNeighbourLoss(nn.Module):
 
     @classmethod
     def from_config(cls, config: LossConfig) -> NearestNeighbourLoss:
-        return cls(config.features, config.neighbourhood, config.vgg_weights)
+        return cls(config.features, config.neighbourhood, config.vgg_weights, config.vgg_input)
 
     def forward(self, generated: Tensor, target: Tensor) -> Tensor:
         return nearest_neighbour_loss(generated, target, self.vgg, self.neighbourhood)

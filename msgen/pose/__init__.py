@@ -6,11 +6,13 @@ Keypoints are float (..., 18, 2) as (y, x) pixels of the stored image, -1 = miss
 - person_mask: Ma et al.'s person mask for mask-SSIM / mask-IS.
 - parts: the 10 body parts' backward affines and target-side masks (batched torch).
 - affine: moving those affines to a feature map's grid.
+- inputs: all of the generator's pose tensors for a batch of keypoints, on their device.
 - draw: pictures of poses and parts; annotate: keypoints for new photos (optional mediapipe).
 """
 
 from msgen.pose.affine import affines_at_stride
-from msgen.pose.heatmaps import heatmaps
+from msgen.pose.heatmaps import HEATMAP_SIGMA, heatmaps
+from msgen.pose.inputs import POSE_KEYS, pose_inputs, with_pose_inputs
 from msgen.pose.keypoints import (
     KEYPOINT_NAMES,
     LIMBS,
@@ -38,12 +40,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'msgen.pose' has no attribute {name!r}")
 
 __all__ = [
+    "HEATMAP_SIGMA",
     "KEYPOINT_NAMES",
     "LIMBS",
     "MISSING",
     "NUM_KEYPOINTS",
     "NUM_PARTS",
     "PART_NAMES",
+    "POSE_KEYS",
     "affines_at_stride",
     "body_part_affines",
     "check_keypoints",
@@ -52,8 +56,10 @@ __all__ = [
     "is_usable",
     "part_masks_at",
     "person_mask",
+    "pose_inputs",
     "present",
     "read_annotations",
     "save_pose_figure",
+    "with_pose_inputs",
     "write_annotations",
 ]

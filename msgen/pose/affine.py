@@ -17,8 +17,14 @@ def affines_at_stride(theta: Tensor, stride: int | tuple[int, int]) -> Tensor:
     sy, sx = (stride, stride) if isinstance(stride, int) else stride
     if sy < 1 or sx < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    scale = theta.new_tensor([sx, sy])  # image = scale * feature + offset, per (x, y)
-    offset = (scale - 1) / 2
-    linear = theta[..., :2] * scale[None, :] / scale[:, None]
-    translation = (theta[..., :2] @ offset + theta[..., 2] - offset) / scale
-    return torch.cat([linear, translation[..., None]], dim=-1)
+    # image = scale * feature + offset per coordinate (x, y). Python numbers, not a tensor made
+    # from a list: on a GPU that would be a blocking host-to-device copy at every call.
+    scale = (float(sx), float(sy))
+    offset = ((sx - 1) / 2, (sy - 1) / 2)
+    rows = []
+    for i in range(2):  # output row i: x_in (0) or y_in (1)
+        row = theta[..., i, :]
+        shift = row[..., 0] * offset[0] + row[..., 1] * offset[1] + row[..., 2] - offset[i]
+        rows.append(torch.stack([row[..., 0] * (scale[0] / scale[i]), row[..., 1] * (scale[1] / scale[i]),
+                                 shift / scale[i]], dim=-1))
+    return torch.stack(rows, dim=-2)

@@ -21,19 +21,26 @@ the target's for the target rectangles and the head mask, the source's for the s
 
 Conditioning (the published code only caught exactly singular fits, so noisy near-degenerate
 poses gave wild transforms):
-- a least-squares fit is a full affine only when its target points spread in every direction: the
-  smaller eigenvalue of their covariance at least AFFINE_MIN_VARIANCE px^2 and AFFINE_MIN_RATIO of
-  the larger one (a side view's torso is nearly a line, whose affine width scale would be noise);
-  otherwise it is the least-squares similarity (rotation, uniform scale, translation), which needs
-  only two distinct points in each pose;
+- a least-squares fit is a full affine only when the points of BOTH poses spread in every
+  direction: the smaller eigenvalue of their covariance at least AFFINE_MIN_VARIANCE px^2 and
+  AFFINE_MIN_RATIO of the larger one (a side view's torso is nearly a line, whose affine width
+  scale would be noise); otherwise it is the least-squares similarity (rotation, uniform scale,
+  translation), which needs only two distinct points in each pose;
 - a limb rectangle needs a bone of at least MIN_EXTENT px and a width 0.4 * s of at least
-  MIN_EXTENT px, in both poses (a degenerate source limb counts as missing).
-A part that cannot be estimated, or whose mask covers no pixel centre, gets an all-zero mask and
+  MIN_EXTENT px, in both poses (a degenerate source limb counts as missing);
+- every part's transform must be well conditioned: the ratio of the smaller to the larger
+  singular value of its linear part at least MIN_SINGULAR_RATIO. A nearly singular transform
+  stretches a few source pixels over the whole part (on real DeepFashion side views the torso's,
+  whose mask is the whole image, smeared streaks over the picture); such a part is unusable.
+A part that cannot be estimated, is unusable, or whose mask covers no pixel centre, gets an all-zero mask and
 NULL_THETA, which sends every pixel to (NULL_OFFSET, NULL_OFFSET): outside any image and any
 feature map (also after msgen.pose.affines_at_stride), so its warp is zero.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -68,8 +75,42 @@ HEAD_HALF_SIZE = 0.4  # times s
 AFFINE_MIN_VARIANCE = 4.0  # px^2: a 2 px spread; integer annotations are uncertain by about a pixel
 AFFINE_MIN_RATIO = 1e-2
 MIN_EXTENT = 1.0  # px
+MIN_SINGULAR_RATIO = 0.1
 NULL_OFFSET = -1.0e4
 NULL_THETA = ((0.0, 0.0, NULL_OFFSET), (0.0, 0.0, NULL_OFFSET))
+
+
+class _Constants(NamedTuple):
+    """The index and value tensors of the geometry on one device."""
+
+    torso_pairs: Tensor  # (2, 2) (hip, shoulder) index pairs of the torso size
+    torso: Tensor
+    head: Tensor  # HEAD_POINTS then SHOULDERS
+    joints: Tensor  # (8, 2) LIMB_JOINTS
+    mirror: Tensor
+    lower: Tensor  # (8,) bool LIMB_IS_LOWER
+    distal: Tensor  # (8,) float64 distal extension of the affine's rectangles
+    null: Tensor  # (2, 3) float64 NULL_THETA
+
+
+@functools.lru_cache(maxsize=8)
+def _constants(device: torch.device) -> _Constants:
+    # Made once per device: building them from Python lists at every call would be a blocking
+    # host-to-device copy (a host sync) per call on a GPU.
+    def index(values: object) -> Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    return _Constants(
+        torso_pairs=index([[_I["Rhip"], _I["Rsho"]], [_I["Lhip"], _I["Lsho"]]]),
+        torso=index(TORSO_POINTS),
+        head=index(HEAD_POINTS + SHOULDERS),
+        joints=index(LIMB_JOINTS),
+        mirror=index(LIMB_MIRROR),
+        lower=torch.tensor(LIMB_IS_LOWER, device=device),
+        distal=torch.tensor([LOWER_EXTENSION if low else UPPER_EXTENSION for low in LIMB_IS_LOWER],
+                            dtype=torch.float64, device=device),
+        null=torch.tensor(NULL_THETA, dtype=torch.float64, device=device),
+    )
 
 
 def _xy(kp: Tensor) -> Tensor:
@@ -80,10 +121,33 @@ def _xy(kp: Tensor) -> Tensor:
 def _torso_size(xy: Tensor, ok: Tensor) -> Tensor:
     """s per pose, (N, 18, 2) xy and (N, 18) presence -> (N,). From the one pair present when a
     shoulder-hip pair is missing, 0 when both are (which makes every limb rectangle degenerate)."""
-    pairs = torch.tensor([[_I["Rhip"], _I["Rsho"]], [_I["Lhip"], _I["Lsho"]]], device=xy.device)
+    pairs = _constants(xy.device).torso_pairs
     both = ok[:, pairs].all(-1)  # (N, 2)
     squared = ((xy[:, pairs[:, 0]] - xy[:, pairs[:, 1]]) ** 2).sum(-1) * both
     return (squared.sum(-1) / both.sum(-1).clamp(min=1)).sqrt()
+
+
+def _eigenvalues(sym: Tensor) -> tuple[Tensor, Tensor]:
+    """Smaller and larger eigenvalue of symmetric (..., 2, 2) matrices."""
+    trace = sym[..., 0, 0] + sym[..., 1, 1]
+    det = sym[..., 0, 0] * sym[..., 1, 1] - sym[..., 0, 1] * sym[..., 1, 0]
+    gap = ((trace / 2) ** 2 - det).clamp(min=0).sqrt()
+    return trace / 2 - gap, trace / 2 + gap
+
+
+def _spreads(cov: Tensor) -> Tensor:
+    """Whether points of covariance (N, 2, 2) spread in every direction (see the module docstring)."""
+    smallest, largest = _eigenvalues(cov)
+    return (smallest >= AFFINE_MIN_VARIANCE) & (smallest >= AFFINE_MIN_RATIO * largest)
+
+
+def singular_value_ratio(theta: Tensor) -> Tensor:
+    """sigma_min / sigma_max of the linear part of affines (..., 2, 3): 1 for a similarity, near 0
+    for a transform that squashes one direction (0 for a singular or non-finite one)."""
+    linear = theta[..., :2]
+    small, large = _eigenvalues(linear.transpose(-1, -2) @ linear)
+    ratio = (small.clamp(min=0) / large.clamp(min=1e-300)).sqrt()
+    return torch.where(torch.isfinite(ratio), ratio, torch.zeros_like(ratio))
 
 
 def _fit(target: Tensor, source: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -102,11 +166,12 @@ def _fit(target: Tensor, source: Tensor, weight: Tensor) -> tuple[Tensor, Tensor
     cross = s.transpose(1, 2) @ t / count[..., None].clamp(min=1)  # sum of s t^T
     trace = cov[:, 0, 0] + cov[:, 1, 1]
     det = cov[:, 0, 0] * cov[:, 1, 1] - cov[:, 0, 1] * cov[:, 1, 0]
-    gap = ((trace / 2) ** 2 - det).clamp(min=0).sqrt()
-    smallest, largest = trace / 2 - gap, trace / 2 + gap
-    source_spread = (s**2).sum((1, 2)) / count[:, 0].clamp(min=1)
+    source_cov = s.transpose(1, 2) @ s / count[..., None].clamp(min=1)
+    source_spread = source_cov[:, 0, 0] + source_cov[:, 1, 1]
     n = count[:, 0]
-    affine_ok = (n >= 3) & (smallest >= AFFINE_MIN_VARIANCE) & (smallest >= AFFINE_MIN_RATIO * largest)
+    # Both poses must spread in every direction: a source torso seen from the side is nearly a
+    # line, and the affine onto it squashes the target's torso into streaks.
+    affine_ok = (n >= 3) & _spreads(cov) & _spreads(source_cov)
     similar_ok = (n >= 2) & (trace >= AFFINE_MIN_VARIANCE) & (source_spread >= AFFINE_MIN_VARIANCE)
     affine_ok &= similar_ok  # a source collapsed to one point is no fit either
 
@@ -128,7 +193,7 @@ def _rectangles(xy: Tensor, ok: Tensor, size: Tensor, distal: Tensor) -> tuple[T
     """The 8 limb rectangles of each pose: (N, 18, 2) xy, (N, 18) presence, (N,) torso size and
     (8,) distal extensions -> centre (N, 8, 2), along (N, 8, 2) (full length), half-width normal
     (N, 8, 2) and valid (N, 8)."""
-    joints = torch.tensor(LIMB_JOINTS, device=xy.device)
+    joints = _constants(xy.device).joints
     proximal, end = xy[:, joints[:, 0]], xy[:, joints[:, 1]]
     bone = end - proximal
     length = bone.norm(dim=-1)
@@ -156,13 +221,14 @@ def _rectangle_affine(target: tuple[Tensor, Tensor, Tensor], source: tuple[Tenso
     return torch.cat([linear, shift[..., None]], -1)
 
 
-def _check_pair(source_kp: Tensor, target_kp: Tensor, size: tuple[int, int]) -> None:
+def _check_pair(source_kp: Tensor, target_kp: Tensor, size: tuple[int, int], values: bool) -> None:
     for name, kp in (("source_kp", source_kp), ("target_kp", target_kp)):
         if not isinstance(kp, Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(kp).__name__}")
-        if kp.dim() != 3:
+        if kp.dim() != 3 or tuple(kp.shape[1:]) != (18, 2):
             raise ValueError(f"{name} must be (N, 18, 2), got {tuple(kp.shape)}")
-        check_keypoints(kp, name=name)
+        if values:
+            check_keypoints(kp, name=name)
     if source_kp.shape != target_kp.shape:
         raise ValueError(f"source_kp {tuple(source_kp.shape)} and target_kp {tuple(target_kp.shape)} differ in shape")
     if source_kp.device != target_kp.device:
@@ -172,7 +238,12 @@ def _check_pair(source_kp: Tensor, target_kp: Tensor, size: tuple[int, int]) -> 
 
 
 def body_part_affines(
-    source_kp: Tensor, target_kp: Tensor, size: tuple[int, int], *, lower_mask_extension: float = LOWER_EXTENSION
+    source_kp: Tensor,
+    target_kp: Tensor,
+    size: tuple[int, int],
+    *,
+    lower_mask_extension: float = LOWER_EXTENSION,
+    check: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Backward affines and target-side masks of the 10 body parts for N source/target pose pairs.
 
@@ -181,18 +252,21 @@ def body_part_affines(
         size: (H, W) of the target image, the resolution of the masks.
         lower_mask_extension: how far the lower-segment masks extend past the distal joint, in bone
             lengths (0.3 like the affine's rectangle; the published code used 0.5).
+        check: validate the keypoints' values (finite, >= 0 or missing). That reads them on the
+            host: a training step on a GPU passes False for keypoints its loader checked.
 
     Returns:
         theta (N, 10, 2, 3): target pixel (x, y, 1) -> source pixel (x_in, y_in), NULL_THETA for a
         part that cannot be estimated; masks (N, 10, H, W) in {0, 1}, all zero for such a part.
         float64 for float64 keypoints, else float32; on the keypoints' device.
     """
-    _check_pair(source_kp, target_kp, size)
+    _check_pair(source_kp, target_kp, size, check)
     if not lower_mask_extension >= 0:
         raise ValueError(f"lower_mask_extension must be >= 0, got {lower_mask_extension}")
     H, W = int(size[0]), int(size[1])
     out_dtype = torch.float64 if target_kp.dtype == torch.float64 else torch.float32
     device = target_kp.device
+    const = _constants(device)
     # The geometry is a few numbers per pair: float64 keeps the fits exact at no real cost.
     src, tgt = _xy(source_kp.to(torch.float64)), _xy(target_kp.to(torch.float64))
     ok_s, ok_t = present(source_kp), present(target_kp)
@@ -201,38 +275,35 @@ def body_part_affines(
 
     theta = torch.empty(N, NUM_PARTS, 2, 3, dtype=torch.float64, device=device)
     valid = torch.empty(N, NUM_PARTS, dtype=torch.bool, device=device)
-    torso = list(TORSO_POINTS)
+    torso = const.torso
     shared = ok_s[:, torso] & ok_t[:, torso]
     theta[:, 0], valid[:, 0] = _fit(tgt[:, torso], src[:, torso], shared)
     valid[:, 0] &= shared.all(-1)
 
-    head = list(HEAD_POINTS) + list(SHOULDERS)
+    head = const.head
     shared = ok_s[:, head] & ok_t[:, head]
     theta[:, 1], valid[:, 1] = _fit(tgt[:, head], src[:, head], shared)
     valid[:, 1] &= shared[:, : len(HEAD_POINTS)].any(-1) & shared[:, len(HEAD_POINTS) :].all(-1)
 
-    distal = torch.tensor(
-        [LOWER_EXTENSION if low else UPPER_EXTENSION for low in LIMB_IS_LOWER], dtype=torch.float64, device=device
-    )
+    distal = const.distal
     *rect_t, limb_t = _rectangles(tgt, ok_t, s_t, distal)
     *rect_s, limb_s = _rectangles(src, ok_s, s_s, distal)
-    mirror = torch.tensor(LIMB_MIRROR, device=device)
+    mirror = const.mirror
     use_mirror = ~limb_s & limb_s[:, mirror]
     rect_s = [torch.where(use_mirror[..., None], r[:, mirror], r) for r in rect_s]
     theta[:, 2:] = _rectangle_affine(tuple(rect_t), tuple(rect_s))
     valid[:, 2:] = limb_t & (limb_s | use_mirror)
 
     head_rows, head_cols = _head_square(tgt, ok_t, s_t, H, W)
-    lower = torch.tensor(LIMB_IS_LOWER, device=device)
-    mask_distal = torch.where(lower, torch.full_like(distal, lower_mask_extension), distal)
+    mask_distal = torch.where(const.lower, torch.full_like(distal, lower_mask_extension), distal)
     centre, along, normal, _ = _rectangles(tgt, ok_t, s_t, mask_distal)
     first, last = _rectangle_rows(centre, along, normal, H, W)  # (N, 8, H)
 
     valid[:, 1] &= head_rows.any(-1) & head_cols.any(-1)
     valid[:, 2:] &= (first <= last).any(-1)
     valid &= torch.isfinite(theta).flatten(2).all(-1)
-    null = torch.tensor(NULL_THETA, dtype=torch.float64, device=device)
-    theta = torch.where(valid[..., None, None], theta, null)
+    valid &= singular_value_ratio(theta) >= MIN_SINGULAR_RATIO
+    theta = torch.where(valid[..., None, None], theta, const.null)
 
     masks = torch.empty(N, NUM_PARTS, H, W, dtype=out_dtype, device=device)
     masks[:, 0] = valid[:, 0, None, None]
@@ -245,7 +316,7 @@ def body_part_affines(
 
 def _head_square(tgt: Tensor, ok_t: Tensor, s_t: Tensor, H: int, W: int) -> tuple[Tensor, Tensor]:
     """The head mask as the rows (N, H) and columns (N, W) its square covers; none without head points."""
-    head = list(HEAD_POINTS)
+    head = _constants(tgt.device).head[: len(HEAD_POINTS)]
     seen = ok_t[:, head]
     centre = (tgt[:, head] * seen[..., None]).sum(1) / seen.sum(1).clamp(min=1)[:, None]
     half = (HEAD_HALF_SIZE * s_t)[:, None]

@@ -53,8 +53,9 @@ class DataConfig:
     test_fraction: the share of identities held out for evaluation and sample grids (disjoint
         from training; ``msgen.data.split_by_identity``).
     eval_tuples: held-out tuples scored every ``eval_every`` steps; sample_tuples: columns of a grid.
-    workers: DataLoader worker processes (0 loads in the training process); they compute the
-        heatmaps and part affines while the model trains.
+    workers: DataLoader worker processes (0 loads in the training process); they decode the
+        images and keypoints while the model trains (the pose tensors are built on the training
+        device). Batches are pinned only when training on CUDA.
     """
 
     dataset: str = "synthetic"

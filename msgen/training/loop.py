@@ -6,8 +6,10 @@ Per step, on a batch of tuples truncated to the step's M:
    ``discriminator_loss``, Adam;
 3. G step: D (frozen, called outside DDP so its gradients are neither computed nor reduced) scores
    the generated image again, ``generator_loss`` = L_M-GAN + lambda * L_NN, Adam.
-The four losses are averaged over the processes and checked: a non-finite one stops the run
-(``NonFiniteLossError``) before anything of that state is written.
+The step body is ``msgen.training.step.TrainingStep`` (pose tensors built on the device, no host
+sync). The four losses are summed on the device and read every log_every steps and before any
+sample, evaluation or checkpoint, averaged over the processes and checked: a non-finite one stops
+the run (``NonFiniteLossError``, naming the first bad step) before anything of that state is written.
 
 Rank 0 logs, draws samples, evaluates and writes checkpoints; the other ranks wait at a barrier.
 """
@@ -18,6 +20,7 @@ import contextlib
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,23 +39,16 @@ from msgen.checkpoint import (
     restore_rng,
 )
 from msgen.data import collate_tuples
-from msgen.models import (
-    Discriminator,
-    Generator,
-    NearestNeighbourLoss,
-    VGGWeightsNotFound,
-    discriminator_loss,
-    generator_loss,
-)
+from msgen.models import Discriminator, Generator, NearestNeighbourLoss, VGGWeightsNotFound
+from msgen.pose import with_pose_inputs
 from msgen.training import distributed
 from msgen.training.config import TrainConfig, config_to_dict
 from msgen.training.data import build_run_data, to_device
 from msgen.training.evaluation import evaluate
 from msgen.training.monitor import RunMonitor
 from msgen.training.sampler import StepBatchSampler
+from msgen.training.step import LOSS_NAMES, LossWindow, TrainingStep
 from msgen.training.visuals import sample_grid
-
-LOSS_NAMES = ("loss_d", "loss_g_adv", "loss_nn", "loss_g")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -88,6 +84,28 @@ def train(config: TrainConfig, resume: str | Path | None = None, init_from: str 
         return Trainer(config, state, resume=resume, init_from=init_from).run()
     finally:
         distributed.teardown(state)
+
+
+class PresetSubstituteWarning(UserWarning):
+    """A paper preset runs with a substitute for one of the paper's settings."""
+
+
+def preset_substitutes(config: TrainConfig) -> list[str]:
+    """What a "market" or "deepfashion" run uses instead of the paper's settings, in words."""
+    if config.preset not in ("market", "deepfashion"):
+        return []
+    loss, found = config.model.loss, []
+    if loss.features != "vgg19":
+        found.append(
+            f"the reconstruction loss compares {loss.features!r} instead of VGG-19 relu1_2 features, with "
+            f"lambda {loss.lambda_nn}: the paper's 0.01 weighs relu1_2 distances, about 100x larger than "
+            "pixel ones, so at 0.01 the reconstruction term is ~1% of G's loss (the synthetic preset "
+            "uses 100 with the pixel loss; set --model.loss.lambda-nn)")
+    elif loss.vgg_input != "caffe":
+        found.append(
+            f"the VGG-19 takes {loss.vgg_input!r}-scaled input: relu1_2 distances are ~58x smaller than "
+            f"with the published code's Caffe-scaled input, for which lambda {loss.lambda_nn} was chosen")
+    return found
 
 
 def seed_everything(seed: int) -> None:
@@ -131,6 +149,8 @@ class Trainer:
             self.nn_loss = NearestNeighbourLoss.from_config(config.model.loss).to(self.device)
         except VGGWeightsNotFound as error:
             raise SetupError(f"{error} (on the command line: --model.loss.features pixel)") from error
+        for substitute in preset_substitutes(config):
+            warnings.warn(f"preset {config.preset}: {substitute}", PresetSubstituteWarning, stacklevel=2)
         # Created once the configuration is known to run, so a refused run leaves no folder behind.
         self.monitor = RunMonitor(self.out, config.steps, self.start_step, enabled=state.is_main)
         adam = dict(lr=config.lr, betas=tuple(config.betas))
@@ -155,7 +175,10 @@ class Trainer:
             generator=torch.Generator().manual_seed(config.seed),
         )
         count = min(config.data.sample_tuples, len(self.data.held_out))
-        self.sample_batch = collate_tuples([self.data.held_out[(i, config.max_sources)] for i in range(count)])
+        # With its pose tensors (the sample grid draws the target's heatmap), built once here.
+        self.sample_batch = with_pose_inputs(
+            collate_tuples([self.data.held_out[(i, config.max_sources)] for i in range(count)]),
+            tuple(config.model.generator.image_size))
 
         if config.compile:
             # In place, so state_dict keys stay those of the plain modules.
@@ -167,6 +190,12 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train = DistributedDataParallel(self.G, device_ids=ids)
             self.d_train = DistributedDataParallel(self.D, device_ids=ids)
+        self.step_fn = TrainingStep(
+            self.G, self.D, self.nn_loss, self.optim_g, self.optim_d,
+            image_size=tuple(config.model.generator.image_size), lambda_nn=config.model.loss.lambda_nn,
+            device=self.device, autocast=self.autocast, g_train=self.g_train, d_train=self.d_train)
+        self.losses = LossWindow(self.device)
+        self.last_losses: dict[str, float] = {}
 
     def _load(self, checkpoint: dict[str, Any], path: str | Path, full: bool) -> None:
         load_module_state(self.G, checkpoint["generator"], "generator", path)
@@ -186,45 +215,35 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------------------------
 
-    def train_step(self, batch: dict[str, Tensor]) -> Tensor:
-        """One D step and one G step; returns the (4,) losses of LOSS_NAMES, detached."""
-        b = batch
-        source_args = (b["sources"], b["source_heatmaps"])
-        with self.autocast():
-            fake = self.g_train(b["sources"], b["source_heatmaps"], b["target_heatmap"], b["theta"],
-                                b["part_masks"], b["valid"]).image
-            # Real and generated in one D call: one forward per backward, as DDP expects.
-            both = self.d_train(torch.cat([b["target"], fake.detach()]), b["target_heatmap"].repeat(2, 1, 1, 1),
-                                *(x.repeat(2, 1, 1, 1, 1) for x in source_args))
-        real_logits, fake_logits = both.float().chunk(2)
-        loss_d = discriminator_loss(real_logits, fake_logits, b["valid"])
-        self.optim_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.optim_d.step()
+    def train_step(self, batch: dict) -> Tensor:
+        """One D step and one G step on a collated batch (msgen.training.step.TrainingStep);
+        returns the (4,) losses of LOSS_NAMES, detached, on the device, without a host sync."""
+        return self.step_fn(batch)
 
-        self.D.requires_grad_(False)
-        with self.autocast():
-            logits = self.D(fake, b["target_heatmap"], *source_args)
-        losses = generator_loss(logits.float(), fake.float(), b["target"], self.nn_loss, b["valid"],
-                                self.config.model.loss.lambda_nn)
-        self.optim_g.zero_grad(set_to_none=True)
-        losses.total.backward()
-        self.optim_g.step()
-        self.D.requires_grad_(True)
-        return torch.stack([loss_d, losses.adversarial, losses.reconstruction, losses.total]).detach()
-
-    def _checked(self, losses: Tensor, step: int) -> dict[str, float]:
-        values = dict(zip(LOSS_NAMES, distributed.mean_over_ranks(self.dist, losses).tolist()))
-        bad = [name for name, value in values.items() if not math.isfinite(value)]
-        if bad:
+    def _read_losses(self, step: int) -> dict[str, float]:
+        """The window's mean losses (averaged over the processes): the step's one host sync, on
+        log steps and before periodic work. Raises NonFiniteLossError for a non-finite loss."""
+        reading = self.losses.read(lambda total: distributed.mean_over_ranks(self.dist, total))
+        bad = [name for name, value in reading.means.items() if not math.isfinite(value)]
+        if bad or reading.bad_step is not None:
+            values = reading.bad_losses if reading.bad_step is not None else reading.means
+            bad = [name for name, value in values.items() if not math.isfinite(value)] or bad
+            where = (f"step {reading.bad_step}" if reading.bad_step is not None
+                     else f"a step before step {step} (on another process)")
             last = latest_checkpoint(self.out / "checkpoints")
             kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
             raise NonFiniteLossError(
-                f"non-finite loss at step {step}: " + ", ".join(f"{n} = {values[n]}" for n in bad)
+                f"non-finite loss at {where}: " + ", ".join(f"{n} = {values[n]}" for n in bad)
                 + f". Nothing of this state was saved; {kept}. Lower --lr, or resume from the "
                 "checkpoint with --precision fp32."
             )
-        return values
+        return reading.means
+
+    def _log_losses(self, done: int, num_sources: int) -> None:
+        """On log steps: read and log the window's means, and start a new window."""
+        self.last_losses = self._read_losses(done)
+        self.monitor.log(done, {**self.last_losses, "num_sources": num_sources})
+        self.losses.reset()
 
     # -- periodic work --------------------------------------------------------------------------
 
@@ -268,6 +287,7 @@ class Trainer:
         save = done % (c.checkpoint_every or c.eval_every) == 0 or done == c.steps
         if not (sample or evaluate or save):
             return
+        self._read_losses(done)  # nothing is sampled or saved from a state with a non-finite loss
         self.monitor.pause()
         if self.dist.is_main and sample:
             self._sample(done)
@@ -288,6 +308,7 @@ class Trainer:
             f"  generator {g.image_size[0]}x{g.image_size[1]}, {g.levels} levels, width {g.width}, "
             f"variant {g.variant} ({_count(self.G)}); discriminator ({_count(self.D)})",
             f"  NOTE: the reconstruction loss compares {self.nn_loss.feature_space}",
+            *(f"  WARNING: preset {c.preset}: {text}" for text in preset_substitutes(c)),
             f"  data: {self.data.description}",
             f"  M per batch: {', '.join(map(str, c.num_sources))}; batch {c.batch_size} per process; "
             f"Adam lr {c.lr} betas {tuple(c.betas)}; lambda {c.model.loss.lambda_nn}",
@@ -300,23 +321,16 @@ class Trainer:
         self._banner()
         if self.start_step:
             restore_rng(self._resume_rng)
-        window = torch.zeros(len(LOSS_NAMES), dtype=torch.float64)
-        window_steps = 0
         self.monitor.start()
         try:
             for step, batch in enumerate(self.loader, start=self.start_step):
                 num_sources = batch["sources"].shape[1]
-                batch = to_device(batch, self.device)
                 done = step + 1
-                losses = self._checked(self.train_step(batch), done)
-                window += torch.tensor(list(losses.values()), dtype=torch.float64)
-                window_steps += 1
-                self.monitor.step(c.batch_size * self.dist.world_size, losses)
+                self.losses.add(self.train_step(batch), done)
                 if done % c.log_every == 0:
-                    means = dict(zip(LOSS_NAMES, (window / window_steps).tolist()))
-                    self.monitor.log(done, {**means, "num_sources": num_sources})
-                    window.zero_()
-                    window_steps = 0
+                    self._log_losses(done, num_sources)
+                # The progress bar shows the last logged means: reading every step's would sync.
+                self.monitor.step(c.batch_size * self.dist.world_size, self.last_losses)
                 self._periodic(done)
         except KeyboardInterrupt:
             last = latest_checkpoint(self.out / "checkpoints")
