@@ -136,3 +136,12 @@ def test_prepare_reports_bad_input(tmp_path, capsys) -> None:
 def test_nonexistent_data_root_is_a_usage_error_naming_it(tmp_path) -> None:
     with pytest.raises(UsageError, match="--data.root .*nowhere: no such folder"):
         build_run_data(DataConfig(root=str(tmp_path / "nowhere"), workers=0), (64, 32), 2, SINGLE)
+
+
+def test_train_cli_refuses_a_nonexistent_root_in_one_line(tmp_path, capsys) -> None:
+    from msgen.training import cli
+
+    code = cli.main(["--data.root", str(tmp_path / "nowhere"), "--steps", "1", "--data.workers", "0",
+                     "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "error: --data.root" in capsys.readouterr().err

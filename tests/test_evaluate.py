@@ -134,3 +134,39 @@ def test_cli_errors_are_one_line(run: dict, tmp_path, capsys) -> None:
     assert capsys.readouterr().err.startswith("error: --data")
     assert evaluate.main(["--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert capsys.readouterr().err.startswith("error: --checkpoint: file not found")
+
+
+def test_market_style_folder_on_its_official_split(run: dict, stand_ins, tmp_path, capsys) -> None:
+    """Market-named images + the public files' format -> prepare --official -> every column."""
+    from msgen.data import prepare
+    from msgen.data.synthetic import generate_synthetic
+    from msgen.pose import read_annotations, write_annotations
+
+    source = generate_synthetic(tmp_path / "s", identities=8, images_per_identity=4, size=(128, 64), seed=3)
+    images = tmp_path / "market_images"
+    images.mkdir()
+    renamed: dict[str, dict] = {"train": {}, "test": {}}
+    for index, (name, kp) in enumerate(sorted(read_annotations(source / "annotation.csv").items())):
+        person = int(name.split("_")[0])
+        new = f"{person + 1:04d}_c{index % 6 + 1}s1_{index:06d}_01.png"
+        (images / new).write_bytes((source / "images" / name).read_bytes())
+        renamed["train" if person < 5 else "test"][new] = kp
+    for side, rows in renamed.items():
+        write_annotations(tmp_path / f"market-annotation-{side}.csv", rows)
+    test_names = sorted(renamed["test"])
+    pairs = [(a, b) for a in test_names for b in test_names if a != b and a[:4] == b[:4]][::2]
+    (tmp_path / "market-pairs-test.csv").write_text("from,to\n" + "".join(f"{a},{b}\n" for a, b in pairs))
+    out = tmp_path / "market"
+    files = [str(tmp_path / f) for f in ("market-annotation-train.csv", "market-annotation-test.csv", "market-pairs-test.csv")]
+    assert prepare.main(["--dataset", "market", "--out", str(out), "--images", str(images), "--official", *files,
+                         "--num-sources", "2"]) == 0
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(run["checkpoint"]), "--data", str(out), "--sources", "1", "2",
+                          "--resize", "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "unavailable" not in printed and "market-pairs-test.csv" in printed
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    # M = 1 and 2 score the same tuples: every pair here has a second source, its own source first.
+    assert report["num_tuples"] == len(pairs)
+    assert [[names[0], names[-1]] for names in report["tuple_names"]] == [list(p) for p in pairs]
+    assert report["real_set"] == f"{len(renamed['train'])} training images"
