@@ -228,7 +228,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
     methods += [Method(WARP, warp_baseline), constant_method(mean_colour(folder, train_names)), ground_truth_method()]
     real = None
     if networks.inception is not None:
-        real_names = train_names[: args.max_real] if args.max_real else train_names
+        real_names = train_names
+        if args.max_real and args.max_real < len(train_names):  # evenly spaced: every person, not the first ones
+            real_names = [train_names[i] for i in np.linspace(0, len(train_names) - 1, args.max_real).round().astype(int)]
         real = real_statistics(folder, real_names, networks.inception, args.batch_size, progress=args.progress)
     start = time.perf_counter()
     results = score_methods(methods, TupleDataset(folder, tuples), args.sources, args.device, args.batch_size,

@@ -143,14 +143,15 @@ def test_market_style_folder_on_its_official_split(run: dict, stand_ins, tmp_pat
     from msgen.pose import read_annotations, write_annotations
 
     source = generate_synthetic(tmp_path / "s", identities=8, images_per_identity=4, size=(128, 64), seed=3)
-    images = tmp_path / "market_images"
-    images.mkdir()
     renamed: dict[str, dict] = {"train": {}, "test": {}}
+    for side in renamed:  # the releases ship train/ and test/ image folders apart
+        (tmp_path / side).mkdir()
     for index, (name, kp) in enumerate(sorted(read_annotations(source / "annotation.csv").items())):
         person = int(name.split("_")[0])
+        side = "train" if person < 5 else "test"
         new = f"{person + 1:04d}_c{index % 6 + 1}s1_{index:06d}_01.png"
-        (images / new).write_bytes((source / "images" / name).read_bytes())
-        renamed["train" if person < 5 else "test"][new] = kp
+        (tmp_path / side / new).write_bytes((source / "images" / name).read_bytes())
+        renamed[side][new] = kp
     for side, rows in renamed.items():
         write_annotations(tmp_path / f"market-annotation-{side}.csv", rows)
     test_names = sorted(renamed["test"])
@@ -158,7 +159,8 @@ def test_market_style_folder_on_its_official_split(run: dict, stand_ins, tmp_pat
     (tmp_path / "market-pairs-test.csv").write_text("from,to\n" + "".join(f"{a},{b}\n" for a, b in pairs))
     out = tmp_path / "market"
     files = [str(tmp_path / f) for f in ("market-annotation-train.csv", "market-annotation-test.csv", "market-pairs-test.csv")]
-    assert prepare.main(["--dataset", "market", "--out", str(out), "--images", str(images), "--official", *files,
+    assert prepare.main(["--dataset", "market", "--out", str(out), "--images", str(tmp_path / "train"),
+                         str(tmp_path / "test"), "--official", *files,
                          "--num-sources", "2"]) == 0
     capsys.readouterr()
     assert evaluate.main(["--checkpoint", str(run["checkpoint"]), "--data", str(out), "--sources", "1", "2",

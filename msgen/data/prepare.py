@@ -1,7 +1,7 @@
 """Make a dataset folder: DIR/images, DIR/annotation.csv and the split, DIR/split.json.
 
     # Market-1501 / DeepFashion, the public release's split and standard test pairs:
-    python -m msgen.data.prepare --dataset market --out DIR --images IMAGES \\
+    python -m msgen.data.prepare --dataset market --out DIR --images TRAIN_IMAGES TEST_IMAGES \\
         --official market-annotation-train.csv market-annotation-test.csv market-pairs-test.csv
     # any folder: persons held out at random (stratified by image count)
     python -m msgen.data.prepare --dataset market --out DIR [--images IMAGES --annotations CSV] \\
@@ -9,8 +9,9 @@
 
 DIR is what ``msgen.train --data.root DIR`` and ``msgen.evaluate --data DIR`` take. Images and the
 annotation CSV default to DIR/images and DIR/annotation.csv; given elsewhere, DIR/images becomes a
-symbolic link to the image folder (nothing is copied) and the CSV is copied to DIR/annotation.csv
-(with --official, the train and test CSVs together). Identity: Market-1501, the name before the
+symbolic link to the image folder, or a folder of links to the files of several (nothing is
+copied), and the CSV is copied to DIR/annotation.csv (with --official, the train and test CSVs
+together). Identity: Market-1501, the name before the
 first ``_`` (``-1*``/``0000*`` junk dropped); DeepFashion, id + item, the name before the last ``_``.
 
 split.json (``msgen.data.split``): training persons, test persons, test tuples of up to
@@ -41,13 +42,23 @@ SUMMARY = "summary.json"
 PROG = "python -m msgen.data.prepare"
 
 
-def _link_images(out: Path, images: Path) -> Path:
+def _link_images(out: Path, folders: Sequence[Path]) -> Path:
+    """DIR/images: a link to the one image folder, or a folder of links to the files of several
+    (the releases ship train/ and test/ apart). Nothing is copied."""
     target = out / "images"
-    if target.resolve() == images.resolve():
+    if len(folders) == 1 and target.resolve() == folders[0].resolve():
         return target
     if target.exists() or target.is_symlink():
         raise UsageError(f"--out {out}: already has images/ ({target}); omit --images or choose another --out")
-    os.symlink(images.resolve(), target, target_is_directory=True)
+    if len(folders) == 1:
+        os.symlink(folders[0].resolve(), target, target_is_directory=True)
+        return target
+    target.mkdir()
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            if (target / name).is_symlink():
+                raise UsageError(f"--images: {name} is in two of the folders ({', '.join(map(str, folders))})")
+            os.symlink((folder / name).resolve(), target / name)
     return target
 
 
@@ -68,7 +79,7 @@ def _write_annotations(out: Path, sources: Sequence[Path]) -> Path:
 def prepare(
     dataset: str,
     out: str | Path,
-    images: str | Path | None = None,
+    images: str | Path | Sequence[str | Path] | None = None,
     annotations: str | Path | None = None,
     official: Sequence[str | Path] | None = None,
     num_sources: int = 5,
@@ -88,9 +99,11 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     identity_fn = DATASETS[dataset]["identity_fn"]
     if images is not None:
-        if not Path(images).is_dir():
-            raise UsageError(f"--images: image folder {images} does not exist")
-        _link_images(out, Path(images))
+        folders = [Path(images)] if isinstance(images, (str, Path)) else [Path(f) for f in images]
+        for folder in folders:
+            if not folder.is_dir():
+                raise UsageError(f"--images: image folder {folder} does not exist")
+        _link_images(out, folders)
     summary: dict = {"dataset": dataset, "out": str(out.resolve())}
     if official is not None:
         train_csv, test_csv, pairs_csv = (Path(p) for p in official)
@@ -143,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file-name convention: market (person = name before the first _) or deepfashion "
                              "(person = name before the last _); required")
     parser.add_argument("--out", required=True, type=Path, help="the dataset folder to write (created); required")
-    parser.add_argument("--images", type=Path, help="folder of the image files (default: OUT/images)")
+    parser.add_argument("--images", type=Path, nargs="+",
+                        help="folder(s) of the image files, e.g. a release's train/ and test/ (default: OUT/images)")
     parser.add_argument("--annotations", type=Path,
                         help="annotation CSV name:keypoints_y:keypoints_x (default: OUT/annotation.csv; "
                              "not with --official)")
