@@ -138,6 +138,7 @@ def test_nonexistent_data_root_is_a_usage_error_naming_it(tmp_path) -> None:
         build_run_data(DataConfig(root=str(tmp_path / "nowhere"), workers=0), (64, 32), 2, SINGLE)
 
 
+@pytest.mark.filterwarnings("ignore::msgen.models.losses.FeatureSpaceWarning")
 def test_train_cli_refuses_a_nonexistent_root_in_one_line(tmp_path, capsys) -> None:
     from msgen.training import cli
 
