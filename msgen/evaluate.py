@@ -169,16 +169,18 @@ def _rows(results: Sequence[MethodResult], methods: Sequence[Method], seed: int)
 
 
 def _paired(results: Sequence[MethodResult], seed: int) -> list[dict]:
-    """model at max M minus min M; model minus warp baseline at every M (per-tuple metrics)."""
+    """Per-tuple metrics: each M-dependent row at its largest M minus its smallest; the model minus
+    the warp baseline at every M."""
     table = {(r.method, r.num_sources): r for r in results}
-    ms = sorted({m for name, m in table if name == "model"})
     items = []
     for metric in PAIRWISE:
-        if len(ms) > 1 and metric in table[("model", ms[-1])].per_tuple:
-            items.append({"what": f"model M={ms[-1]} minus M={ms[0]}", "metric": metric,
-                          **paired_difference(table[("model", ms[-1])].per_tuple[metric],
-                                              table[("model", ms[0])].per_tuple[metric], seed=seed)})
-        for m in ms:
+        for name in dict.fromkeys(name for name, _ in table):
+            ms = sorted(m for n, m in table if n == name)
+            if len(ms) > 1 and metric in table[(name, ms[-1])].per_tuple:
+                items.append({"what": f"{name} M={ms[-1]} minus M={ms[0]}", "metric": metric,
+                              **paired_difference(table[(name, ms[-1])].per_tuple[metric],
+                                                  table[(name, ms[0])].per_tuple[metric], seed=seed)})
+        for m in sorted(m for n, m in table if n == "model"):
             if (WARP, m) in table and metric in table[("model", m)].per_tuple:
                 items.append({"what": f"model minus {WARP} at M={m}", "metric": metric,
                               **paired_difference(table[("model", m)].per_tuple[metric],
