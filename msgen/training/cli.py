@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from msgen.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from msgen.errors import UsageError
 from msgen.training.config import PRESETS, TrainConfig, config_from_dict, train_preset, with_overrides
 
 # Fields that are not options: the preset is chosen by --preset, before any override applies.
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as error:
         print(f"msgen.train: stopped: {error}", file=sys.stderr)
         return 1
-    except SetupError as error:
+    except (SetupError, UsageError) as error:
         print(f"msgen.train: error: {error}", file=sys.stderr)
         return 2
     except TrainingInterrupted as error:
