@@ -21,6 +21,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from msgen.errors import UsageError
@@ -206,8 +207,34 @@ def config_to_dict(config: Any) -> Any:
     return config
 
 
+def _retire_annotations(data: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written before the dataset-folder layout (2026-12-02) hold data.annotations and
+    a data.root that named the image folder. root=DIR/images with annotations=DIR/annotation.csv
+    (or None) becomes root=DIR; any other annotation file cannot be expressed and is refused."""
+    data = dict(data)
+    annotations = data.pop("annotations", None)
+    root = data.get("root")
+    if root is not None:
+        folder = Path(root)
+        expected = folder.parent / "annotation.csv" if folder.name == "images" else folder / "annotation.csv"
+        if annotations is not None and Path(annotations) != expected:
+            raise ValueError(f"this checkpoint trained on images {root} with annotations {annotations}; a data root is "
+                             f"now one folder holding images/ and annotation.csv")
+        if folder.name == "images":
+            data["root"] = str(folder.parent)
+    return data
+
+
+# Fields that older msgen versions saved and how to read them now.
+_RETIRED_FIELDS = {"DataConfig": ("annotations", _retire_annotations)}
+
+
 def config_from_dict(data: dict[str, Any], cls: type = TrainConfig) -> Any:
-    """Undo ``config_to_dict``: rebuild ``cls`` from plain containers, checking the field names."""
+    """Undo ``config_to_dict``: rebuild ``cls`` from plain containers, checking the field names
+    (fields of older versions are translated, see ``_RETIRED_FIELDS``)."""
+    retired = _RETIRED_FIELDS.get(cls.__name__)
+    if retired is not None and retired[0] in data:
+        data = retired[1](data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
