@@ -364,8 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compare_main(argv[1:])
     args = parse_args(argv)
     try:
-        torch.set_grad_enabled(False)
-        report = run(args, log=lambda message: print(message, file=sys.stderr))
+        with torch.no_grad():
+            report = run(args, log=lambda message: print(message, file=sys.stderr))
     except (UsageError, FileNotFoundError, ValueError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
