@@ -172,3 +172,27 @@ def test_market_style_folder_on_its_official_split(run: dict, stand_ins, tmp_pat
     assert report["num_tuples"] == len(pairs)
     assert [[names[0], names[-1]] for names in report["tuple_names"]] == [list(p) for p in pairs]
     assert report["real_set"] == f"{len(renamed['train'])} training images"
+
+
+def test_warp_baseline_on_known_warps() -> None:
+    torch.manual_seed(0)
+    B, M, P, H, W = 1, 2, 10, 16, 12
+    sources = torch.rand(B, M, 3, H, W) * 2 - 1
+    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
+    theta = identity.expand(B, M, P, 2, 3).clone()
+    masks = torch.zeros(B, M, P, H, W)
+    masks[:, :, 0] = 1  # the torso part: whole image, identity warp
+    out = warp_baseline({"sources": sources, "theta": theta, "part_masks": masks, "valid": None})
+    assert torch.allclose(out, sources.mean(1), atol=1e-5)  # both sources cover every pixel: their average
+    # Source 1 padded away (valid False): the result is source 0 alone.
+    valid = torch.tensor([[True, False]])
+    out = warp_baseline({"sources": sources, "theta": theta, "part_masks": masks, "valid": valid})
+    assert torch.allclose(out, sources[:, 0], atol=1e-5)
+    # Every warp lands outside its source: no coverage, so the mean of the unwarped sources, not black.
+    theta[..., 0, 2] = 1000.0
+    out = warp_baseline({"sources": sources, "theta": theta, "part_masks": masks, "valid": None})
+    assert torch.allclose(out, sources.mean(1), atol=1e-5)
+    theta[..., 0, 2] = 0.0
+    theta[:, 0, 0, 0, 2] = 1000.0  # only source 0 misses: source 1 alone
+    out = warp_baseline({"sources": sources, "theta": theta, "part_masks": masks, "valid": None})
+    assert torch.allclose(out, sources[:, 1], atol=1e-5)
