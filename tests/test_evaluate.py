@@ -85,11 +85,18 @@ def test_whole_run_with_stand_in_networks_gives_every_column(run: dict, stand_in
             assert row["metrics"] == {}
     for per_m in report["per_tuple"]["model"].values():
         assert all(len(values) == n for values in per_m.values())
+    # The real set's statistics were cached in the dataset folder; a second run reuses them.
+    cached = list((run["root"] / "cache").glob("synthetic-*/.msgen-cache/fid-real-*.npz"))
+    assert len(cached) == 1
     whats = {item["what"] for item in report["paired"]}
     assert "model M=2 minus M=1" in whats and "model minus warp baseline at M=1" in whats
     # compare pairs the runs tuple by tuple: a run against itself differs by exactly 0.
     assert evaluate.main(["compare", str(out / "evaluation.json"), str(out / "evaluation.json")]) == 0
     assert "+0.0000 [+0.0000, +0.0000]" in capsys.readouterr().out
+    assert evaluate.main([*argv[:-3], "--out", str(out / "again"), "--no-progress"]) == 0
+    again = json.loads((out / "again" / "evaluation.json").read_text())
+    assert [row["fid"] for row in again["rows"]] == [row["fid"] for row in report["rows"]]
+    assert "cached statistics" in capsys.readouterr().err
 
 
 def test_without_weights_the_columns_say_why(run: dict, monkeypatch, tmp_path, capsys) -> None:
