@@ -17,7 +17,7 @@ warped sources averaged; no learning); a constant image of the training mean col
 truth (FID and IS of the test images themselves). Columns (docs/EVALUATION.md): SSIM as GFLA's
 script computes it (51x51 window; images >= 51x51), SSIM_256 (Gaussian window, data range
 --data-range), mask-SSIM, LPIPS (v0.1 AlexNet), FID (Inception-v3 pool features, real set = the
-split's training images), IS and mask-IS (10 splits). Per-tuple metrics carry a 95% bootstrap
+split's training images, its statistics cached in DIR/.msgen-cache/), IS and mask-IS (10 splits). Per-tuple metrics carry a 95% bootstrap
 interval over tuples, and evaluation.json keeps every per-tuple score and the PAIRED intervals
 of the differences (model at the largest M minus the smallest; model minus warp baseline at
 each M); ``compare`` pairs two runs' evaluation.json tuple by tuple. The network weights come
