@@ -17,7 +17,7 @@ warped sources averaged; no learning); a constant image of the training mean col
 truth (FID and IS of the test images themselves). Columns (docs/EVALUATION.md): SSIM as GFLA's
 script computes it (51x51 window; images >= 51x51), SSIM_256 (Gaussian window, data range
 --data-range), mask-SSIM, LPIPS (v0.1 AlexNet), FID (Inception-v3 pool features, real set = the
-split's training images), IS and mask-IS (10 splits). Per-tuple metrics carry a 95% bootstrap
+split's training images, its statistics cached in DIR/.msgen-cache/), IS and mask-IS (10 splits). Per-tuple metrics carry a 95% bootstrap
 interval over tuples, and evaluation.json keeps every per-tuple score and the PAIRED intervals
 of the differences (model at the largest M minus the smallest; model minus warp baseline at
 each M); ``compare`` pairs two runs' evaluation.json tuple by tuple. The network weights come
@@ -28,6 +28,7 @@ from the options, environment variables or torch's hub cache; without them a col
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -43,7 +44,9 @@ from msgen.checkpoint import CheckpointError
 from msgen.errors import UsageError
 from msgen.metrics import (
     DATA_RANGES,
+    FeatureStats,
     MetricUnavailable,
+    inception_weights_path,
     load_inception_model,
     load_lpips,
     paired_difference,
@@ -188,6 +191,33 @@ def _paired(results: Sequence[MethodResult], seed: int) -> list[dict]:
     return items
 
 
+def _cached_real_statistics(args: argparse.Namespace, folder: PoseImageFolder, root: Path, names: Sequence[str],
+                            networks: Networks, log: Callable[[str], None]) -> FeatureStats:
+    """The real set's Inception statistics, cached in DIR/.msgen-cache/ (as GFLA caches its
+    statistics.npz): the key covers the weights file, the image size and the image names, so a
+    change of any recomputes. A folder that cannot be written to just gets no cache."""
+    try:
+        weights: Path | str = inception_weights_path(args.inception_weights)
+    except MetricUnavailable:  # a network handed in without a file (tests' stand-ins)
+        weights = "no weights file"
+    stamp = ""
+    if Path(weights).is_file():
+        stat = Path(weights).stat()
+        stamp = f"{stat.st_size}-{stat.st_mtime_ns}"
+    key = hashlib.sha256(json.dumps([str(weights), stamp, list(folder.image_size), list(names)]).encode()).hexdigest()[:16]
+    path = root / ".msgen-cache" / f"fid-real-{key}.npz"
+    if path.is_file():
+        log(f"FID real set: cached statistics {path}")
+        return FeatureStats.load(path)
+    stats = real_statistics(folder, names, networks.inception, args.batch_size, progress=args.progress)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        stats.save(path)
+    except OSError as error:
+        log(f"FID real set: not cached ({error})")
+    return stats
+
+
 def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: None) -> dict:
     """Evaluate and write OUT/evaluation.md, evaluation.json and test_tuples.csv; returns the report."""
     model = None
@@ -233,7 +263,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
         real_names = train_names
         if args.max_real and args.max_real < len(train_names):  # evenly spaced: every person, not the first ones
             real_names = [train_names[i] for i in np.linspace(0, len(train_names) - 1, args.max_real).round().astype(int)]
-        real = real_statistics(folder, real_names, networks.inception, args.batch_size, progress=args.progress)
+        real = _cached_real_statistics(args, folder, root, real_names, networks, log)
     start = time.perf_counter()
     results = score_methods(methods, TupleDataset(folder, tuples), args.sources, args.device, args.batch_size,
                             args.data_range, networks, real, workers=args.workers, progress=args.progress)
@@ -364,8 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compare_main(argv[1:])
     args = parse_args(argv)
     try:
-        torch.set_grad_enabled(False)
-        report = run(args, log=lambda message: print(message, file=sys.stderr))
+        with torch.no_grad():
+            report = run(args, log=lambda message: print(message, file=sys.stderr))
     except (UsageError, FileNotFoundError, ValueError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

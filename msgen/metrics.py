@@ -224,6 +224,20 @@ class FeatureStats:
         mu = self.mean()
         return (self.outer - self.count * np.outer(mu, mu)) / (self.count - 1)
 
+    def save(self, path: str | Path) -> None:
+        """Write the sums to ``path`` (.npz), through a temporary file renamed into place."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez(tmp, count=self.count, total=self.total, outer=self.outer)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureStats:
+        with np.load(path) as data:
+            stats = cls()
+            stats.count, stats.total, stats.outer = int(data["count"]), data["total"], data["outer"]
+        return stats
+
     def frechet_distance(self, other: FeatureStats) -> float:
         return frechet_distance(self.mean(), self.covariance(), other.mean(), other.covariance())
 
@@ -237,7 +251,8 @@ def images_to_inception_input(images: np.ndarray) -> Tensor:
     return F.interpolate(batch, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
 
 
-def _weights_path(weights: str | Path | None) -> Path:
+def inception_weights_path(weights: str | Path | None) -> Path:
+    """The Inception-v3 weights file: ``weights``, $MSGEN_INCEPTION_WEIGHTS, else torch's hub cache."""
     if weights is not None:
         path, origin = Path(weights), "the weights argument"
     elif os.environ.get(INCEPTION_ENV):
@@ -279,7 +294,7 @@ def load_inception_model(weights: str | Path | None = None, device: str | torch.
             f"no Inception-v3: torchvision cannot be imported ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}); install the torchvision build of this torch"
         ) from None
-    path = _weights_path(weights)
+    path = inception_weights_path(weights)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -146,3 +146,26 @@ def test_train_cli_refuses_a_nonexistent_root_in_one_line(tmp_path, capsys) -> N
                      "--device", "cpu", "--out", str(tmp_path / "run")])
     assert code == 2
     assert "error: --data.root" in capsys.readouterr().err
+
+
+def test_every_data_option_says_what_it_does_and_its_default() -> None:
+    import dataclasses
+
+    for f in dataclasses.fields(DataConfig):
+        text = f.metadata.get("help", "")
+        assert len(text) > 20 and "default" in text, f.name
+
+
+def test_evaluate_refuses_tuples_of_training_persons(tmp_path, capsys) -> None:
+    from msgen import evaluate
+    from msgen.data import write_tuples_csv
+
+    data = generate_synthetic(tmp_path / "data", identities=6, images_per_identity=4, size=(64, 32), seed=1)
+    prepare.prepare("market", data, test_fraction=0.34, num_sources=1)
+    split = read_split(data / SPLIT_FILE)
+    person = split.train_persons[0]
+    names = sorted(n for n in read_annotations(data / "annotation.csv") if market_identity(n) == person)
+    write_tuples_csv(tmp_path / "t.csv", [([names[0]], names[1])])
+    assert evaluate.main(["--data", str(data), "--tuples", str(tmp_path / "t.csv"), "--sources", "1",
+                          "--no-progress", "--out", str(tmp_path / "e")]) == 2
+    assert f"persons {person} are training persons" in capsys.readouterr().err

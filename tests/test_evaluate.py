@@ -85,11 +85,18 @@ def test_whole_run_with_stand_in_networks_gives_every_column(run: dict, stand_in
             assert row["metrics"] == {}
     for per_m in report["per_tuple"]["model"].values():
         assert all(len(values) == n for values in per_m.values())
+    # The real set's statistics were cached in the dataset folder; a second run reuses them.
+    cached = list((run["root"] / "cache").glob("synthetic-*/.msgen-cache/fid-real-*.npz"))
+    assert len(cached) == 1
     whats = {item["what"] for item in report["paired"]}
     assert "model M=2 minus M=1" in whats and "model minus warp baseline at M=1" in whats
     # compare pairs the runs tuple by tuple: a run against itself differs by exactly 0.
     assert evaluate.main(["compare", str(out / "evaluation.json"), str(out / "evaluation.json")]) == 0
     assert "+0.0000 [+0.0000, +0.0000]" in capsys.readouterr().out
+    assert evaluate.main([*argv[:-3], "--out", str(out / "again"), "--no-progress"]) == 0
+    again = json.loads((out / "again" / "evaluation.json").read_text())
+    assert [row["fid"] for row in again["rows"]] == [row["fid"] for row in report["rows"]]
+    assert "cached statistics" in capsys.readouterr().err
 
 
 def test_without_weights_the_columns_say_why(run: dict, monkeypatch, tmp_path, capsys) -> None:
@@ -172,3 +179,27 @@ def test_market_style_folder_on_its_official_split(run: dict, stand_ins, tmp_pat
     assert report["num_tuples"] == len(pairs)
     assert [[names[0], names[-1]] for names in report["tuple_names"]] == [list(p) for p in pairs]
     assert report["real_set"] == f"{len(renamed['train'])} training images"
+
+
+def test_warp_baseline_on_known_warps() -> None:
+    torch.manual_seed(0)
+    B, M, P, H, W = 1, 2, 10, 16, 12
+    sources = torch.rand(B, M, 3, H, W) * 2 - 1
+    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
+    theta = identity.expand(B, M, P, 2, 3).clone()
+    masks = torch.zeros(B, M, P, H, W)
+    masks[:, :, 0] = 1  # the torso part: whole image, identity warp
+    out = warp_baseline({"sources": sources, "theta": theta, "part_masks": masks, "valid": None})
+    assert torch.allclose(out, sources.mean(1), atol=1e-5)  # both sources cover every pixel: their average
+    # Source 1 padded away (valid False): the result is source 0 alone.
+    valid = torch.tensor([[True, False]])
+    out = warp_baseline({"sources": sources, "theta": theta, "part_masks": masks, "valid": valid})
+    assert torch.allclose(out, sources[:, 0], atol=1e-5)
+    # Every warp lands outside its source: no coverage, so the mean of the unwarped sources, not black.
+    theta[..., 0, 2] = 1000.0
+    out = warp_baseline({"sources": sources, "theta": theta, "part_masks": masks, "valid": None})
+    assert torch.allclose(out, sources.mean(1), atol=1e-5)
+    theta[..., 0, 2] = 0.0
+    theta[:, 0, 0, 0, 2] = 1000.0  # only source 0 misses: source 1 alone
+    out = warp_baseline({"sources": sources, "theta": theta, "part_masks": masks, "valid": None})
+    assert torch.allclose(out, sources[:, 1], atol=1e-5)

@@ -72,12 +72,17 @@ def _plain_lpips(features, heads, x0, x1) -> torch.Tensor:
     return out
 
 
-def test_lpips_with_shipped_heads_and_random_alexnet_matches_a_plain_loop() -> None:
-    try:
-        heads_state = torch.load(lpips_heads_file(), map_location="cpu", weights_only=True)
-    except Exception as error:  # the lpips package is not installed
-        pytest.skip(f"lpips heads unavailable: {error}")
-    heads = [heads_state[f"lin{i}.model.1.weight"] for i in range(5)]
+@pytest.mark.parametrize("heads_from", ["lpips package", "random"])
+def test_lpips_with_heads_and_random_alexnet_matches_a_plain_loop(heads_from: str) -> None:
+    if heads_from == "random":  # runs wherever lpips is not installed
+        torch.manual_seed(5)
+        heads = [torch.rand(1, c, 1, 1) for c in (64, 192, 384, 256, 256)]
+    else:
+        try:
+            heads_state = torch.load(lpips_heads_file(), map_location="cpu", weights_only=True)
+        except Exception as error:  # the lpips package is not installed
+            pytest.skip(f"lpips heads unavailable: {error}")
+        heads = [heads_state[f"lin{i}.model.1.weight"] for i in range(5)]
     torch.manual_seed(0)
     features = alexnet_features().eval()
     metric = LPIPS(features, heads)
@@ -87,6 +92,27 @@ def test_lpips_with_shipped_heads_and_random_alexnet_matches_a_plain_loop() -> N
     got = metric(x0, x1)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6)
     assert torch.allclose(metric(x0, x0), torch.zeros(2), atol=1e-7) and (got > 0).all()
+
+
+def test_load_lpips_reads_alexnet_and_heads_files(tmp_path, monkeypatch) -> None:
+    from msgen.metrics import MetricUnavailable, load_lpips
+
+    torch.manual_seed(2)
+    backbone = alexnet_features()
+    torch.save({f"features.{k}": v for k, v in backbone.state_dict().items()} | {"classifier.1.weight": torch.zeros(1)},
+               tmp_path / "alexnet.pth")
+    heads = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 192, 384, 256, 256))}
+    torch.save(heads, tmp_path / "heads.pth")
+    metric = load_lpips(tmp_path / "alexnet.pth", tmp_path / "heads.pth")
+    x0, x1 = torch.rand(1, 3, 64, 32) * 2 - 1, torch.rand(1, 3, 64, 32) * 2 - 1
+    expected = LPIPS(backbone, list(heads.values()))(x0, x1)
+    assert torch.allclose(metric(x0, x1), expected)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty"))
+    monkeypatch.delenv("MSGEN_ALEXNET_WEIGHTS", raising=False)
+    with pytest.raises(MetricUnavailable, match="no AlexNet weights for LPIPS: pass --alexnet-weights"):
+        load_lpips(heads=tmp_path / "heads.pth")
+    with pytest.raises(MetricUnavailable, match="does not exist"):
+        load_lpips(tmp_path / "missing.pth", tmp_path / "heads.pth")
 
 
 def test_alexnet_features_take_torchvisions_state_dict_keys() -> None:

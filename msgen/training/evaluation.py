@@ -128,24 +128,30 @@ class MethodResult:
 def warp_baseline(batch: dict) -> Tensor:
     """The non-learned baseline: each source image warped to the target pose with its own part
     affines and masks (``part_warp``, the max over parts), the warped sources averaged weighted by
-    how much of each pixel their parts cover; pixels no part covers take the mean of the unwarped
-    sources (the background they share). batch: "sources" (B, M, 3, H, W) in [-1, 1], "theta"
-    (B, M, P, 2, 3), "part_masks" (B, M, P, H, W), "valid" None or (B, M). Returns (B, 3, H, W)."""
+    how much of each pixel they actually cover; pixels no source covers take the mean of the
+    unwarped sources (the background they share).
+
+    Coverage is the warp of a channel of ones: the part masks (the torso's covers the whole
+    image, being the background warp too) times the share of the bilinear taps that fall inside
+    the source, so a part that maps outside its source adds no black. batch: "sources"
+    (B, M, 3, H, W) in [-1, 1], "theta" (B, M, P, 2, 3), "part_masks" (B, M, P, H, W), "valid"
+    None or (B, M). Returns (B, 3, H, W) in [-1, 1].
+    """
     sources = batch["sources"].float()
     B, M, _, H, W = sources.shape
     theta, masks = batch["theta"].float(), batch["part_masks"].float()
     valid = batch.get("valid")
     weight = torch.ones(B, M, 1, 1, 1, device=sources.device) if valid is None else valid.float().view(B, M, 1, 1, 1)
-    # Warped in [0, 1], where the warp's zeros outside the parts mean "no colour", not grey.
+    # Warped in [0, 1], where the warp's zeros mean "no colour", not grey.
     unit = (sources + 1) / 2
-    warped = part_warp(unit.flatten(0, 1), theta.flatten(0, 1), masks.flatten(0, 1)).view(B, M, 3, H, W)
-    cover = masks.amax(2, keepdim=True) * weight  # (B, M, 1, H, W)
-    colour = (warped * weight).sum(1)
-    covered = cover.sum(1)
+    with_ones = torch.cat([unit, torch.ones_like(unit[:, :, :1])], 2)
+    warped = part_warp(with_ones.flatten(0, 1), theta.flatten(0, 1), masks.flatten(0, 1)).view(B, M, 4, H, W)
+    colour = (warped[:, :, :3] * weight).sum(1)
+    covered = (warped[:, :, 3:] * weight).sum(1)
     background = (unit * weight).sum(1) / weight.sum(1).clamp_min(1)
     rest = (1 - covered).clamp_min(0)
     image = (colour + background * rest) / (covered + rest).clamp_min(1e-6)
-    return image * 2 - 1
+    return image.clamp(0, 1) * 2 - 1
 
 
 def mean_colour(folder: PoseImageFolder, names: Sequence[str], limit: int = MEAN_COLOUR_IMAGES) -> Tensor:
