@@ -103,6 +103,10 @@ def test_without_weights_the_columns_say_why(run: dict, monkeypatch, tmp_path, c
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     for name in ("MSGEN_INCEPTION_WEIGHTS", "MSGEN_ALEXNET_WEIGHTS"):
         monkeypatch.delenv(name, raising=False)
+    # Heads present (whether or not the lpips package is installed here), the backbone missing.
+    heads = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 192, 384, 256, 256))}
+    torch.save(heads, tmp_path / "heads.pth")
+    monkeypatch.setenv("MSGEN_LPIPS_HEADS", str(tmp_path / "heads.pth"))
     out = tmp_path / "eval"
     assert evaluate.main(["--checkpoint", str(run["checkpoint"]), "--sources", "1", "--max-tuples", "4",
                           "--out", str(out), "--no-progress"]) == 0
