@@ -135,13 +135,19 @@ class MultiSourceGenerator:
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "cpu", ops: str | None = None
     ) -> MultiSourceGenerator:
-        """Load the generator of a training checkpoint (built from its own configuration).
+        """Load the generator of a training checkpoint, or of a generator file exported by
+        ``python -m msgen.weights export`` (.safetensors), built from its own configuration.
 
         ops: None keeps the checkpoint's op implementations; "reference" or "fast" switches them.
         Raises FileNotFoundError for a missing file and msgen.checkpoint.CheckpointError for a file
         of another format version or a generator of another size than its configuration.
         """
-        generator, config = load_generator(path, map_location=device)
+        if Path(path).suffix == ".safetensors":  # an exported generator (msgen.weights)
+            from msgen.weights import load_generator_weights
+
+            generator, config = load_generator_weights(path, map_location=device)
+        else:
+            generator, config = load_generator(path, map_location=device)
         if ops is not None:
             set_ops_impl(generator, ops)
         return cls(generator, device, config)
