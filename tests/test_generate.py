@@ -7,6 +7,7 @@ training code path's file format); the images are the built-in synthetic people 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -260,24 +261,39 @@ def test_cli_errors_are_clear(setup: dict, capsys: pytest.CaptureFixture) -> Non
 
 
 def test_cli_without_keypoints_needs_the_pose_extra(setup: dict, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    import msgen.pose.detector as detector
+
     source = str(setup["images"] / setup["sources"][0])
-    monkeypatch.setattr(generate.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe raises ImportError
+    monkeypatch.setattr(detector, "_DEFAULT", None)
     err = cli_error(setup, capsys, ["--sources", source, "--target-pose", setup["target"]])
-    assert "no keypoints for" in err and "pip install 'msgen[pose]'" in err
+    assert f"--sources {source}: no keypoints given" in err and "pip install 'msgen[pose]'" in err
 
 
-def test_cli_image_without_a_person(setup: dict, capsys: pytest.CaptureFixture, monkeypatch) -> None:
-    """With the pose extra, an image where the estimator finds nobody is named in the error."""
-    import msgen.pose.annotate as annotate
+def test_cli_missing_keypoints_file_names_the_option(setup: dict, capsys: pytest.CaptureFixture) -> None:
+    source = str(setup["images"] / setup["sources"][0])
+    missing = setup["root"] / "absent.csv"
+    err = cli_error(setup, capsys, ["--sources", source, "--keypoints", str(missing), "--target-pose", setup["target"]])
+    assert f"--keypoints: file not found: {missing}" in err and "Errno" not in err
+    bad = setup["root"] / "bad.csv"
+    bad.write_text("not a header\n")
+    assert "--keypoints: " in cli_error(setup, capsys, ["--sources", source, "--keypoints", str(bad), "--target-pose", "x"])
 
-    blank = setup["root"] / "blank.png"
-    Image.new("RGB", SIZE[::-1], (90, 90, 90)).save(blank)
-    monkeypatch.setattr(generate.importlib.util, "find_spec", lambda name: object())
-    monkeypatch.setattr(annotate, "annotate", lambda paths: ({p.name: np.full((18, 2), -1.0) for p in paths},
-                                                             [p.name for p in paths]))
-    err = cli_error(setup, capsys, ["--sources", str(blank), "--target-pose", setup["target"],
-                                    "--keypoints", str(setup["csv"])])
-    assert f"no person detected in {blank}" in err
+
+def test_cli_rejects_keypoints_of_another_image_size(setup: dict, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """A 2x larger image named like a row of the 64x32 CSV: the row's keypoints are not its own."""
+    name = setup["sources"][0]
+    big = tmp_path / name
+    Image.open(setup["images"] / name).resize((SIZE[1] * 2, SIZE[0] * 2)).save(big)
+    # The CSV's own image of that name is beside it: the sizes disagree.
+    err = cli_error(setup, capsys, ["--sources", str(big), "--keypoints", str(setup["csv"]), "--target-pose", setup["target"]])
+    assert f"--sources {big} is 128x64 (HxW)" in err and "belongs to the 64x32 image" in err
+    # The same CSV alone (no images beside it): every keypoint sits in the top-left quarter.
+    alone = tmp_path / "csv" / "annotation.csv"
+    alone.parent.mkdir()
+    alone.write_text(setup["csv"].read_text())
+    err = cli_error(setup, capsys, ["--sources", str(big), "--keypoints", str(alone), "--target-pose", setup["target"]])
+    assert f"--sources {big}" in err and "top-left quarter of the 128x64 image" in err
 
 
 def test_cli_rejects_checkpoints_of_another_version_or_size(setup: dict, capsys: pytest.CaptureFixture) -> None:

@@ -1,0 +1,213 @@
+"""Finding the person in a photo: 18 OpenPose keypoints from an image (docs/POSE.md).
+
+A ``Detector`` turns a uint8 RGB image (H, W, 3) into a list of poses, one (18, 2) float32 (y, x)
+array per person found, in the image's pixels, -1 = missing (msgen.pose.keypoints). The one that
+ships is ``MediaPipeDetector`` (the optional ``pose`` extra, ``pip install 'msgen[pose]'``:
+mediapipe 0.10.21, whose wheel bundles the BlazePose models, so it runs offline). Tests and other
+estimators plug in through the same interface: anything with a ``detect(image)`` method.
+
+``detect_person`` is what generation uses: exactly one person with the four torso points, or a
+``UsageError`` that names the file and says what is wrong.
+
+Landmark mapping. MediaPipe's 33 landmarks are named from the person's point of view, and so are
+the datasets' shoulders, elbows, wrists, hips, knees and ankles. The datasets' head points are
+not: their index 14 ("Leye") and 16 ("Lear") are OpenPose's REye and REar, the person's right
+(checked on the 32,668 Market annotations: in the 1,483 frontal poses, index 14 lies on the Rsho
+side of index 15 in 99.9 % and index 16 on the Rsho side of index 17 in all). So "Leye" takes
+MediaPipe's right eye (5), "Reye" its left eye (2), "Lear" its right ear (8), "Rear" its left
+ear (7). The neck is the shoulders' midpoint, present only when both are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from msgen.errors import UsageError
+from msgen.pose.keypoints import KEYPOINT_INDEX, KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, TORSO, present
+
+# MediaPipe Pose landmark index for each OpenPose point (None: the neck, from the two shoulders).
+MEDIAPIPE_INDEX = {
+    "nose": 0, "neck": None, "Rsho": 12, "Relb": 14, "Rwri": 16, "Lsho": 11, "Lelb": 13, "Lwri": 15,
+    "Rhip": 24, "Rkne": 26, "Rank": 28, "Lhip": 23, "Lkne": 25, "Lank": 27, "Leye": 5, "Reye": 2,
+    "Lear": 8, "Rear": 7,
+}  # fmt: skip
+MIN_VISIBILITY = 0.5
+# MediaPipe's person detector misses most tight re-identification crops (a person filling the
+# image). Measured on the 386 market-real crops (python -m msgen.pose.annotate --evaluate, see
+# docs/POSE.md): 196 found as they are, 318 when padded by PAD of each side's length on every side;
+# enlarging the image as well (to MIN_SIDE px on the shorter side) changed nothing, so it is off.
+PAD = 0.5
+MIN_SIDE = 0
+PAD_COLOUR = (127, 127, 127)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that finds people: ``detect(image uint8 (H, W, 3)) -> [(18, 2) (y, x), ...]``."""
+
+    def detect(self, image: np.ndarray) -> list[np.ndarray]: ...
+
+
+def landmarks_to_keypoints(
+    landmarks: np.ndarray, size: tuple[int, int], min_visibility: float = MIN_VISIBILITY
+) -> np.ndarray:
+    """Map MediaPipe landmarks (33, 3) as normalised (x, y, visibility) to (18, 2) (y, x) pixels.
+
+    Normalised coordinates span the image's edges, so pixel centre i sits at (i + 0.5) / size;
+    keypoints are rounded to whole pixels as the annotation CSV stores them. A landmark less
+    visible than ``min_visibility`` or outside the (H, W) image is missing.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.shape != (33, 3):
+        raise ValueError(f"landmarks must be (33, 3) as (x, y, visibility), got {landmarks.shape}")
+    H, W = size
+    kp = np.full((NUM_KEYPOINTS, 2), float(MISSING), dtype=np.float32)
+    for i, name in enumerate(KEYPOINT_NAMES):
+        index = MEDIAPIPE_INDEX[name]
+        if index is None:
+            continue
+        x, y, visibility = landmarks[index]
+        row, col = round(y * H - 0.5), round(x * W - 0.5)
+        if visibility >= min_visibility and 0 <= row < H and 0 <= col < W:
+            kp[i] = (row, col)
+    neck, shoulders = KEYPOINT_INDEX["neck"], [KEYPOINT_INDEX["Rsho"], KEYPOINT_INDEX["Lsho"]]
+    if (kp[shoulders] >= 0).all():
+        kp[neck] = np.rint(kp[shoulders].mean(0))
+    return kp
+
+
+def pad_for_detector(image: np.ndarray, pad: float = PAD, min_side: int = MIN_SIDE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Enlarge (to ``min_side`` px on the shorter side, never shrink) and pad an RGB image by
+    ``pad`` of each side's length on every side. Returns the uint8 canvas (H', W', 3) and
+    (gain, offset), both (2,) as (x, y), with image-normalised = canvas-normalised * gain - offset."""
+    H, W = image.shape[:2]
+    factor = max(1.0, min_side / min(H, W)) if min_side else 1.0
+    W2, H2 = round(W * factor), round(H * factor)
+    pad_x, pad_y = round(pad * W2), round(pad * H2)
+    canvas = Image.new("RGB", (W2 + 2 * pad_x, H2 + 2 * pad_y), PAD_COLOUR)
+    resized = Image.fromarray(image)
+    if (W2, H2) != (W, H):
+        resized = resized.resize((W2, H2), Image.BICUBIC)
+    canvas.paste(resized, (pad_x, pad_y))
+    gain = np.array([canvas.width / W2, canvas.height / H2])
+    return np.asarray(canvas), gain, np.array([pad_x / W2, pad_y / H2])
+
+
+class MediaPipeDetector:
+    """MediaPipe Pose (BlazePose, the model bundled in mediapipe 0.10.21's wheel) as a Detector.
+
+    MediaPipe's pose solution tracks one person. With ``look_for_others`` (generation's default),
+    the found person is covered with grey and the image searched again: a second person with all
+    four torso points means the photo shows several people. Use as a context manager or ``close()``.
+    """
+
+    def __init__(self, min_visibility: float = MIN_VISIBILITY, pad: float = PAD, min_side: int = MIN_SIDE,
+                 look_for_others: bool = True):  # fmt: skip
+        try:
+            from mediapipe.python.solutions import pose
+        except ImportError:
+            raise UsageError(
+                "detecting keypoints needs mediapipe, an optional dependency: pip install 'msgen[pose]' "
+                "(or give keypoints in an annotation CSV: python -m msgen.pose.annotate)"
+            ) from None
+        self.min_visibility, self.pad, self.min_side, self.look_for_others = min_visibility, pad, min_side, look_for_others
+        self._model = pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False)
+
+    def _one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The most prominent person: ((18, 2) keypoints, (33, 3) landmarks in image-normalised x, y)."""
+        canvas, gain, offset = pad_for_detector(image, self.pad, self.min_side)
+        found = self._model.process(canvas).pose_landmarks
+        if found is None:
+            return None
+        landmarks = np.array([(p.x, p.y, p.visibility) for p in found.landmark])
+        landmarks[:, :2] = landmarks[:, :2] * gain - offset
+        return landmarks_to_keypoints(landmarks, image.shape[:2], self.min_visibility), landmarks
+
+    def detect(self, image: np.ndarray) -> list[np.ndarray]:
+        """Poses found in a uint8 (H, W, 3) RGB image: a list of (18, 2) (y, x), at most two."""
+        first = self._one(image)
+        if first is None:
+            return []
+        people = [first[0]]
+        if self.look_for_others and present(first[0])[[KEYPOINT_INDEX[n] for n in TORSO]].all():
+            covered = image.copy()
+            H, W = image.shape[:2]
+            visible = first[1][first[1][:, 2] >= self.min_visibility, :2]
+            # The person's landmark box, widened by a tenth of its size: hands and hair lie past the landmarks.
+            (x0, y0), (x1, y1) = visible.min(0), visible.max(0)
+            dx, dy = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
+            cols = slice(max(0, int((x0 - dx) * W)), min(W, int(np.ceil((x1 + dx) * W))))
+            rows = slice(max(0, int((y0 - dy) * H)), min(H, int(np.ceil((y1 + dy) * H))))
+            covered[rows, cols] = PAD_COLOUR
+            second = self._one(covered)
+            if second is not None and present(second[0])[[KEYPOINT_INDEX[n] for n in TORSO]].all():
+                people.append(second[0])
+        return people
+
+    def close(self) -> None:
+        self._model.close()
+
+    def __enter__(self) -> MediaPipeDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_DEFAULT: MediaPipeDetector | None = None
+
+
+def default_detector() -> Detector:
+    """The shared MediaPipeDetector (built on first use; UsageError when mediapipe is absent)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = MediaPipeDetector()
+    return _DEFAULT
+
+
+def read_rgb(path: str | Path, name: str) -> np.ndarray:
+    """An image file as uint8 (H, W, 3) RGB; UsageError naming ``name`` when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{name}: image not found: {path}")
+    try:
+        with Image.open(path) as file:
+            return np.asarray(file.convert("RGB")).copy()
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UsageError(f"{name}: cannot read image {path}: {error}") from None
+
+
+def detect_person(
+    image: np.ndarray | str | Path, name: str = "image", detector: Detector | None = None
+) -> np.ndarray:
+    """The keypoints (18, 2) (y, x) of the one person in an image (a path or uint8 (H, W, 3)).
+
+    ``name`` is what error messages call the image (e.g. "--sources a.jpg"). Raises UsageError when
+    no person is found, when several are, or when the person lacks a torso point (Rsho, Lsho,
+    Rhip, Lhip: the body-part warp needs all four).
+    """
+    pixels = read_rgb(image, name) if isinstance(image, (str, Path)) else np.asarray(image)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise UsageError(f"{name} must be uint8 (H, W, 3) RGB, got {pixels.dtype} {pixels.shape}")
+    if detector is None:
+        try:
+            detector = default_detector()
+        except UsageError as error:
+            raise UsageError(f"{name}: no keypoints given for it, and {error}") from None
+    people = detector.detect(pixels)
+    if not people:
+        raise UsageError(f"{name}: no person found in the image (a photo of one person, head to at least the hips, works best)")
+    if len(people) > 1:
+        raise UsageError(f"{name}: {len(people)} people found; crop the photo to the one person to use")
+    kp = np.asarray(people[0], dtype=np.float32)
+    lacking = [n for n in TORSO if not present(kp)[KEYPOINT_INDEX[n]]]
+    if lacking:
+        raise UsageError(
+            f"{name}: the person found lacks the torso point(s) {', '.join(lacking)}; the body-part warp needs "
+            f"both shoulders and both hips visible"
+        )
+    return kp
