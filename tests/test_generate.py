@@ -312,3 +312,115 @@ def test_cli_rejects_checkpoints_of_another_version_or_size(setup: dict, capsys:
     with pytest.raises(CheckpointError):
         MultiSourceGenerator.from_checkpoint(other)
     assert "file not found" in cli_error(setup, capsys, [*args, "--checkpoint", str(setup["root"] / "none.pt")])
+
+
+# --- photos alone: keypoints detected (a stub detector here; MediaPipe on real photos below) -----
+
+
+class LookupDetector:
+    """A Detector that knows the people of given images (keyed by their pixels)."""
+
+    def __init__(self, people: dict[bytes, list[np.ndarray]]):
+        self.people = people
+
+    def detect(self, image: np.ndarray) -> list[np.ndarray]:
+        return list(self.people.get(np.ascontiguousarray(image).tobytes(), []))
+
+
+def as_photo(image: np.ndarray, kp: np.ndarray, path: Path, scale: int = 3, offset=(40, 70)) -> tuple[np.ndarray, np.ndarray]:
+    """The person of a dataset image as a larger photo: enlarged, placed off-centre on a grey canvas."""
+    h, w = image.shape[:2]
+    photo = np.full((h * scale + 2 * offset[0], w * scale + 3 * offset[1], 3), 150, np.uint8)
+    photo[offset[0] : offset[0] + h * scale, offset[1] : offset[1] + w * scale] = image.repeat(scale, 0).repeat(scale, 1)
+    photo_kp = np.where(kp >= 0, (kp + 0.5) * scale - 0.5 + np.array(offset), -1).astype(np.float32)
+    Image.fromarray(photo).save(path)
+    return photo, photo_kp
+
+
+@pytest.fixture
+def photos(setup: dict, tmp_path: Path) -> dict:
+    names = [*setup["sources"], setup["target"]]
+    paths, people = [], {}
+    for name in names:
+        photo, kp = as_photo(load(setup["images"] / name), setup["annotations"][name], tmp_path / f"photo_{name}")
+        paths.append(tmp_path / f"photo_{name}")
+        people[photo.tobytes()] = [kp]
+    return {"sources": paths[:-1], "target": paths[-1], "detector": LookupDetector(people), "dir": tmp_path}
+
+
+def test_api_generates_from_photos_alone(setup: dict, photos: dict) -> None:
+    from msgen.pose.framing import frame_person
+
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    detector = photos["detector"]
+    target = model.pose_of(photos["target"], detector=detector)
+    result = model.generate(photos["sources"], target_keypoints=target, detector=detector)
+    assert result.image.shape == (*SIZE, 3) and result.saliency.shape == (3, *SIZE)
+    for path, framed in zip(photos["sources"], result.sources):
+        photo = load(path)
+        expected, _ = frame_person(photo, detector.detect(photo)[0], SIZE)
+        np.testing.assert_array_equal(framed, expected)
+    # A source with keypoints and a photo alone mix; None stands for "detect it".
+    name = setup["sources"][0]
+    mixed = model.generate([setup["images"] / name, photos["sources"][1]], [setup["annotations"][name], None],
+                           target, detector=detector)  # fmt: skip
+    np.testing.assert_array_equal(mixed.sources[0], load(setup["images"] / name))
+    np.testing.assert_array_equal(mixed.sources[1], result.sources[1])
+    with pytest.raises(ValueError, match="target_keypoints is required"):
+        model.generate(photos["sources"], detector=detector)
+
+
+def test_cli_generates_from_photos_alone(setup: dict, photos: dict, monkeypatch) -> None:
+    import msgen.pose.detector as detector_module
+
+    monkeypatch.setattr(detector_module, "_DEFAULT", photos["detector"])
+    out = run_cli(setup, "--target-pose", str(photos["target"]), "--figure-scale", "1",
+                  sources=[str(p) for p in photos["sources"]])  # fmt: skip
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    detector = photos["detector"]
+    expected = model.generate(photos["sources"], target_keypoints=model.pose_of(photos["target"], detector=detector),
+                              detector=detector)  # fmt: skip
+    np.testing.assert_array_equal(load(out / "generated.png"), expected.image)
+    figure, layout = load(out / "figure.png"), figure_layout(3, SIZE)
+    for i, framed in enumerate(expected.sources):
+        np.testing.assert_array_equal(panel(figure, layout, f"source {i + 1}", SIZE), framed)
+
+
+def test_cli_photo_errors_name_the_file(setup: dict, photos: dict, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    import msgen.pose.detector as detector_module
+
+    blank = photos["dir"] / "blank.png"
+    Image.new("RGB", (200, 300), (90, 90, 90)).save(blank)
+    source, target = photos["sources"][0], photos["target"]
+    people = photos["detector"].people
+    kp = people[load(source).tobytes()][0]
+    monkeypatch.setattr(detector_module, "_DEFAULT", photos["detector"])
+    err = cli_error(setup, capsys, ["--sources", str(blank), "--target-pose", str(target)])
+    assert f"--sources {blank}: no person found" in err
+    err = cli_error(setup, capsys, ["--sources", str(source), "--target-pose", str(blank)])
+    assert f"--target-pose {blank}: no person found" in err
+    people[load(source).tobytes()] = [kp, kp]
+    assert f"--sources {source}: 2 people found" in cli_error(setup, capsys, ["--sources", str(source), "--target-pose", str(target)])
+    no_hip = kp.copy()
+    no_hip[11] = -1
+    people[load(source).tobytes()] = [no_hip]
+    err = cli_error(setup, capsys, ["--sources", str(source), "--target-pose", str(target)])
+    assert f"--sources {source}: the person found lacks the torso point(s) Lhip" in err
+
+
+def test_figure_labels_fit_their_panels() -> None:
+    """Labels were cut at the panel's width ("salienc", "target p"); now a shorter form is used."""
+    from msgen.figures import LABEL_HEIGHT, panel_label
+
+    for size, scale, expected in (((64, 32), 1, ("src 1", "sal. 1", "pose")), ((64, 32), 2, ("source 1", "saliency 1", "target pose"))):
+        rng = np.random.default_rng(0)
+        figure = tuple_figure([rng.integers(0, 255, (*size, 3), dtype=np.uint8)], np.full((18, 2), -1.0),
+                              rng.integers(0, 255, (*size, 3), dtype=np.uint8), np.ones((1, *size)), scale=scale)  # fmt: skip
+        layout = figure_layout(1, (size[0] * scale, size[1] * scale))
+        width = size[1] * scale
+        assert tuple(panel_label(n, width) for n in ("source 1", "saliency 1", "pose")) == expected
+        for name in ("source 1", "saliency 1", "pose", "result"):
+            top, left = layout[name]
+            band = figure[top - LABEL_HEIGHT : top, left : left + width]
+            inked = np.flatnonzero((band < 128).all(-1).any(0))
+            assert inked.size and inked.max() < width - 1, name  # text ends inside the band
