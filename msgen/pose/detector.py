@@ -100,9 +100,10 @@ def pad_for_detector(image: np.ndarray, pad: float = PAD, min_side: int = MIN_SI
 class MediaPipeDetector:
     """MediaPipe Pose (BlazePose, the model bundled in mediapipe 0.10.21's wheel) as a Detector.
 
-    MediaPipe's pose solution tracks one person. With ``look_for_others`` (generation's default),
-    the found person is covered with grey and the image searched again: a second person with all
-    four torso points means the photo shows several people. Use as a context manager or ``close()``.
+    MediaPipe's pose solution finds one person. With ``look_for_others`` (generation's default),
+    the found person's box is covered with grey and the image searched again: a second person with
+    all four torso points, its torso outside that box, means the photo shows several people
+    (measured in docs/POSE.md). Use as a context manager or ``close()``.
     """
 
     def __init__(self, min_visibility: float = MIN_VISIBILITY, pad: float = PAD, min_side: int = MIN_SIDE,
@@ -134,18 +135,22 @@ class MediaPipeDetector:
             return []
         people = [first[0]]
         if self.look_for_others and present(first[0])[[KEYPOINT_INDEX[n] for n in TORSO]].all():
-            covered = image.copy()
             H, W = image.shape[:2]
-            visible = first[1][first[1][:, 2] >= self.min_visibility, :2]
-            # The person's landmark box, widened by a tenth of its size: hands and hair lie past the landmarks.
-            (x0, y0), (x1, y1) = visible.min(0), visible.max(0)
+            # The person's box from all 33 landmarks (the less visible ones too, or legs judged
+            # unsure stay and are found again), widened by a tenth: hands and hair lie past them.
+            (x0, y0), (x1, y1) = np.clip(first[1][:, :2], 0, 1).min(0), np.clip(first[1][:, :2], 0, 1).max(0)
             dx, dy = 0.1 * (x1 - x0), 0.1 * (y1 - y0)
-            cols = slice(max(0, int((x0 - dx) * W)), min(W, int(np.ceil((x1 + dx) * W))))
-            rows = slice(max(0, int((y0 - dy) * H)), min(H, int(np.ceil((y1 + dy) * H))))
-            covered[rows, cols] = PAD_COLOUR
+            left, right = max(0, int((x0 - dx) * W)), min(W, int(np.ceil((x1 + dx) * W)))
+            top, bottom = max(0, int((y0 - dy) * H)), min(H, int(np.ceil((y1 + dy) * H)))
+            covered = image.copy()
+            covered[top:bottom, left:right] = PAD_COLOUR
             second = self._one(covered)
             if second is not None and present(second[0])[[KEYPOINT_INDEX[n] for n in TORSO]].all():
-                people.append(second[0])
+                # Another person only if its torso lies outside the first's box: the detector
+                # also "finds" degenerate poses in the grey box or in the first person's remains.
+                y, x = second[0][[KEYPOINT_INDEX[n] for n in TORSO]].mean(0)
+                if not (top <= y < bottom and left <= x < right):
+                    people.append(second[0])
         return people
 
     def close(self) -> None:
