@@ -424,3 +424,32 @@ def test_figure_labels_fit_their_panels() -> None:
             band = figure[top - LABEL_HEIGHT : top, left : left + width]
             inked = np.flatnonzero((band < 128).all(-1).any(0))
             assert inked.size and inked.max() < width - 1, name  # text ends inside the band
+
+
+@pytest.mark.data
+def test_cli_generates_from_real_photos_alone(setup: dict, shared_data: Path, mediapipe_detector, monkeypatch) -> None:
+    """Real Market crops as photos, no keypoint file: MediaPipe finds each person and each is framed."""
+    import msgen.pose.detector as detector_module
+    from msgen.errors import UsageError
+    from msgen.pose.detector import detect_person
+    from msgen.pose.framing import SHOULDER_Y, REFERENCE_SIZE
+
+    folder = shared_data / "market-real" / "images"
+    usable = []
+    for path in sorted(folder.glob("*.png"))[:40]:
+        try:
+            detect_person(path, str(path), mediapipe_detector)
+        except UsageError:
+            continue
+        usable.append(path)
+        if len(usable) == 3:
+            break
+    assert len(usable) == 3
+    monkeypatch.setattr(detector_module, "_DEFAULT", mediapipe_detector)
+    out = run_cli(setup, "--target-pose", str(usable[2]), sources=[str(p) for p in usable[:2]])
+    assert load(out / "generated.png").shape == (*SIZE, 3)
+    assert load(out / "figure.png").shape == (*figure_layout(2, (SIZE[0] * 2, SIZE[1] * 2))["figure"], 3)
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    target = model.pose_of(usable[2], detector=mediapipe_detector)
+    shoulder_y = (target[2, 0] + target[5, 0]) / 2
+    assert abs(shoulder_y - ((SHOULDER_Y + 0.5) / REFERENCE_SIZE[0] * SIZE[0] - 0.5)) < 0.51

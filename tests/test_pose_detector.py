@@ -99,6 +99,10 @@ def test_pad_for_detector_maps_back_to_the_image():
     # The canvas-normalised centre of image pixel (0, 0) maps back to its image-normalised centre.
     canvas_xy = np.array([(32 + 0.5) / 128, (64 + 0.5) / 256])
     np.testing.assert_allclose(canvas_xy * gain - offset, [0.5 / 64, 0.5 / 128])
+    # A large photo is shrunk to max_side before padding; the mapping stays in normalised units.
+    canvas, gain, offset = pad_for_detector(np.zeros((2000, 1000, 3), np.uint8), pad=1.0, max_side=640)
+    assert canvas.shape == (3 * 640, 3 * 320, 3)
+    np.testing.assert_allclose(np.array([0.5, 0.5]) * gain - offset, [0.5, 0.5])
 
 
 def test_detect_person_errors_name_the_image():

@@ -22,9 +22,10 @@ import numpy as np
 from msgen.errors import UsageError
 from msgen.pose.detector import (  # noqa: F401  (MEDIAPIPE_INDEX, landmarks_to_keypoints: re-exported)
     MEDIAPIPE_INDEX,
+    MAX_SIDE,
     MIN_SIDE,
     MIN_VISIBILITY,
-    PAD,
+    PADS,
     Detector,
     MediaPipeDetector,
     landmarks_to_keypoints,
@@ -128,12 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="--evaluate: also write the report as JSON here (default: none)")
     parser.add_argument("--min-visibility", type=float, default=MIN_VISIBILITY,
                         help=f"landmarks less visible than this (0-1) are missing (default {MIN_VISIBILITY})")
-    parser.add_argument("--pad", type=float, default=PAD,
-                        help=f"grey border added on every side before detection, as a fraction of the image's "
-                             f"side (default {PAD}; tight crops need it)")
+    parser.add_argument("--pad", type=float, nargs="+", default=list(PADS), metavar="FRACTION",
+                        help=f"grey border added on every side before detection, as a fraction of the image's side; "
+                             f"several are tried in order until a person is found (default {' '.join(map(str, PADS))}; "
+                             f"tight crops need one)")
     parser.add_argument("--min-side", type=int, default=MIN_SIDE,
                         help=f"enlarge images to at least this many px on the shorter side before detection, "
-                             f"0 = never (default {MIN_SIDE})")  # fmt: skip
+                             f"0 = never (default {MIN_SIDE})")
+    parser.add_argument("--max-side", type=int, default=MAX_SIDE,
+                        help=f"shrink images to at most this many px on the longer side before detection "
+                             f"(default {MAX_SIDE})")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         if args.evaluate is None and (not args.images or args.out is None):
@@ -142,9 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("--evaluate DIR takes its images from DIR/images; give no IMAGES with it")
         if not 0 <= args.min_visibility <= 1:
             raise UsageError(f"--min-visibility must be in [0, 1], got {args.min_visibility}")
-        if args.pad < 0 or args.min_side < 0:
+        if min(args.pad) < 0 or args.min_side < 0:
             raise UsageError("--pad and --min-side must be >= 0")
-        detector = MediaPipeDetector(args.min_visibility, args.pad, args.min_side, look_for_others=False)
+        if args.max_side < 16:
+            raise UsageError(f"--max-side must be >= 16 px, got {args.max_side}")
+        detector = MediaPipeDetector(args.min_visibility, args.pad, args.min_side, args.max_side, look_for_others=False)
         with detector:
             if args.evaluate is not None:
                 report = evaluate(args.evaluate, detector, args.limit)

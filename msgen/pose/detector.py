@@ -20,6 +20,7 @@ ear (7). The neck is the shoulders' midpoint, present only when both are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -38,10 +39,14 @@ MEDIAPIPE_INDEX = {
 MIN_VISIBILITY = 0.5
 # MediaPipe's person detector misses most tight re-identification crops (a person filling the
 # image). Measured on the 386 market-real crops (python -m msgen.pose.annotate --evaluate, see
-# docs/POSE.md): 196 found as they are, 318 when padded by PAD of each side's length on every side;
-# enlarging the image as well (to MIN_SIDE px on the shorter side) changed nothing, so it is off.
-PAD = 0.5
+# docs/POSE.md): found in 196 as they are, 318 padded by 0.5 of each side's length on every side,
+# 342 by 1.0, 293 by 1.5; enlarging the images (MIN_SIDE 256) changed nothing, so it is off. PADS
+# are tried in order until a person is found (0: the photo as it is, for wide photos with room
+# around the person). Photos are first shrunk to MAX_SIDE px on the longer side: the detector
+# works at 224x224 anyway, and a padded 12-megapixel photo would take a gigabyte.
+PADS = (1.0, 0.5, 0.0)
 MIN_SIDE = 0
+MAX_SIDE = 640
 PAD_COLOUR = (127, 127, 127)
 
 
@@ -80,18 +85,22 @@ def landmarks_to_keypoints(
     return kp
 
 
-def pad_for_detector(image: np.ndarray, pad: float = PAD, min_side: int = MIN_SIDE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Enlarge (to ``min_side`` px on the shorter side, never shrink) and pad an RGB image by
-    ``pad`` of each side's length on every side. Returns the uint8 canvas (H', W', 3) and
-    (gain, offset), both (2,) as (x, y), with image-normalised = canvas-normalised * gain - offset."""
+def pad_for_detector(
+    image: np.ndarray, pad: float, min_side: int = MIN_SIDE, max_side: int = MAX_SIDE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resize an RGB image (enlarged to ``min_side`` px on the shorter side, 0 = never; shrunk to
+    ``max_side`` on the longer) and pad it by ``pad`` of each side's length on every side. Returns the
+    uint8 canvas (H', W', 3) and (gain, offset), both (2,) as (x, y), with
+    image-normalised = canvas-normalised * gain - offset."""
     H, W = image.shape[:2]
     factor = max(1.0, min_side / min(H, W)) if min_side else 1.0
-    W2, H2 = round(W * factor), round(H * factor)
+    factor = min(factor, max_side / max(H, W))
+    W2, H2 = max(1, round(W * factor)), max(1, round(H * factor))
     pad_x, pad_y = round(pad * W2), round(pad * H2)
     canvas = Image.new("RGB", (W2 + 2 * pad_x, H2 + 2 * pad_y), PAD_COLOUR)
     resized = Image.fromarray(image)
     if (W2, H2) != (W, H):
-        resized = resized.resize((W2, H2), Image.BICUBIC)
+        resized = resized.resize((W2, H2), Image.BICUBIC if factor > 1 else Image.LANCZOS)
     canvas.paste(resized, (pad_x, pad_y))
     gain = np.array([canvas.width / W2, canvas.height / H2])
     return np.asarray(canvas), gain, np.array([pad_x / W2, pad_y / H2])
@@ -106,8 +115,8 @@ class MediaPipeDetector:
     (measured in docs/POSE.md). Use as a context manager or ``close()``.
     """
 
-    def __init__(self, min_visibility: float = MIN_VISIBILITY, pad: float = PAD, min_side: int = MIN_SIDE,
-                 look_for_others: bool = True):  # fmt: skip
+    def __init__(self, min_visibility: float = MIN_VISIBILITY, pads: Sequence[float] = PADS, min_side: int = MIN_SIDE,
+                 max_side: int = MAX_SIDE, look_for_others: bool = True):  # fmt: skip
         try:
             from mediapipe.python.solutions import pose
         except ImportError:
@@ -115,14 +124,18 @@ class MediaPipeDetector:
                 "detecting keypoints needs mediapipe, an optional dependency: pip install 'msgen[pose]' "
                 "(or give keypoints in an annotation CSV: python -m msgen.pose.annotate)"
             ) from None
-        self.min_visibility, self.pad, self.min_side, self.look_for_others = min_visibility, pad, min_side, look_for_others
+        self.min_visibility, self.pads, self.look_for_others = min_visibility, tuple(pads), look_for_others
+        self.min_side, self.max_side = min_side, max_side
         self._model = pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False)
 
     def _one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The most prominent person: ((18, 2) keypoints, (33, 3) landmarks in image-normalised x, y)."""
-        canvas, gain, offset = pad_for_detector(image, self.pad, self.min_side)
-        found = self._model.process(canvas).pose_landmarks
-        if found is None:
+        for pad in self.pads:
+            canvas, gain, offset = pad_for_detector(image, pad, self.min_side, self.max_side)
+            found = self._model.process(canvas).pose_landmarks
+            if found is not None:
+                break
+        else:
             return None
         landmarks = np.array([(p.x, p.y, p.visibility) for p in found.landmark])
         landmarks[:, :2] = landmarks[:, :2] * gain - offset
