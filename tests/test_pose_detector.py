@@ -165,7 +165,7 @@ def test_mediapipe_finds_market_people_within_a_few_pixels(shared_data, mediapip
     found, several = {}, 0
     for name in names:
         people = mediapipe_detector.detect(np.asarray(Image.open(folder / "images" / name).convert("RGB")))
-        several += len(people) > 1  # rare: a passer-by behind the person (1 of the first 80 crops)
+        several += len(people) > 1  # measured: none of the first 80 crops
         if people:
             found[name] = people[0]
     report = accuracy(found, truth)
@@ -194,5 +194,5 @@ def test_mediapipe_detect_person_flags_two_people_side_by_side(shared_data, medi
         except UsageError as error:
             assert "pair.png: 2 people found" in str(error)
             flagged += 1
-    # Measured 50 of 66 adjacent pairs of the first 80 crops (docs/POSE.md).
+    # Measured: 50 of 78 adjacent pairs of the first 80 crops flagged (docs/POSE.md).
     assert flagged >= 6

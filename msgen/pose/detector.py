@@ -48,6 +48,8 @@ PADS = (1.0, 0.5, 0.0)
 MIN_SIDE = 0
 MAX_SIDE = 640
 PAD_COLOUR = (127, 127, 127)
+# A second person's torso points must lie this fraction of the image's side inside its edges.
+EDGE_MARGIN = 0.1
 
 
 @runtime_checkable
@@ -158,11 +160,17 @@ class MediaPipeDetector:
             covered = image.copy()
             covered[top:bottom, left:right] = PAD_COLOUR
             second = self._one(covered)
-            if second is not None and present(second[0])[[KEYPOINT_INDEX[n] for n in TORSO]].all():
-                # Another person only if its torso lies outside the first's box: the detector
-                # also "finds" degenerate poses in the grey box or in the first person's remains.
-                y, x = second[0][[KEYPOINT_INDEX[n] for n in TORSO]].mean(0)
-                if not (top <= y < bottom and left <= x < right):
+            torso = second[0][[KEYPOINT_INDEX[n] for n in TORSO]] if second is not None else None
+            if torso is not None and (torso >= 0).all():
+                # Another person only if its torso lies outside the first's box (the detector also
+                # "finds" degenerate poses in the grey box or the first person's remains) and clear
+                # of the image's edges (a passer-by cut by the edge of a crop is not a second subject).
+                y, x = torso.mean(0)
+                margin_y, margin_x = EDGE_MARGIN * H, EDGE_MARGIN * W
+                clear = (torso[:, 0] >= margin_y).all() and (torso[:, 0] <= H - 1 - margin_y).all() and (
+                    (torso[:, 1] >= margin_x).all() and (torso[:, 1] <= W - 1 - margin_x).all()
+                )
+                if clear and not (top <= y < bottom and left <= x < right):
                     people.append(second[0])
         return people
 
