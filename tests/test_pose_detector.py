@@ -170,7 +170,7 @@ def test_mediapipe_finds_market_people_within_a_few_pixels(shared_data, mediapip
             found[name] = people[0]
     report = accuracy(found, truth)
     assert several <= 0.1 * len(names)
-    # The full set measured 318 of 386 found, median 3 px (docs/POSE.md); a subset of 40 keeps margin.
+    # The full set: 359 of 386 found, median 3.0 px, 75 % within 5 px (docs/POSE.md); a subset of 40 keeps margin.
     assert report["found"] >= 0.6 * len(names)
     assert report["all"]["median_px"] < 4.5 and report["all"]["within"] > 0.6
 
