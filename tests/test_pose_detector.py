@@ -13,7 +13,9 @@ import pytest
 from msgen.errors import UsageError
 from msgen.pose import KEYPOINT_NAMES, read_annotations
 from msgen.pose.annotate import accuracy, main as annotate_main
-from msgen.pose.detector import MEDIAPIPE_INDEX, Detector, detect_person, landmarks_to_keypoints, pad_for_detector
+from msgen.pose.detector import (
+    MEDIAPIPE_INDEX, Detector, detect_person, drop_folded_legs, landmarks_to_keypoints, pad_for_detector,
+)  # fmt: skip
 from msgen.pose.keypoints import KEYPOINT_INDEX as K
 
 # MediaPipe's landmark names for the indices used (its documentation's order).
@@ -89,6 +91,16 @@ def test_datasets_head_points_sit_on_the_right_shoulders_side(shared_data):
     assert frontal.sum() > 500
     assert np.mean(kp[frontal, K["Leye"], 1] < kp[frontal, K["Reye"], 1]) > 0.99
     assert np.mean(kp[frontal, K["Lear"], 1] < kp[frontal, K["Rear"], 1]) > 0.99
+
+
+def test_folded_legs_are_dropped():
+    kp = frontal_pose()
+    kp[[K["Rkne"], K["Rank"], K["Lkne"], K["Lank"]]] = [(60, 24), (110, 24), (90, 40), (80, 40)]
+    out = drop_folded_legs(kp)
+    assert (out[[K["Rkne"], K["Rank"]]] == -1).all()  # right knee above the hip (66): knee and ankle go
+    assert (out[K["Lkne"]] == (90, 40)).all() and (out[K["Lank"]] == -1).all()  # left ankle above its knee
+    np.testing.assert_array_equal(drop_folded_legs(frontal_pose()), frontal_pose())
+    assert (kp[K["Rkne"]] == (60, 24)).all()  # the input is not changed
 
 
 def test_pad_for_detector_maps_back_to_the_image():

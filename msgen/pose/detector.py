@@ -87,6 +87,26 @@ def landmarks_to_keypoints(
     return kp
 
 
+def drop_folded_legs(kp: np.ndarray) -> np.ndarray:
+    """Mark missing a knee that is not below its hip (and its ankle), and an ankle not below its
+    knee (or hip). kp (18, 2) (y, x); returns a copy.
+
+    MediaPipe guesses legs that are out of the picture: on an upper-body photo it returns knees
+    above the hips. The datasets' people stand, and framing sizes the person by the legs.
+    """
+    kp = kp.copy()
+    for side in "RL":
+        hip, knee, ankle = (KEYPOINT_INDEX[side + joint] for joint in ("hip", "kne", "ank"))
+        ok = present(kp)
+        if ok[knee] and ok[hip] and kp[knee, 0] <= kp[hip, 0]:
+            kp[[knee, ankle]] = MISSING  # a folded knee's ankle is a guess as well
+            continue
+        upper = knee if ok[knee] else hip
+        if ok[ankle] and ok[upper] and kp[ankle, 0] <= kp[upper, 0]:
+            kp[ankle] = MISSING
+    return kp
+
+
 def pad_for_detector(
     image: np.ndarray, pad: float, min_side: int = MIN_SIDE, max_side: int = MAX_SIDE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,13 +128,19 @@ def pad_for_detector(
     return np.asarray(canvas), gain, np.array([pad_x / W2, pad_y / H2])
 
 
+def _torso_height(kp: np.ndarray) -> float:
+    """Rows from the shoulders' midpoint down to the hips' midpoint (negative: hips above)."""
+    shoulders = kp[[KEYPOINT_INDEX["Rsho"], KEYPOINT_INDEX["Lsho"]], 0].mean()
+    return float(kp[[KEYPOINT_INDEX["Rhip"], KEYPOINT_INDEX["Lhip"]], 0].mean() - shoulders)
+
+
 class MediaPipeDetector:
     """MediaPipe Pose (BlazePose, the model bundled in mediapipe 0.10.21's wheel) as a Detector.
 
     MediaPipe's pose solution finds one person. With ``look_for_others`` (generation's default),
     the found person's box is covered with grey and the image searched again: a second person with
-    all four torso points, its torso outside that box, means the photo shows several people
-    (measured in docs/POSE.md). Use as a context manager or ``close()``.
+    all four torso points, upright, its torso outside that box and clear of the image's edges, means
+    the photo shows several people (measured in docs/POSE.md). Use as a context manager or ``close()``.
     """
 
     def __init__(self, min_visibility: float = MIN_VISIBILITY, pads: Sequence[float] = PADS, min_side: int = MIN_SIDE,
@@ -141,7 +167,7 @@ class MediaPipeDetector:
             return None
         landmarks = np.array([(p.x, p.y, p.visibility) for p in found.landmark])
         landmarks[:, :2] = landmarks[:, :2] * gain - offset
-        return landmarks_to_keypoints(landmarks, image.shape[:2], self.min_visibility), landmarks
+        return drop_folded_legs(landmarks_to_keypoints(landmarks, image.shape[:2], self.min_visibility)), landmarks
 
     def detect(self, image: np.ndarray) -> list[np.ndarray]:
         """Poses found in a uint8 (H, W, 3) RGB image: a list of (18, 2) (y, x), at most two."""
@@ -170,7 +196,10 @@ class MediaPipeDetector:
                 clear = (torso[:, 0] >= margin_y).all() and (torso[:, 0] <= H - 1 - margin_y).all() and (
                     (torso[:, 1] >= margin_x).all() and (torso[:, 1] <= W - 1 - margin_x).all()
                 )
-                if clear and not (top <= y < bottom and left <= x < right):
+                # And upright, at least half as tall in the torso as the first: the search in the
+                # covered image also returns upside-down ghosts (hips above shoulders).
+                upright = _torso_height(second[0]) >= 0.5 * _torso_height(first[0])
+                if clear and upright and not (top <= y < bottom and left <= x < right):
                     people.append(second[0])
         return people
 
