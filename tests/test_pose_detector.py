@@ -208,3 +208,14 @@ def test_mediapipe_detect_person_flags_two_people_side_by_side(shared_data, medi
             flagged += 1
     # Measured: 50 of 78 adjacent pairs of the first 80 crops flagged (docs/POSE.md).
     assert flagged >= 6
+
+
+def test_mediapipe_on_a_real_photo_of_one_person(mediapipe_detector):
+    """scikit-image's astronaut (a 512x512 upper-body portrait, shipped with the package): one person,
+    the shoulders where they are, no guessed legs."""
+    import skimage.data
+
+    kp = detect_person(skimage.data.astronaut(), "astronaut", mediapipe_detector)
+    assert (kp[[K["Rsho"], K["Lsho"]], 0] > 150).all() and (kp[[K["Rsho"], K["Lsho"]], 0] < 260).all()
+    assert kp[K["Rsho"], 1] < kp[K["Lsho"], 1]  # facing the camera: her right shoulder on the image's left
+    assert (kp[[K["Rkne"], K["Lkne"], K["Rank"], K["Lank"]]] == -1).all()
