@@ -192,6 +192,9 @@ def test_api_rejects_bad_input(setup: dict) -> None:
         model.generate([image], [kp], np.where(kp >= 0, kp * 3, -1))
     with pytest.raises(ValueError, match="sequence of images"):
         model.generate(image, [kp], kp)
+    big = np.asarray(Image.open(image).resize((2 * SIZE[1], 2 * SIZE[0])))
+    with pytest.raises(ValueError, match=r"source_keypoints\[0\]: every keypoint lies in the top-left quarter of the 128x64"):
+        model.generate([big], [kp], kp)  # keypoints of the 64x32 image on a 128x64 one
 
 
 # --- python -m msgen.generate -------------------------------------------------------------------
@@ -264,7 +267,10 @@ def test_cli_without_keypoints_needs_the_pose_extra(setup: dict, capsys: pytest.
     import msgen.pose.detector as detector
 
     source = str(setup["images"] / setup["sources"][0])
-    monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe raises ImportError
+    # Importing mediapipe or any of its modules raises ImportError, even where it is installed.
+    for name in [n for n in sys.modules if n == "mediapipe" or n.startswith("mediapipe.")] or ["mediapipe"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions", None)
     monkeypatch.setattr(detector, "_DEFAULT", None)
     err = cli_error(setup, capsys, ["--sources", source, "--target-pose", setup["target"]])
     assert f"--sources {source}: no keypoints given" in err and "pip install 'msgen[pose]'" in err
