@@ -164,19 +164,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]).replace("``", ""))
-    parser.add_argument("--checkpoint", type=Path, required=True,
+    parser.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT",
                         help="a training checkpoint (.pt, e.g. runs/x/checkpoints/best.pt); required")
-    parser.add_argument("--sources", type=Path, nargs="+", required=True,
+    parser.add_argument("--sources", type=Path, nargs="+", required=True, metavar="PHOTO",
                         help="M >= 1 photos of one person (PNG/JPEG, any size); required")
-    parser.add_argument("--target-pose", required=True,
+    parser.add_argument("--target-pose", required=True, metavar="T",
                         help="the pose to generate: a JSON or one-row CSV keypoint file, a row name of --keypoints, "
                              "or a photo (its pose is detected); required")
-    parser.add_argument("--keypoints", "--source-keypoints", dest="keypoints", type=Path,
+    parser.add_argument("--keypoints", "--source-keypoints", dest="keypoints", type=Path, metavar="CSV",
                         help="annotation CSV (name:keypoints_y:keypoints_x) with rows for some or all images, keyed "
                              "by file name (default: none; keypoints are detected in each photo)")
-    parser.add_argument("--out", type=Path, default=Path("generated"),
+    parser.add_argument("--out", type=Path, default=Path("generated"), metavar="DIR",
                         help="output folder for generated.png and figure.png (default ./generated)")
-    parser.add_argument("--figure-scale", type=_positive_int, default=2,
+    parser.add_argument("--figure-scale", type=_positive_int, default=2, metavar="N",
                         help="integer enlargement of the figure's panels (default 2)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     parser.add_argument("--ops", choices=("reference", "fast"),
