@@ -16,6 +16,7 @@ several tuples (the trainer's sample grids).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,10 +88,12 @@ _LABELS = {"source": ("source {i}", "src {i}", "{i}"), "saliency": ("saliency {i
            "pose": ("target pose", "pose", "p"), "result": ("result", "res.", "r"), "target": ("target", "real", "t")}  # fmt: skip
 
 
+@functools.cache
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default()
 
 
+@functools.cache
 def panel_label(name: str, width: int) -> str:
     """The label of panel ``name`` ("source 2", "pose", ...): the longest form that fits ``width`` px."""
     kind, _, index = name.partition(" ")
