@@ -219,3 +219,17 @@ def test_mediapipe_on_a_real_photo_of_one_person(mediapipe_detector):
     assert (kp[[K["Rsho"], K["Lsho"]], 0] > 150).all() and (kp[[K["Rsho"], K["Lsho"]], 0] < 260).all()
     assert kp[K["Rsho"], 1] < kp[K["Lsho"], 1]  # facing the camera: her right shoulder on the image's left
     assert (kp[[K["Rkne"], K["Lkne"], K["Rank"], K["Lank"]]] == -1).all()
+
+
+@pytest.mark.data
+@pytest.mark.usefixtures("require_mediapipe")
+def test_annotate_evaluate_reports_per_keypoint_accuracy(shared_data, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "report.json"
+    assert annotate_main(["--evaluate", str(shared_data / "market-real"), "--limit", "12", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["images"] == 12 and 6 <= report["found"] <= 12
+    assert set(report["keypoints"]) == set(KEYPOINT_NAMES) and report["all"]["median_px"] < 5
+    table = capsys.readouterr().out
+    assert f"person found in {report['found']} of 12 images" in table and "| Rear |" in table
