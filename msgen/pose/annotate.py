@@ -20,15 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from msgen.errors import UsageError
-from msgen.pose.detector import (  # noqa: F401  (MEDIAPIPE_INDEX, landmarks_to_keypoints: re-exported)
-    MEDIAPIPE_INDEX,
+from msgen.pose.detector import (
     MAX_SIDE,
     MIN_SIDE,
     MIN_VISIBILITY,
     PADS,
     Detector,
     MediaPipeDetector,
-    landmarks_to_keypoints,
     read_rgb,
 )
 from msgen.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, present, read_annotations, write_annotations
