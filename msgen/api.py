@@ -46,7 +46,7 @@ from msgen.figures import tuple_figure
 from msgen.metrics import to_uint8
 from msgen.models import Generator, GeneratorOutput, set_ops_impl
 from msgen.pose import body_part_affines, check_keypoints, heatmaps, is_usable, present
-from msgen.pose.detector import Detector, detect_person
+from msgen.pose.detector import Detector, detect_person, read_photo
 from msgen.pose.framing import frame_person
 from msgen.pose.keypoints import KEYPOINT_NAMES, TORSO
 
@@ -206,7 +206,8 @@ class MultiSourceGenerator:
         """A photo's person detected and framed as in the datasets: (uint8 (H, W, 3) image at the
         model's size, its (18, 2) keypoints). Raises UsageError naming ``name`` when no person,
         several people or a person without the four torso points is found."""
-        pixels = load_image(photo, name)
+        # A file is read upright (EXIF orientation applied): phones store portraits sideways.
+        pixels = read_photo(photo, name)[0] if isinstance(photo, (str, Path)) else load_image(photo, name)
         kp = detect_person(pixels, name, detector)
         framed, kp = frame_person(pixels, kp, self.image_size)
         return framed, check_pose(kp, self.image_size, f"{name} (framed)")

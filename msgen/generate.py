@@ -111,10 +111,10 @@ class Inputs:
         self.model, self.annotations, self.csv_path, self.detector = model, annotations, csv_path, detector
 
     def photo(self, path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-        pixels = load_image(path, name)
         kp = self.annotations.get(path.name)
         if kp is None:
-            return self.model.frame_photo(pixels, name, self.detector)
+            return self.model.frame_photo(path, name, self.detector)
+        pixels = load_image(path, name)
         # The row's keypoints are at the size of the image of that name beside the CSV, when there is one.
         row_size = _row_image_size(path.name, self.csv_path)
         if row_size is not None and row_size != pixels.shape[:2]:

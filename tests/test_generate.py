@@ -459,3 +459,19 @@ def test_cli_generates_from_real_photos_alone(setup: dict, shared_data: Path, me
     target = model.pose_of(usable[2], detector=mediapipe_detector)
     shoulder_y = (target[2, 0] + target[5, 0]) / 2
     assert abs(shoulder_y - ((SHOULDER_Y + 0.5) / REFERENCE_SIZE[0] * SIZE[0] - 0.5)) < 0.51
+
+
+def test_cli_reads_phone_photos_upright(setup: dict, photos: dict, monkeypatch) -> None:
+    """A photo stored sideways with an EXIF orientation tag (as phones save portraits) is used upright."""
+    import msgen.pose.detector as detector_module
+
+    monkeypatch.setattr(detector_module, "_DEFAULT", photos["detector"])
+    argv = ["--target-pose", str(photos["target"]), "--figure-scale", "1"]
+    upright = load(run_cli(setup, *argv, sources=[str(p) for p in photos["sources"]]) / "generated.png")
+    sideways = photos["dir"] / "sideways.png"
+    image = Image.open(photos["sources"][0]).transpose(Image.Transpose.ROTATE_90)  # stored turned left
+    exif = image.getexif()
+    exif[0x0112] = 6  # "turn right to view"
+    image.save(sideways, exif=exif)
+    again = run_cli(setup, *argv, sources=[str(sideways), *(str(p) for p in photos["sources"][1:])])
+    np.testing.assert_array_equal(load(again / "generated.png"), upright)

@@ -103,6 +103,38 @@ def test_folded_legs_are_dropped():
     assert (kp[K["Rkne"]] == (60, 24)).all()  # the input is not changed
 
 
+def _with_orientation(pixels: np.ndarray, orientation: int, path) -> None:
+    from PIL import Image
+
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_photos_are_read_upright_and_keypoints_written_in_stored_pixels(tmp_path, orientation):
+    from PIL import Image, ImageOps
+
+    from msgen.pose.annotate import annotate
+    from msgen.pose.detector import read_photo
+
+    stored = np.random.default_rng(orientation).integers(0, 255, (40, 30, 3), dtype=np.uint8)
+    path = tmp_path / "phone.png"
+    _with_orientation(stored, orientation, path)
+    upright, back = read_photo(path, "phone.png")
+    np.testing.assert_array_equal(upright, np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")))
+    assert (back is None) == (orientation == 1)
+    # A pose found in the upright photo is written where the same pixels are stored.
+    H, W = upright.shape[:2]
+    pose = np.full((18, 2), -1.0, np.float32)
+    pose[:4] = [(1, 2), (H - 2, 3), (5, W - 1), (H // 2, W // 3)]
+    written = annotate([path], StubDetector(pose))[0]["phone.png"]
+    assert (written[4:] == -1).all()
+    for (y, x), (sy, sx) in zip(pose[:4].astype(int), written[:4].astype(int)):
+        np.testing.assert_array_equal(stored[sy, sx], upright[y, x])
+
+
 def test_pad_for_detector_maps_back_to_the_image():
     image = np.random.default_rng(0).integers(0, 255, (128, 64, 3), dtype=np.uint8)
     canvas, gain, offset = pad_for_detector(image, pad=0.5)

@@ -1,8 +1,8 @@
 """Keypoints for your own photos: ``python -m msgen.pose.annotate IMAGES... --out annotation.csv``.
 
 Runs MediaPipe Pose (msgen.pose.detector; the optional ``pose`` extra, ``pip install 'msgen[pose]'``)
-on each image and writes the 18 OpenPose keypoints in the standard annotation CSV at each image's
-stored size. An image without a detected person gets a row of -1 and is counted.
+on each image (shown upright, as its EXIF orientation says) and writes the 18 OpenPose keypoints in
+the standard annotation CSV in each image's stored pixels. An image without a detected person gets a row of -1 and is counted.
 
 ``python -m msgen.pose.annotate --evaluate DIR`` instead measures the detector against a dataset
 folder's annotations (DIR/images, DIR/annotation.csv): how many people it finds and, per keypoint,
@@ -27,12 +27,24 @@ from msgen.pose.detector import (
     PADS,
     Detector,
     MediaPipeDetector,
-    read_rgb,
+    read_photo,
+    to_stored,
 )
 from msgen.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, present, read_annotations, write_annotations
 
 PROG = "python -m msgen.pose.annotate"
 WITHIN_PX = 5.0
+
+
+def detect_stored(path: Path, detector: Detector, name: str) -> np.ndarray | None:
+    """The first person's keypoints (18, 2) in the image's stored pixels, or None when none is found.
+
+    Detection sees the photo upright (its EXIF orientation applied); the keypoints are mapped back
+    to the stored pixels, which is what the annotation CSV and the datasets' loaders use.
+    """
+    upright, back = read_photo(path, name)
+    people = detector.detect(upright)
+    return to_stored(np.asarray(people[0], dtype=np.float32), back) if people else None
 
 
 def annotate(paths: Iterable[Path], detector: Detector) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -46,12 +58,11 @@ def annotate(paths: Iterable[Path], detector: Detector) -> tuple[dict[str, np.nd
     for path in map(Path, paths):
         if path.name in result:
             raise UsageError(f"two images are named {path.name!r}; the annotation CSV keys rows by file name")
-        people = detector.detect(read_rgb(path, "images"))
-        if not people:
+        kp = detect_stored(path, detector, "images")
+        if kp is None:
             undetected.append(path.name)
-            result[path.name] = np.full((NUM_KEYPOINTS, 2), float(MISSING), dtype=np.float32)
-        else:
-            result[path.name] = np.asarray(people[0], dtype=np.float32)
+            kp = np.full((NUM_KEYPOINTS, 2), float(MISSING), dtype=np.float32)
+        result[path.name] = kp
     return result, undetected
 
 
@@ -93,9 +104,9 @@ def evaluate(folder: Path, detector: Detector, limit: int | None = None) -> dict
     names = sorted(truth)[:limit] if limit else sorted(truth)
     found: dict[str, np.ndarray] = {}
     for name in names:
-        people = detector.detect(read_rgb(folder / "images" / name, f"--evaluate {folder}"))
-        if people:
-            found[name] = np.asarray(people[0], dtype=np.float32)
+        kp = detect_stored(folder / "images" / name, detector, f"--evaluate {folder}")
+        if kp is not None:
+            found[name] = kp
     return accuracy(found, {n: truth[n] for n in names})
 
 

@@ -48,6 +48,13 @@ PADS = (1.0, 0.5, 0.0)
 MIN_SIDE = 0
 MAX_SIDE = 640
 PAD_COLOUR = (127, 127, 127)
+# EXIF orientation tag and the transpose that shows each orientation upright (as PIL.ImageOps.exif_transpose).
+EXIF_ORIENTATION = 0x0112
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}  # fmt: skip
 # A second person's torso points must lie this fraction of the image's side inside its edges.
 EDGE_MARGIN = 0.1
 
@@ -224,28 +231,57 @@ def default_detector() -> Detector:
     return _DEFAULT
 
 
-def read_rgb(path: str | Path, name: str) -> np.ndarray:
-    """An image file as uint8 (H, W, 3) RGB; UsageError naming ``name`` when missing or unreadable."""
+def read_photo(path: str | Path, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A photo as it is meant to be seen: uint8 (H', W', 3) RGB with its EXIF orientation applied
+    (phones store portraits sideways and say so in a tag), and the map back to the stored pixels:
+    (H', W', 2) int (row, column) of the stored image for each shown pixel, or None when the photo
+    is stored upright."""
+    return _open(path, name, upright=True)
+
+
+def _open(path: str | Path, name: str, upright: bool) -> tuple[np.ndarray, np.ndarray | None]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{name}: image not found: {path}")
     try:
         with Image.open(path) as file:
-            return np.asarray(file.convert("RGB")).copy()
+            rgb = file.convert("RGB")
+            orientation = file.getexif().get(EXIF_ORIENTATION, 1) if upright else 1
     except (OSError, ValueError, SyntaxError) as error:
         raise UsageError(f"{name}: cannot read image {path}: {error}") from None
+    method = _EXIF_TRANSPOSE.get(orientation)
+    if method is None:
+        return np.asarray(rgb).copy(), None
+    H, W = rgb.height, rgb.width
+    # The same transpose applied to an image of flat pixel indices gives the way back.
+    index = Image.fromarray(np.arange(H * W, dtype=np.int32).reshape(H, W), mode="I").transpose(method)
+    flat = np.asarray(index)
+    return np.asarray(rgb.transpose(method)).copy(), np.stack([flat // W, flat % W], axis=-1)
+
+
+def to_stored(kp: np.ndarray, back: np.ndarray | None) -> np.ndarray:
+    """Keypoints (18, 2) of an upright photo (read_photo) in its stored pixels; -1 stays -1."""
+    if back is None:
+        return kp
+    out = np.full_like(kp, float(MISSING))
+    ok = present(kp)
+    rows = np.clip(np.rint(kp[ok, 0]).astype(int), 0, back.shape[0] - 1)
+    cols = np.clip(np.rint(kp[ok, 1]).astype(int), 0, back.shape[1] - 1)
+    out[ok] = back[rows, cols]
+    return out
 
 
 def detect_person(
     image: np.ndarray | str | Path, name: str = "image", detector: Detector | None = None
 ) -> np.ndarray:
-    """The keypoints (18, 2) (y, x) of the one person in an image (a path or uint8 (H, W, 3)).
+    """The keypoints (18, 2) (y, x) of the one person in an image (a path, read upright as
+    read_photo does, or uint8 (H, W, 3)), in the pixels of the image as detected.
 
     ``name`` is what error messages call the image (e.g. "--sources a.jpg"). Raises UsageError when
     no person is found, when several are, or when the person lacks a torso point (Rsho, Lsho,
     Rhip, Lhip: the body-part warp needs all four).
     """
-    pixels = read_rgb(image, name) if isinstance(image, (str, Path)) else np.asarray(image)
+    pixels = read_photo(image, name)[0] if isinstance(image, (str, Path)) else np.asarray(image)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[-1] != 3:
         raise UsageError(f"{name} must be uint8 (H, W, 3) RGB, got {pixels.dtype} {pixels.shape}")
     if detector is None:
