@@ -60,14 +60,19 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return metadata
 
 
+def read_config(path: str | Path) -> Any:
+    """The TrainConfig an exported generator file was trained with."""
+    from msgen.training.config import config_from_dict
+
+    return config_from_dict(json.loads(read_metadata(path)["config"]))
+
+
 def load_generator_weights(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
     """The generator of an exported file, in eval mode, and its TrainConfig (as ``load_generator``)."""
     from msgen.checkpoint import load_module_state
     from msgen.models import Generator
-    from msgen.training.config import config_from_dict
 
-    metadata = read_metadata(path)
-    config = config_from_dict(json.loads(metadata["config"]))
+    config = read_config(path)
     generator = Generator(config.model.generator)
     load_module_state(generator, load_file(str(path)), "generator", path)
     return generator.to(map_location).eval(), config
