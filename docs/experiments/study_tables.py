@@ -1,0 +1,86 @@
+"""The study's tables in the paper's form (variants x M), from the evaluations study.sh wrote.
+
+    python docs/experiments/study_tables.py [runs/study]
+
+Prints Markdown: mask-SSIM and SSIM_256 per variant and M with 95% bootstrap intervals, the warp
+baseline and constant-image rows of the same tuples, then the paired differences that carry the
+claims (M = 5 minus M = 1 per variant; full minus avg, full minus att2d, att2d minus avg and avg
+minus avg-nod at each M), all computed from the per-tuple scores in evaluation.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from msgen.metrics import paired_difference
+
+VARIANTS = ("avg-nod", "avg", "att2d", "full")
+PAIRS = (("full", "avg"), ("full", "att2d"), ("att2d", "avg"), ("avg", "avg-nod"))
+METRICS = (("mask_ssim", "mask-SSIM"), ("ssim_256", "SSIM_256"))
+
+
+def load(out: Path) -> dict[str, dict]:
+    reports = {}
+    for variant in VARIANTS:
+        path = out / variant / "eval" / "evaluation.json"
+        if path.is_file():
+            reports[variant] = json.loads(path.read_text())
+    names = {json.dumps(r["tuple_names"]) for r in reports.values()}
+    if len(names) > 1:
+        raise SystemExit("the evaluations scored different tuples: they cannot be compared pair by pair")
+    return reports
+
+
+def cell(values: list[float]) -> str:
+    from msgen.metrics import bootstrap_interval
+
+    low, high = bootstrap_interval(np.asarray(values))
+    return f"{np.mean(values):.3f} [{low:.3f}, {high:.3f}]"
+
+
+def diff(a: list[float], b: list[float]) -> str:
+    d = paired_difference(np.asarray(a), np.asarray(b))
+    return f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/study")
+    reports = load(out)
+    if not reports:
+        raise SystemExit(f"no evaluation under {out}/<variant>/eval")
+    any_report = next(iter(reports.values()))
+    ms = sorted(any_report["per_tuple"]["model"], key=int)
+    n = len(any_report["tuple_names"])
+    for key, title in METRICS:
+        print(f"\n{title}, {n} held-out tuples, mean [95% bootstrap interval]\n")
+        print("| variant | " + " | ".join(f"M = {m}" for m in ms) + " |")
+        print("|---|" + "---|" * len(ms))
+        for variant, report in reports.items():
+            print(f"| {variant} | " + " | ".join(cell(report["per_tuple"]["model"][m][key]) for m in ms) + " |")
+        for method in ("warp baseline", "constant image (training mean colour)"):
+            scores = any_report["per_tuple"][method]
+            print(f"| {method} | " + " | ".join(cell(scores[m][key] if m in scores else scores[next(iter(scores))][key])
+                                               for m in ms) + " |")
+    top, low = ms[-1], ms[0]
+    print(f"\nPaired differences of mask-SSIM, mean [95% paired bootstrap interval]\n")
+    print(f"| variant | M = {top} minus M = {low} | model minus warp baseline at M = {top} |")
+    print("|---|---|---|")
+    for variant, report in reports.items():
+        scores = report["per_tuple"]
+        print(f"| {variant} | {diff(scores['model'][top]['mask_ssim'], scores['model'][low]['mask_ssim'])} | "
+              f"{diff(scores['model'][top]['mask_ssim'], scores['warp baseline'][top]['mask_ssim'])} |")
+    print("\n| pair | " + " | ".join(f"M = {m}" for m in ms) + " |")
+    print("|---|" + "---|" * len(ms))
+    for a, b in PAIRS:
+        if a in reports and b in reports:
+            cells = [diff(reports[a]["per_tuple"]["model"][m]["mask_ssim"], reports[b]["per_tuple"]["model"][m]["mask_ssim"])
+                     for m in ms]
+            print(f"| {a} minus {b} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
