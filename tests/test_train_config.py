@@ -29,7 +29,7 @@ def test_no_arguments_is_the_synthetic_preset():
 def test_every_field_is_overridable_from_the_command_line():
     parser = build_parser()
     dests = {action.dest for action in parser._actions}
-    leaves = [path for path, _ in _leaf_fields(TrainConfig)]
+    leaves = [path for path, _, _ in _leaf_fields(TrainConfig)]
     assert "model.generator.width" in leaves and "data.workers" in leaves and "steps" in leaves
     assert set(leaves) <= dests
 
