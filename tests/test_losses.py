@@ -21,11 +21,14 @@ from msgen.models import (
     nearest_neighbour_loss,
 )
 from msgen.models.config import LossConfig
-from msgen.models.losses import TORCHVISION_VGG19_FILE, WEIGHTS_ENV
+from msgen.models.losses import TORCHVISION_VGG19_FILE, WEIGHTS_ENV, person_weight_map
 
 
-def naive_nearest_neighbour(generated: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
-    """Location by location: min over the in-image k x k neighbours of sum_c |g - t|, then mean."""
+def naive_nearest_neighbour(
+    generated: torch.Tensor, target: torch.Tensor, k: int, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Location by location: min over the in-image k x k neighbours of sum_c |g - t| (times
+    weight[b, 0, y, x] when given), then mean."""
     B, _, H, W = generated.shape
     r = k // 2
     per_location = []
@@ -37,7 +40,8 @@ def naive_nearest_neighbour(generated: torch.Tensor, target: torch.Tensor, k: in
                     for v in range(max(0, y - r), min(H, y + r + 1))
                     for u in range(max(0, x - r), min(W, x + r + 1))
                 ]
-                per_location.append(torch.stack(distances).min())
+                scale = 1 if weight is None else weight[b, 0, y, x]
+                per_location.append(scale * torch.stack(distances).min())
     return torch.stack(per_location).mean()
 
 
@@ -150,6 +154,44 @@ def test_generator_loss_adds_lambda_times_the_reconstruction() -> None:
     torch.testing.assert_close(losses.adversarial, generator_adversarial_loss(fake))
     torch.testing.assert_close(losses.reconstruction, nearest_neighbour_loss(generated, target))
     torch.testing.assert_close(losses.total, losses.adversarial + 0.01 * losses.reconstruction)
+
+
+def test_weighted_nearest_neighbour_matches_a_loop() -> None:
+    g = torch.Generator().manual_seed(3)
+    generated, target = (torch.rand(2, 3, 7, 5, generator=g, dtype=torch.float64) for _ in range(2))
+    weight = 1 + 3 * (torch.rand(2, 1, 7, 5, generator=g, dtype=torch.float64) > 0.5)
+    got = nearest_neighbour_loss(generated, target, neighbourhood=3, weight=weight)
+    torch.testing.assert_close(got, naive_nearest_neighbour(generated, target, 3, weight))
+    # Unit weights are the unweighted loss; a wrong shape is refused by name.
+    torch.testing.assert_close(nearest_neighbour_loss(generated, target, weight=torch.ones_like(weight)),
+                               nearest_neighbour_loss(generated, target))
+    with pytest.raises(ValueError, match="weight must be"):
+        nearest_neighbour_loss(generated, target, weight=weight[:1])
+
+
+def test_person_weight_map_is_one_plus_w_on_the_union_of_part_masks() -> None:
+    masks = torch.zeros(2, 3, 10, 6, 4)
+    masks[0, 0, 2, 1, 1] = 1.0     # source 0, part 2
+    masks[0, 2, 7, 4, 3] = 0.5     # soft edge of another source's part
+    masks[1, 1, 0, :, 0] = 1.0
+    weight = person_weight_map(masks, 4.0)
+    expected = torch.ones(2, 1, 6, 4)
+    expected[0, 0, 1, 1] = 5.0
+    expected[0, 0, 4, 3] = 3.0
+    expected[1, 0, :, 0] = 5.0
+    torch.testing.assert_close(weight, expected)
+
+
+def test_generator_loss_weighs_the_adversarial_term_and_the_locations() -> None:
+    fake = random_logits(2, 2, 4)
+    generated, target = (torch.rand(2, 3, 8, 4, dtype=torch.float64) for _ in range(2))
+    weight = 1 + torch.rand(2, 1, 8, 4, dtype=torch.float64)
+    with pytest.warns(FeatureSpaceWarning):
+        reconstruction = NearestNeighbourLoss("pixel")
+    losses = generator_loss(fake, generated, target, reconstruction, lambda_nn=2.0, adversarial_weight=0.25, weight=weight)
+    torch.testing.assert_close(losses.adversarial, generator_adversarial_loss(fake))
+    torch.testing.assert_close(losses.reconstruction, nearest_neighbour_loss(generated, target, weight=weight))
+    torch.testing.assert_close(losses.total, 0.25 * losses.adversarial + 2.0 * losses.reconstruction)
 
 
 def vgg19_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:

@@ -41,12 +41,8 @@ def _step(ops: str = "fast") -> TrainingStep:
                         image_size=SIZE, lambda_nn=1.0, device=torch.device("cpu"))
 
 
-REFERENCE_WARP_SYNC = pytest.mark.xfail(
-    strict=True, reason="msgen.ops.part_warp_reference builds torch.tensor([Win, Hin]) per call: a host-to-device "
-    "copy on a GPU (msgen/ops is not this module's; remove this mark when it is gone)")
 
-
-@pytest.mark.parametrize("ops", [pytest.param("reference", marks=REFERENCE_WARP_SYNC), "fast"])
+@pytest.mark.parametrize("ops", ["reference", "fast"])
 def test_a_step_makes_no_host_sync(ops: str) -> None:
     step = _step(ops)
     batch = collate_tuples(_items((2, 2, 2)))

@@ -197,6 +197,13 @@ class LossConfig:
     vgg_weights: str | None = field(default=None, metadata={"help": (
         "path of a local VGG-19 state dict; none reads MSGEN_VGG19_WEIGHTS, then torch's hub cache "
         "(nothing is downloaded)")})
+    adversarial_weight: float = field(default=1.0, metadata={"help": (
+        "weight of the adversarial term in G's loss, total = w * L_GAN + lambda_nn * L_NN "
+        "(1: the paper's Eq. 8; 0 trains G on the reconstruction term alone)")})
+    person_weight: float = field(default=0.0, metadata={"help": (
+        "extra weight of the reconstruction loss on the target's body parts: each location counts "
+        "1 + w * (union of the target's part masks), the pose-mask loss of Ma et al. 2017 "
+        "(0: the paper's unweighted loss)")})
     vgg_input: str = field(default="caffe", metadata={"help": (
         "input scale of the VGG-19: 'caffe' (0-255 RGB minus the ImageNet mean, no std division, the "
         "scale of the published code's VGG, for which lambda 0.01 was chosen; relu1_2 distances ~58x "
@@ -209,6 +216,10 @@ class LossConfig:
             raise ValueError(f"vgg_input must be one of {VGG_INPUTS}, got {self.vgg_input!r}")
         if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
             raise ValueError(f"neighbourhood must be odd and >= 1, got {self.neighbourhood}")
+        if not self.adversarial_weight >= 0:
+            raise ValueError(f"adversarial_weight must be >= 0, got {self.adversarial_weight}")
+        if not self.person_weight >= 0:
+            raise ValueError(f"person_weight must be >= 0, got {self.person_weight}")
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,7 @@ def nearest_neighbour_loss(
     target: Tensor,
     features: Callable[[Tensor], Tensor] | None = None,
     neighbourhood: int = 3,
+    weight: Tensor | None = None,
 ) -> Tensor:
     """Mean over locations of min over a k x k target neighbourhood of the channel-summed L1.
 
@@ -124,6 +125,8 @@ def nearest_neighbour_loss(
             the pixels themselves.
         neighbourhood: k, odd. Neighbours outside the image do not count (the target is padded by
             replication, so an outside neighbour repeats one inside the window).
+        weight: (B, 1, H, W) per-location weights at image resolution (resized to the features'
+            grid by area averaging), or None: every location counts 1.
 
     Returns:
         A scalar; its gradient flows through the nearest neighbour of each location.
@@ -145,7 +148,14 @@ def nearest_neighbour_loss(
     cols = torch.arange(w, device=index.device)[None, :] + index % neighbourhood
     flat = (rows * (w + 2 * pad) + cols).flatten(1)  # (B, h * w) into the padded map
     nearest = padded.flatten(2).gather(2, flat[:, None].expand(B, C, h * w)).view(B, C, h, w)
-    return (generated - nearest).abs().sum(dim=1).mean()
+    distance = (generated - nearest).abs().sum(dim=1)  # (B, h, w)
+    if weight is None:
+        return distance.mean()
+    if weight.dim() != 4 or weight.shape[0] != B or weight.shape[1] != 1:
+        raise ValueError(f"weight must be (B, 1, H, W) with B = {B}, got {tuple(weight.shape)}")
+    if tuple(weight.shape[-2:]) != (h, w):
+        weight = F.adaptive_avg_pool2d(weight, (h, w))
+    return (distance * weight[:, 0].to(distance.dtype)).mean()
 
 
 class VGGWeightsNotFound(FileNotFoundError):
@@ -280,8 +290,8 @@ class NearestNeighbourLoss(nn.Module):
     def from_config(cls, config: LossConfig) -> NearestNeighbourLoss:
         return cls(config.features, config.neighbourhood, config.vgg_weights, config.vgg_input)
 
-    def forward(self, generated: Tensor, target: Tensor) -> Tensor:
-        return nearest_neighbour_loss(generated, target, self.vgg, self.neighbourhood)
+    def forward(self, generated: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        return nearest_neighbour_loss(generated, target, self.vgg, self.neighbourhood, weight)
 
     def extra_repr(self) -> str:
         return f"feature_space={self.feature_space!r}, neighbourhood={self.neighbourhood}"
@@ -302,9 +312,26 @@ def generator_loss(
     reconstruction: Callable[[Tensor, Tensor], Tensor],
     valid: Tensor | None = None,
     lambda_nn: float = 0.01,
+    adversarial_weight: float = 1.0,
+    weight: Tensor | None = None,
 ) -> GeneratorLosses:
-    """G's objective: L_M-GAN on fake_logits (B, M, 1, h, w) plus lambda_nn times the
-    reconstruction loss (e.g. a NearestNeighbourLoss) of generated against target (B, 3, H, W)."""
+    """G's objective: adversarial_weight times L_M-GAN on fake_logits (B, M, 1, h, w) plus lambda_nn
+    times the reconstruction loss (e.g. a NearestNeighbourLoss) of generated against target
+    (B, 3, H, W), its locations weighted by ``weight`` (B, 1, H, W) when given (see
+    ``person_weight_map``). ``adversarial`` is reported unweighted."""
     adversarial = generator_adversarial_loss(fake_logits, valid)
-    rec = reconstruction(generated, target)
-    return GeneratorLosses(adversarial + lambda_nn * rec, adversarial, rec)
+    rec = reconstruction(generated, target) if weight is None else reconstruction(generated, target, weight)
+    return GeneratorLosses(adversarial_weight * adversarial + lambda_nn * rec, adversarial, rec)
+
+
+def person_weight_map(part_masks: Tensor, person_weight: float) -> Tensor:
+    """1 + person_weight * (the union of the target's part masks): (B, M, P, H, W) -> (B, 1, H, W).
+
+    The part masks of every source lie in the target's frame; their maximum over sources and
+    parts is the target's body (a source whose part was unusable has that mask zeroed, which the
+    other sources cover). The pose-mask loss of Ma et al., "Pose Guided Person Image Generation"
+    (NeurIPS 2017), weighs the person this way so that an unpredictable background does not
+    dominate the reconstruction term.
+    """
+    body = part_masks.amax(dim=(1, 2))[:, None]
+    return 1 + person_weight * body.clamp(0, 1)

@@ -73,8 +73,9 @@ def sample_parts(feat: Tensor, theta: Tensor, H: int, W: int, *, mode: str = "bi
     points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # (H, W, 3) as (x, y, 1)
     source = torch.einsum("npij,hwj->nphwi", theta, points)  # (N, P, H, W, 2) as (x_in, y_in)
     # Pixel centre i sits at normalised (2i + 1) / size - 1 when align_corners=False.
-    size = torch.tensor([Win, Hin], dtype=theta.dtype, device=feat.device)
-    grid = (2 * source + 1) / size - 1
+    # Python scalars, not a size tensor: torch.tensor([Win, Hin], device=...) is a host-to-device
+    # copy on every call, which a GPU training step would wait on.
+    grid = torch.stack([(2 * source[..., 0] + 1) / Win, (2 * source[..., 1] + 1) / Hin], dim=-1) - 1
     expanded = feat[:, None].expand(N, P, C, Hin, Win).reshape(N * P, C, Hin, Win)
     sampled = F.grid_sample(
         expanded,

@@ -276,7 +276,8 @@ class Trainer:
         self.step_fn = TrainingStep(
             self.G, self.D, self.nn_loss, self.optim_g, self.optim_d,
             image_size=tuple(config.model.generator.image_size), lambda_nn=config.model.loss.lambda_nn,
-            device=self.device, autocast=self.autocast, g_train=self.g_train, d_train=self.d_train)
+            device=self.device, autocast=self.autocast, g_train=self.g_train, d_train=self.d_train,
+            adversarial_weight=config.model.loss.adversarial_weight, person_weight=config.model.loss.person_weight)
         self.losses = LossWindow(self.device)
         self.last_losses: dict[str, float] = {}
         self.last_saved_step: int | None = None

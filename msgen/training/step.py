@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from msgen.models import discriminator_loss, generator_loss
+from msgen.models.losses import person_weight_map
 from msgen.pose import with_pose_inputs
 from msgen.training.data import to_device
 
@@ -32,7 +33,9 @@ class TrainingStep:
     losses of LOSS_NAMES, detached, on the device.
 
     G, D: the modules (``g_train``/``d_train``: the same through DDP, when distributed);
-    nn_loss: the reconstruction loss; lambda_nn its weight; autocast: a context-manager factory.
+    nn_loss: the reconstruction loss; lambda_nn its weight; adversarial_weight: the adversarial
+    term's; person_weight: the target body's extra weight in the reconstruction term
+    (``msgen.models.losses.person_weight_map``); autocast: a context-manager factory.
     """
 
     def __init__(
@@ -49,11 +52,15 @@ class TrainingStep:
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
         g_train: nn.Module | None = None,
         d_train: nn.Module | None = None,
+        adversarial_weight: float = 1.0,
+        person_weight: float = 0.0,
     ) -> None:
         self.G, self.D, self.nn_loss = G, D, nn_loss
         self.optim_g, self.optim_d = optim_g, optim_d
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.lambda_nn = float(lambda_nn)
+        self.adversarial_weight = float(adversarial_weight)
+        self.person_weight = float(person_weight)
         self.device = device
         self.autocast = autocast
         self.g_train = g_train if g_train is not None else G
@@ -88,7 +95,9 @@ class TrainingStep:
         self.D.requires_grad_(False)
         with self._phase("forward"), self.autocast():
             logits = self.D(fake, b["target_heatmap"], *source_args)
-            losses = generator_loss(logits.float(), fake.float(), b["target"], self.nn_loss, valid, self.lambda_nn)
+            weight = person_weight_map(b["part_masks"], self.person_weight) if self.person_weight else None
+            losses = generator_loss(logits.float(), fake.float(), b["target"], self.nn_loss, valid, self.lambda_nn,
+                                    self.adversarial_weight, weight)
         with self._phase("backward"):
             self.optim_g.zero_grad(set_to_none=True)
             losses.total.backward()
