@@ -208,14 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_config:
         print(invocation.config)
         return 0
-    from msgen.training.loop import NonFiniteLossError, SetupError, TrainingInterrupted, train
+    from msgen.training.loop import DataError, NonFiniteLossError, SetupError, TrainingInterrupted, train
 
     try:
         train(invocation.config, resume=invocation.resume, init_from=invocation.init_from)
     except NonFiniteLossError as error:
         print(f"msgen.train: stopped: {error}", file=sys.stderr)
         return 1
-    except SetupError as error:
+    except (SetupError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingInterrupted as error:

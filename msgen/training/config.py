@@ -151,20 +151,20 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not self.num_sources or any(m < 1 for m in self.num_sources):
-            raise ValueError(f"num_sources must be one or more M >= 1, got {self.num_sources}")
+            raise ValueError(f"--num-sources must be one or more M >= 1, got {','.join(map(str, self.num_sources))}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("batch_size", "steps", "log_every", "sample_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1 or None, got {self.checkpoint_every}")
+            raise ValueError(f"--checkpoint-every must be >= 1 or none, got {self.checkpoint_every}")
         if not self.checkpoint_seconds >= 0:
-            raise ValueError(f"checkpoint_seconds must be >= 0 (0: off), got {self.checkpoint_seconds}")
+            raise ValueError(f"--checkpoint-seconds must be >= 0 (0: off), got {self.checkpoint_seconds}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ValueError(f"--lr must be positive, got {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+            raise ValueError(f"--betas must be two numbers in [0, 1), got {self.betas}")
 
     @property
     def max_sources(self) -> int:

@@ -96,6 +96,25 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class DataError(UsageError):
+    """An image or annotation that cannot be loaded, found while training (after the set-up)."""
+
+
+def _batches(loader: torch.utils.data.DataLoader):
+    """The loader's batches; a data file that fails to load becomes a DataError naming it (a
+    worker's exception arrives as the same type with its traceback: its last line is the message)."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (OSError, ValueError, KeyError) as error:
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            raise DataError(lines[-1].split(": ", 1)[-1] if len(lines) > 1 else (lines or [repr(error)])[0]) from error
+        yield batch
+
+
 class _StopSignals:
     """While active, SIGINT and SIGTERM set ``received`` instead of raising mid-step, so the loop
     can finish the step and save; a second signal raises KeyboardInterrupt at once."""
@@ -247,6 +266,10 @@ class Trainer:
         log = (lambda line: print(line, file=sys.stderr)) if state.is_main else (lambda line: None)
         self.data = build_run_data(config.data, tuple(config.model.generator.image_size),
                                    config.max_sources, state, log=log)
+        # Every image's header, now (about 0.1 ms each): a missing or unreadable file is a set-up
+        # error naming it, before anything is written, not a crash at some later step.
+        for folder in {id(d.folder): d.folder for d in (self.data.train, self.data.held_out)}.values():
+            folder.verify_images()
         sampler = StepBatchSampler(len(self.data.train), config.batch_size, config.steps, config.num_sources,
                                    config.seed, self.start_step, state.rank, state.world_size)
         self.loader = torch.utils.data.DataLoader(
@@ -446,7 +469,7 @@ class Trainer:
         done = self.start_step
         try:
             with _StopSignals() as signals:
-                for step, batch in enumerate(self.loader, start=self.start_step):
+                for step, batch in enumerate(_batches(self.loader), start=self.start_step):
                     num_sources = batch["sources"].shape[1]
                     done = step + 1
                     self.losses.add(self.train_step(batch), done)
