@@ -513,12 +513,14 @@ def generate_synthetic(
     """
     from msgen.pose.keypoints import CSV_HEADER  # the pose package owns the CSV format
 
-    if identities < 1 or images_per_identity < 1:
-        raise ValueError(f"identities and images_per_identity must be >= 1, got {identities}, {images_per_identity}")
+    if identities < 1:
+        raise ValueError(f"identities (--identities) must be >= 1, got {identities}")
+    if images_per_identity < 1:
+        raise ValueError(f"images_per_identity (--images-per-identity) must be >= 1, got {images_per_identity}")
     if len(size) != 2 or min(size) < 32:
-        raise ValueError(f"size must be (H, W) with both >= 32, got {size}")
+        raise ValueError(f"size (--size) must be HxW with both >= 32, got {'x'.join(map(str, size))}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise ValueError(f"workers (--workers) must be >= 1, got {workers}")
     out = Path(out)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
