@@ -212,3 +212,19 @@ def test_resume_auto_without_a_checkpoint_says_it_starts_from_step_0(tiny_data, 
     assert main(["--resume", "auto", *tiny_args(tiny_data, out, "--steps", "1", "--eval-every", "100")]) == 0
     assert f"no checkpoint in {out / 'checkpoints'}, starting from step 0" in capsys.readouterr().err
     assert [s for s, _ in step_checkpoints(out / "checkpoints")] == [1]
+
+
+def test_a_file_that_fails_to_load_while_training_is_a_one_line_data_error():
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            if index == 2:
+                raise OSError("cannot read image /data/images/0003_front_002.png: truncated")
+            return torch.zeros(1)
+
+    batches = loop._batches(torch.utils.data.DataLoader(Broken(), batch_size=1))
+    assert next(batches).shape == (1, 1) and next(batches).shape == (1, 1)
+    with pytest.raises(loop.DataError, match=r"^cannot read image /data/images/0003_front_002.png: truncated$"):
+        next(batches)

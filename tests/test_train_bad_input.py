@@ -76,6 +76,13 @@ def unreadable_image(data, tmp_path):
     return [], [name, "cannot read"]
 
 
+def truncated_images(data, tmp_path):
+    # Headers intact (the set-up's check passes), pixel data cut off: found when loading.
+    for path in (data / "images").iterdir():
+        path.write_bytes(path.read_bytes()[:120])
+    return [], ["cannot read image", str(data / "images")]
+
+
 def wrong_image_size(data, tmp_path):
     # An image stored at half the size its annotation row was made for: its keypoints lie outside it.
     name = _first_image(data)
@@ -190,7 +197,7 @@ def not_an_int(data, tmp_path):
     return ["--batch-size", "eight"], ["--batch-size", "eight"]
 
 
-CASES = [missing_image, unreadable_image, wrong_image_size, too_few_keypoints, malformed_row, not_a_number,
+CASES = [missing_image, unreadable_image, truncated_images, wrong_image_size, too_few_keypoints, malformed_row, not_a_number,
          no_torso_anywhere, all_points_missing, empty_after_filtering, nonexistent_root, num_sources_zero,
          num_sources_too_large, bf16_on_cpu, image_size_not_divisible, bad_test_fraction, not_an_int]
 CHECKPOINT_CASES = [truncated_checkpoint, foreign_checkpoint, empty_checkpoint, checkpoint_of_another_model,

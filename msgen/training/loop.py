@@ -206,7 +206,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, state: distributed.Distributed,
                  resume: str | Path | None = None, init_from: str | Path | None = None) -> None:
         self.out = Path(distributed.broadcast_object(state, config.out or default_out(config)))
-        created = not self.out.exists()
+        created = self._created_out = not self.out.exists()
         try:
             self._setup(config, state, resume, init_from)
         except SetupError:
@@ -428,6 +428,20 @@ class Trainer:
             self._checkpoint(done, evaluate)
         self.monitor.resume()
 
+    def _stop_signal(self, done: int, received: int | None) -> int | None:
+        """The stop signal to act on after step ``done``, or None. Alone: the one received. Under
+        torchrun every process must stop at the same step, so they agree on log steps only (one
+        all-reduce there; torchrun sends the signal to every process)."""
+        if not self.dist.enabled:
+            return received
+        if done % self.config.log_every:
+            return None
+        flag = torch.tensor([float(received or 0)], device=self.device)
+        agreed = distributed.mean_over_ranks(self.dist, flag) * self.dist.world_size  # a sum
+        if agreed.item() == 0:
+            return None
+        return received if received is not None else int(signal.SIGTERM)  # another process got one
+
     def _stop(self, done: int, signum: int) -> None:
         """A stop signal arrived during step ``done``: save it (unless just saved) and stop."""
         name = signal.Signals(signum).name
@@ -478,8 +492,13 @@ class Trainer:
                     # The progress bar shows the last logged means: reading every step's would sync.
                     self.monitor.step(c.batch_size * self.dist.world_size, self.last_losses)
                     self._periodic(done)
-                    if signals.received is not None:
-                        self._stop(done, signals.received)
+                    received = self._stop_signal(done, signals.received)
+                    if received is not None:
+                        self._stop(done, received)
+        except DataError:
+            if done == 0 and self._created_out:  # nothing trained: no half-made output either
+                self._remove_output(True)
+            raise
         except KeyboardInterrupt as error:
             if isinstance(error, TrainingInterrupted):
                 raise
