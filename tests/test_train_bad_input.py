@@ -193,13 +193,17 @@ def bad_test_fraction(data, tmp_path):
     return ["--data.test-fraction", "1.5"], ["test", "fraction", "1.5"]
 
 
+def unknown_device(data, tmp_path):
+    return ["--device", "gpu0"], ["--device", "'gpu0'"]
+
+
 def not_an_int(data, tmp_path):
     return ["--batch-size", "eight"], ["--batch-size", "eight"]
 
 
 CASES = [missing_image, unreadable_image, truncated_images, wrong_image_size, too_few_keypoints, malformed_row, not_a_number,
          no_torso_anywhere, all_points_missing, empty_after_filtering, nonexistent_root, num_sources_zero,
-         num_sources_too_large, bf16_on_cpu, image_size_not_divisible, bad_test_fraction, not_an_int]
+         num_sources_too_large, bf16_on_cpu, image_size_not_divisible, bad_test_fraction, unknown_device, not_an_int]
 CHECKPOINT_CASES = [truncated_checkpoint, foreign_checkpoint, empty_checkpoint, checkpoint_of_another_model,
                     missing_checkpoint]
 

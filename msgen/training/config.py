@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, replace
@@ -152,6 +153,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.num_sources or any(m < 1 for m in self.num_sources):
             raise ValueError(f"--num-sources must be one or more M >= 1, got {','.join(map(str, self.num_sources))}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("batch_size", "steps", "log_every", "sample_every", "eval_every", "keep_last"):
