@@ -228,3 +228,30 @@ def test_a_file_that_fails_to_load_while_training_is_a_one_line_data_error():
     assert next(batches).shape == (1, 1) and next(batches).shape == (1, 1)
     with pytest.raises(loop.DataError, match=r"^cannot read image /data/images/0003_front_002.png: truncated$"):
         next(batches)
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_saves_once_at_a_step_all_processes_agree_on(tiny_data, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "ddp-stop"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+               "-m", "msgen.train", *tiny_args(tiny_data, out, "--steps", "100000", "--log-every", "2",
+                                               "--sample-every", "100000", "--eval-every", "100000",
+                                               "--batch-size", "1")]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = out / "checkpoints" / "step-00000001.pt"
+    deadline = time.monotonic() + 180
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert first.exists(), process.communicate()[0][-3000:]
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode != 0
+    last_step, last = step_checkpoints(out / "checkpoints")[-1]
+    assert last_step > 1 and last_step % 2 == 0, output[-3000:]  # a log step: where the processes agree
+    assert f"stopped by SIGTERM after step {last_step}" in output
+    assert load_checkpoint(last)["step"] == last_step
