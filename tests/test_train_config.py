@@ -149,3 +149,15 @@ def test_sampler_rejects_bad_arguments():
         StepBatchSampler(10, 2, steps=3, start_step=4)
     with pytest.raises(ValueError, match="num_items"):
         StepBatchSampler(0, 2, steps=3)
+
+
+@pytest.mark.parametrize("cpus, workers", [(1, 0), (2, 0), (3, 2), (4, 3), (8, 4), (64, 4)])
+def test_default_workers_leave_the_training_process_a_cpu(monkeypatch, cpus, workers):
+    import os
+
+    from msgen.training.config import DataConfig, default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert default_workers() == workers
+    assert DataConfig().workers == workers
+    assert train_preset("market").data.workers == workers
