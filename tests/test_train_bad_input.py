@@ -151,7 +151,7 @@ def num_sources_zero(data, tmp_path):
 
 def num_sources_too_large(data, tmp_path):
     # 4 images per person give tuples of at most 3 sources + 1 target.
-    return ["--num-sources", "6"], ["M=6", "num_sources"]
+    return ["--num-sources", "6"], ["M=6", "sources", "each needs >= 7"]
 
 
 def truncated_checkpoint(data, tmp_path, checkpoint=None):
