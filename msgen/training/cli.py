@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         default = _lookup(defaults, path)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         # argparse %-formats help strings; a literal % in a field's text must be doubled.
-        help_text = f"{text} (default: {shown})".replace("%", "%%").strip()
+        # A text that states its default itself (a field's own wording) keeps it; else it is added.
+        help_text = (text if "(default:" in text else f"{text} (default: {shown})").replace("%", "%%").strip()
         if hint is bool:
             group.add_argument(f"--{_flag(path)}", dest=path, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
@@ -215,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as error:
         print(f"msgen.train: stopped: {error}", file=sys.stderr)
         return 1
-    except (SetupError, DataError) as error:
+    except (SetupError, DataError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingInterrupted as error:
