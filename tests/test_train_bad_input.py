@@ -174,7 +174,7 @@ def empty_checkpoint(data, tmp_path, checkpoint=None):
 
 def checkpoint_of_another_model(data, tmp_path, checkpoint=None):
     return (["--resume", str(checkpoint), "--model.generator.width", "0.25"],
-            [str(checkpoint), "another size than the model", "generator"])
+            [str(checkpoint), "another size than the model", "generator", "--model.* option"])
 
 
 def missing_checkpoint(data, tmp_path, checkpoint=None):

@@ -312,8 +312,13 @@ class Trainer:
         self.monitor = RunMonitor(self.out, config.steps, self.start_step, enabled=state.is_main)
 
     def _load(self, checkpoint: dict[str, Any], path: str | Path, full: bool) -> None:
-        load_module_state(self.G, checkpoint["generator"], "generator", path)
-        load_module_state(self.D, checkpoint["discriminator"], "discriminator", path)
+        try:
+            load_module_state(self.G, checkpoint["generator"], "generator", path)
+            load_module_state(self.D, checkpoint["discriminator"], "discriminator", path)
+        except CheckpointError as error:
+            # The model is built from the checkpoint's configuration, so only an override differs.
+            raise SetupError(f"{error}. A --model.* option that changes the model's size cannot be "
+                             "applied to a checkpoint: drop it") from error
         if not full:
             return
         self.optim_g.load_state_dict(checkpoint["optim_g"])
