@@ -1,283 +1,407 @@
-"""``python -m msgen.evaluate``: the paper's table (SSIM, mask-SSIM, IS, mask-IS) for several M.
+"""``python -m msgen.evaluate``: the table the field reports (FID, LPIPS, SSIM, mask-SSIM, IS) per M,
+with reference rows and 95% intervals.
 
-    python -m msgen.evaluate --checkpoint CKPT --data DIR --sources 1 2 3 5 \\
-        [--tuples TEST_TUPLES.csv] [--max-tuples N] [--out OUT_DIR] [--data-range 255|minmax]
+    python -m msgen.evaluate --checkpoint CKPT [--data DIR] [--sources 1 2 3 5] [--out OUT]
+    python -m msgen.evaluate --data DIR --identity market          # the reference rows only
+    python -m msgen.evaluate compare A/evaluation.json B/evaluation.json [--method model]
 
-DIR is a dataset folder: the images (in DIR/images when that folder exists, else in DIR) and
-DIR/annotation.csv (or --annotations), as msgen.data.synthetic and msgen.data.prepare write them.
-Every M is scored on the SAME test tuples truncated to their first M sources (METHOD.md):
-- --tuples: a tuple CSV (msgen.data.prepare's test_tuples.csv) with at least max(M) sources;
-- otherwise tuples of max(M) sources are sampled from the held-out persons of the checkpoint's
-  own split (``split_by_identity`` with its data.test_fraction and data.seed; sampling seed
-  data.seed + 1, as training draws its held-out tuples), which are persons the run never trained
-  on when DIR is its dataset; ``--split all`` uses every person of DIR (a separate test folder).
-The tuples used are written to OUT_DIR/test_tuples.csv.
+DIR is a dataset folder (DIR/images, DIR/annotation.csv, DIR/split.json), the same folder
+``msgen.train --data.root`` takes; default: the checkpoint's training data. The test tuples are
+the split's (``msgen.data.split.run_split``: split.json, else the persons held out by the
+checkpoint's data.test_fraction and data.seed, exactly as training held them out), those with
+>= max(--sources) sources, truncated to each M: the same tuples at every M. With an official
+split (``msgen.data.prepare --official``) ``--sources 1`` scores the 12,000 standard pairs.
 
-Metrics (msgen.metrics): SSIM and mask-SSIM (mask of the TARGET's keypoints) per tuple, mean and
-std over tuples; IS and mask-IS over the generated images, 10 splits, mean and std over splits.
-IS needs torchvision and Inception-v3 weights (--inception-weights, MSGEN_INCEPTION_WEIGHTS or
-torchvision's cached file); without them the IS columns say unavailable, with the reason.
-The table is printed and written to OUT_DIR/evaluation.md and OUT_DIR/evaluation.json.
+Rows: the model; the warp baseline (each source warped with its own part affines and masks, the
+warped sources averaged; no learning); a constant image of the training mean colour; the ground
+truth (FID and IS of the test images themselves). Columns (docs/EVALUATION.md): SSIM as GFLA's
+script computes it (51x51 window; images >= 51x51), SSIM_256 (Gaussian window, data range
+--data-range), mask-SSIM, LPIPS (v0.1 AlexNet), FID (Inception-v3 pool features, real set = the
+split's training images, its statistics cached in DIR/.msgen-cache/), IS and mask-IS (10 splits). Per-tuple metrics carry a 95% bootstrap
+interval over tuples, and evaluation.json keeps every per-tuple score and the PAIRED intervals
+of the differences (model at the largest M minus the smallest; model minus warp baseline at
+each M); ``compare`` pairs two runs' evaluation.json tuple by tuple. The network weights come
+from the options, environment variables or torch's hub cache; without them a column says
+"unavailable" and why. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import DataLoader
+import torch
 
-from msgen.api import MultiSourceGenerator
+from msgen.data import PoseImageFolder, TupleDataset, read_tuples_csv, write_tuples_csv
+from msgen.data.split import SPLIT_FILE, run_split
 from msgen.checkpoint import CheckpointError
-from msgen.data import (
-    PoseImageFolder,
-    TupleDataset,
-    collate_tuples,
-    deepfashion_identity,
-    market_identity,
-    read_tuples_csv,
-    sample_tuples,
-    split_by_identity,
-    write_tuples_csv,
-)
-from msgen.data.tuples import Tuple
-from msgen.training.data import data_paths
+from msgen.errors import UsageError
 from msgen.metrics import (
     DATA_RANGES,
-    InceptionScorer,
-    InceptionUnavailable,
-    apply_mask,
-    inception_score_from_probabilities,
-    load_inception,
-    ssim,
-    to_uint8,
+    FeatureStats,
+    MetricUnavailable,
+    inception_weights_path,
+    load_inception_model,
+    load_lpips,
+    paired_difference,
 )
-from msgen.pose import person_mask
+from msgen.training.config import DataConfig, IDENTITIES
+from msgen.training.data import dataset_dir, identity_function
+from msgen.training.evaluation import (
+    IS_SPLITS,
+    PAIRWISE,
+    Method,
+    MethodResult,
+    Networks,
+    constant_method,
+    ground_truth_method,
+    mean_colour,
+    real_statistics,
+    score_methods,
+    summarise,
+    warp_baseline,
+)
 
 PROG = "python -m msgen.evaluate"
-IS_SPLITS = 10
-MAX_TEST_TUPLES = 12000  # METHOD.md: up to 12,000 test tuples
-IDENTITY_FNS = {"market": market_identity, "deepfashion": deepfashion_identity}
+MAX_TEST_TUPLES = 12000  # the standard Market-1501 test pairs
+COLUMNS = {"ssim": "SSIM (GFLA)", "ssim_256": "SSIM_256", "mask_ssim": "mask-SSIM", "lpips": "LPIPS"}
+WARP = "warp baseline"
 
 
-@dataclass
-class Score:
-    mean: float
-    std: float
-
-    def __str__(self) -> str:
-        return f"{self.mean:.3f} ± {self.std:.3f}"
+def _fmt(summary: dict | None) -> str:
+    if summary is None:
+        return "—"
+    return f"{summary['mean']:.3f} [{summary['low']:.3f}, {summary['high']:.3f}]"
 
 
-@dataclass
-class Row:
-    """The scores at one M. IS fields are None when unavailable, with the reason in ``is_note``."""
-
-    num_sources: int
-    tuples: int
-    ssim: Score
-    mask_ssim: Score
-    inception_score: Score | None
-    mask_inception_score: Score | None
-    is_note: str | None
-
-
-def _score(values: Sequence[float]) -> Score:
-    return Score(float(np.mean(values)), float(np.std(values)))
-
-
-def evaluate_tuples(
-    model: MultiSourceGenerator,
-    dataset: TupleDataset,
-    num_sources: Sequence[int],
-    data_range: str = "255",
-    scorer: InceptionScorer | None = None,
-    is_unavailable: str | None = None,
-    batch_size: int = 16,
-    workers: int = 0,
-    log: Callable[[str], None] = lambda message: None,
-) -> list[Row]:
-    """Score the dataset's tuples truncated to each M of ``num_sources`` (each <= the tuples' M).
-
-    scorer: None leaves IS out, with ``is_unavailable`` as the reason. workers: DataLoader
-    processes preparing the batches (images, heatmaps, part affines) while the model runs.
-    """
-    rows = []
-    for m in num_sources:
-        ssims, mask_ssims, probs, mask_probs = [], [], [], []
-        # Items (i, m) keep the first m sources of tuple i (msgen.data.TupleDataset).
-        batches = [[(i, m) for i in range(start, min(start + batch_size, len(dataset)))]
-                   for start in range(0, len(dataset), batch_size)]
-        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_tuples, num_workers=workers)
-        for batch in loader:
-            generated = to_uint8(model.generate_batch(batch).image)
-            targets = to_uint8(batch["target"])
-            masked = []
-            for fake, real, kp in zip(generated, targets, batch["target_kp"].numpy()):
-                ssims.append(ssim(fake, real, data_range))
-                # mask_ssim's definition, with the TARGET's mask built once for mask-SSIM and mask-IS.
-                mask = person_mask(kp, fake.shape[:2])
-                masked.append(apply_mask(fake, mask))
-                mask_ssims.append(ssim(masked[-1], apply_mask(real, mask), data_range))
-            if scorer is not None:
-                probs.append(scorer.probabilities(generated))
-                mask_probs.append(scorer.probabilities(np.stack(masked)))
-        note = is_unavailable
-        inception = mask_inception = None
-        if scorer is not None and len(dataset) < IS_SPLITS:
-            note = f"the Inception Score over {IS_SPLITS} splits needs >= {IS_SPLITS} images, got {len(dataset)}"
-        elif scorer is not None:
-            inception = Score(*inception_score_from_probabilities(np.concatenate(probs), IS_SPLITS))
-            mask_inception = Score(*inception_score_from_probabilities(np.concatenate(mask_probs), IS_SPLITS))
-        log(f"M={m}: scored {len(dataset)} tuples")
-        rows.append(Row(m, len(dataset), _score(ssims), _score(mask_ssims), inception, mask_inception, note))
-    return rows
-
-
-def markdown_table(rows: Sequence[Row], data_range: str) -> str:
-    """The table as Markdown: one line per M, then the notes (data range, IS availability)."""
-    lines = [
-        "| M | tuples | SSIM | mask-SSIM | IS | mask-IS |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        inception = [str(s) if s is not None else "unavailable" for s in (row.inception_score, row.mask_inception_score)]
-        lines.append(f"| {row.num_sources} | {row.tuples} | {row.ssim} | {row.mask_ssim} | {inception[0]} | {inception[1]} |")
-    range_text = "255" if data_range == "255" else "max - min of each generated image (the published code's variant)"
-    lines += ["", f"SSIM data range: {range_text}. Mean ± std over tuples (SSIM) and over {IS_SPLITS} splits (IS)."]
-    notes = sorted({row.is_note for row in rows if row.is_note})
-    lines += [f"IS and mask-IS unavailable ({note})." for note in notes]
+def markdown_table(report: dict) -> str:
+    """The table as Markdown: one line per (method, M), then the notes."""
+    notes = report["notes"]
+    header = ["method", "M", *COLUMNS.values(), "FID", "IS", "mask-IS"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in report["rows"]:
+        cells = [row["method"], str(row["M"]) if row["per_m"] else "any"]
+        for key in COLUMNS:
+            if not row["pairwise"]:
+                cells.append("—")
+            elif key in row["metrics"]:
+                cells.append(_fmt(row["metrics"][key]))
+            else:
+                cells.append("unavailable" if key in notes else "—")
+        cells.append(f"{row['fid']:.2f}" if row["fid"] is not None else ("unavailable" if "fid" in notes else "—"))
+        for key in ("is", "mask_is"):
+            value = row[key]
+            cells.append(f"{value[0]:.2f} ± {value[1]:.2f}" if value is not None else ("unavailable" if "is" in notes else "—"))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"{report['num_tuples']} test tuples: {report['tuples']}. Mean [95% bootstrap interval over "
+              f"tuples]; IS: mean ± std over {IS_SPLITS} splits. SSIM_256 data range: {report['data_range']}."]
+    names = {**COLUMNS, "fid": "FID", "is": "IS and mask-IS"}
+    lines += [f"{names[key]} unavailable: {reason}." for key, reason in notes.items()]
+    if report["paired"]:
+        lines += ["", "Paired differences (same tuples; 95% bootstrap interval of the mean difference):", ""]
+        for item in report["paired"]:
+            lines.append(f"- {item['what']}, {COLUMNS[item['metric']]}: {item['mean']:+.4f} "
+                         f"[{item['low']:+.4f}, {item['high']:+.4f}] (n={item['n']})")
     return "\n".join(lines) + "\n"
 
 
-def load_tuples(args: argparse.Namespace, folder: PoseImageFolder, config: object, max_m: int) -> tuple[list[Tuple], str]:
-    """The test tuples (with >= max_m sources) and a description of where they come from."""
+def _networks(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Networks, dict[str, str]]:
+    networks, notes = Networks(batch_size=args.batch_size), {}
+    try:
+        networks.inception = load_inception_model(args.inception_weights, args.device)
+        networks.inception_note = None
+    except MetricUnavailable as error:
+        notes["fid"] = notes["is"] = str(error)
+        log(f"FID, IS: unavailable: {error}")
+    try:
+        networks.lpips = load_lpips(args.alexnet_weights, args.lpips_heads, args.device)
+        networks.lpips_note = None
+    except MetricUnavailable as error:
+        notes["lpips"] = str(error)
+        log(f"LPIPS: unavailable: {error}")
+    return networks, notes
+
+
+def _test_tuples(args: argparse.Namespace, folder: PoseImageFolder, root: Path, data: DataConfig,
+                 max_m: int) -> tuple[list, str, list[str]]:
+    """(tuples with max_m sources, where they come from, the training persons' image names)."""
+    split = run_split(root, folder.identities, data.test_fraction, data.seed, max_m, args.max_tuples)
+    train = set(split.train_persons)
+    train_names = [n for n in folder.names if folder.identity_fn(n) in train]
     if args.tuples is not None:
         if not args.tuples.is_file():
-            raise FileNotFoundError(f"--tuples: file not found: {args.tuples}")
+            raise UsageError(f"--tuples: file not found: {args.tuples}")
         tuples = read_tuples_csv(args.tuples)
-        available = len(tuples[0][0]) if tuples else 0
-        if available < max_m:
-            raise ValueError(f"--tuples {args.tuples} has tuples of {available} sources; --sources asks for M={max_m}")
-        return tuples[: args.max_tuples], f"{args.tuples} (first {min(len(tuples), args.max_tuples)} tuples)"
-    data = config.data
-    identities = folder.identities
-    where = f"all {len(identities)} persons of {folder.root}"
-    if args.split == "held-out":
-        _, identities = split_by_identity(folder.identities, data.test_fraction, data.seed)
-        where = (f"{len(identities)} held-out persons of {folder.root} (split test_fraction={data.test_fraction}, "
-                 f"seed={data.seed})")
-    tuples = sample_tuples(identities, max_m, seed=data.seed + 1, max_tuples=args.max_tuples)
-    if not tuples:
-        raise ValueError(f"no test tuple of {max_m} sources: none of the {where} has {max_m + 1} images")
-    return list(tuples), f"sampled from {where}, M={max_m}, seed {data.seed + 1}"
+        if tuples and len(tuples[0][0]) < max_m:
+            raise UsageError(f"--tuples {args.tuples} has tuples of {len(tuples[0][0])} sources; --sources asks for M={max_m}")
+        leaked = sorted({folder.identity_fn(t) for _, t in tuples} & train)
+        if leaked:
+            raise UsageError(f"--tuples {args.tuples}: persons {', '.join(leaked[:5])} are training persons of {root}")
+        origin = f"{args.tuples}"
+    else:
+        tuples = split.tuples_with(max_m)
+        origin = (f"{root / SPLIT_FILE}" if (root / SPLIT_FILE).is_file() else "derived split") + f" ({split.origin})"
+    kept = set(folder.names)
+    usable = [(s[:max_m], t) for s, t in tuples if all(n in kept for n in (*s[:max_m], t))]
+    dropped = len(tuples) - len(usable)
+    if dropped:
+        origin += f"; {dropped} tuples skipped for images the folder dropped or lacks"
+    if not usable:
+        raise UsageError(f"no test tuple of {max_m} sources in {root} ({origin})")
+    return usable[: args.max_tuples], origin, train_names
 
 
-def _check_size(folder: PoseImageFolder, name: str, size: tuple[int, int], resize: bool) -> None:
-    """Fail before any work when the data set's images are not at the model's size."""
-    with Image.open(folder.root / name) as image:
-        found = (image.height, image.width)
-    if found != tuple(size) and not resize:
-        raise ValueError(f"the images of {folder.root} are {found[0]}x{found[1]} (e.g. {name}), the model makes "
-                         f"{size[0]}x{size[1]}: pass --resize to resize them (keypoints rescaled)")
+def _rows(results: Sequence[MethodResult], methods: Sequence[Method], seed: int) -> list[dict]:
+    by_name = {method.name: method for method in methods}
+    rows = []
+    order = [method.name for method in methods]
+    for result in sorted(results, key=lambda r: (order.index(r.method), r.num_sources)):
+        method = by_name[result.method]
+        rows.append({
+            "method": result.method, "M": result.num_sources, "per_m": method.per_m, "pairwise": method.pairwise,
+            "metrics": {k: summarise(v, seed) for k, v in result.per_tuple.items()},
+            "fid": result.fid, "is": result.inception, "mask_is": result.mask_inception,
+        })
+    return rows
 
 
-def _inception(args: argparse.Namespace) -> tuple[InceptionScorer | None, str | None]:
+def _paired(results: Sequence[MethodResult], seed: int) -> list[dict]:
+    """Per-tuple metrics: each M-dependent row at its largest M minus its smallest; the model minus
+    the warp baseline at every M."""
+    table = {(r.method, r.num_sources): r for r in results}
+    items = []
+    for metric in PAIRWISE:
+        for name in dict.fromkeys(name for name, _ in table):
+            ms = sorted(m for n, m in table if n == name)
+            if len(ms) > 1 and metric in table[(name, ms[-1])].per_tuple:
+                items.append({"what": f"{name} M={ms[-1]} minus M={ms[0]}", "metric": metric,
+                              **paired_difference(table[(name, ms[-1])].per_tuple[metric],
+                                                  table[(name, ms[0])].per_tuple[metric], seed=seed)})
+        for m in sorted(m for n, m in table if n == "model"):
+            if (WARP, m) in table and metric in table[("model", m)].per_tuple:
+                items.append({"what": f"model minus {WARP} at M={m}", "metric": metric,
+                              **paired_difference(table[("model", m)].per_tuple[metric],
+                                                  table[(WARP, m)].per_tuple[metric], seed=seed)})
+    return items
+
+
+def _cached_real_statistics(args: argparse.Namespace, folder: PoseImageFolder, root: Path, names: Sequence[str],
+                            networks: Networks, log: Callable[[str], None]) -> FeatureStats:
+    """The real set's Inception statistics, cached in DIR/.msgen-cache/ (as GFLA caches its
+    statistics.npz): the key covers the weights file, the image size and the image names, so a
+    change of any recomputes. A folder that cannot be written to just gets no cache."""
     try:
-        return InceptionScorer(load_inception(args.inception_weights, args.device), batch_size=args.batch_size), None
-    except InceptionUnavailable as error:
-        return None, str(error)
+        weights: Path | str = inception_weights_path(args.inception_weights)
+    except MetricUnavailable:  # a network handed in without a file (tests' stand-ins)
+        weights = "no weights file"
+    stamp = ""
+    if Path(weights).is_file():
+        stat = Path(weights).stat()
+        stamp = f"{stat.st_size}-{stat.st_mtime_ns}"
+    key = hashlib.sha256(json.dumps([str(weights), stamp, list(folder.image_size), list(names)]).encode()).hexdigest()[:16]
+    path = root / ".msgen-cache" / f"fid-real-{key}.npz"
+    if path.is_file():
+        log(f"FID real set: cached statistics {path}")
+        return FeatureStats.load(path)
+    stats = real_statistics(folder, names, networks.inception, args.batch_size, progress=args.progress)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        stats.save(path)
+    except OSError as error:
+        log(f"FID real set: not cached ({error})")
+    return stats
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: None) -> dict:
+    """Evaluate and write OUT/evaluation.md, evaluation.json and test_tuples.csv; returns the report."""
+    model = None
+    if args.checkpoint is not None:
+        if not args.checkpoint.is_file():
+            raise UsageError(f"--checkpoint: file not found: {args.checkpoint}")
+        from msgen.api import MultiSourceGenerator
+
+        model = MultiSourceGenerator.from_checkpoint(args.checkpoint, device=args.device, ops=args.ops)
+        data = model.config.data
+        image_size = tuple(model.image_size)
+    elif args.data is None:
+        raise UsageError("--data: give the dataset folder (or --checkpoint to use its training data)")
+    else:
+        data, image_size = DataConfig(root=str(args.data)), None
+    if args.identity:
+        data = DataConfig(**{**data.__dict__, "identity": args.identity})
+    if args.data is not None:
+        if not args.data.is_dir():
+            raise UsageError(f"--data {args.data}: no such folder; expected a dataset folder holding images/, "
+                             f"annotation.csv and split.json")
+        data = DataConfig(**{**data.__dict__, "root": str(args.data), "dataset": "folder"})
+    try:
+        root = dataset_dir(data, image_size or (0, 0))
+    except UsageError as error:
+        raise UsageError(str(error).replace("--data.root", "--data")) from None
+    folder = PoseImageFolder(root / "images", root / "annotation.csv", image_size=image_size,
+                             identity_fn=identity_function(data.identity), drop_junk=data.identity == "market",
+                             resize=args.resize or image_size is None)
+    if image_size is not None and not args.resize:
+        folder.verify_images()
+    tuples, origin, train_names = _test_tuples(args, folder, root, data, max(args.sources))
+    log(f"{len(tuples)} test tuples: {origin}")
+    networks, notes = _networks(args, log)
+    if min(folder.image_size) < 51:
+        notes["ssim"] = f"GFLA's 51x51 window does not fit {folder.image_size[0]}x{folder.image_size[1]} images"
+    methods = []
+    if model is not None:
+        methods.append(Method("model", lambda batch: model.generate_batch(batch).image))
+    methods += [Method(WARP, warp_baseline), constant_method(mean_colour(folder, train_names)), ground_truth_method()]
+    real = None
+    if networks.inception is not None:
+        real_names = train_names
+        if args.max_real and args.max_real < len(train_names):  # evenly spaced: every person, not the first ones
+            real_names = [train_names[i] for i in np.linspace(0, len(train_names) - 1, args.max_real).round().astype(int)]
+        real = _cached_real_statistics(args, folder, root, real_names, networks, log)
+    start = time.perf_counter()
+    results = score_methods(methods, TupleDataset(folder, tuples), args.sources, args.device, args.batch_size,
+                            args.data_range, networks, real, workers=args.workers, progress=args.progress)
+    seconds = time.perf_counter() - start
+    out = args.out or (args.checkpoint.parent / f"eval-{args.checkpoint.stem}" if args.checkpoint else root / "eval")
+    out.mkdir(parents=True, exist_ok=True)
+    write_tuples_csv(out / "test_tuples.csv", tuples)
+    report = {
+        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+        "data": str(root), "tuples": origin, "num_tuples": len(tuples), "data_range": args.data_range,
+        "sources": args.sources, "notes": notes, "seconds": seconds,
+        "real_set": f"{len(train_names) if not args.max_real else min(args.max_real, len(train_names))} training images",
+        "rows": _rows(results, methods, args.seed), "paired": _paired(results, args.seed),
+        "tuple_names": [[*s, t] for s, t in tuples],
+        "per_tuple": {},
+    }
+    for result in results:
+        report["per_tuple"].setdefault(result.method, {})[str(result.num_sources)] = {
+            k: v.tolist() for k, v in result.per_tuple.items()}
+    (out / "evaluation.json").write_text(json.dumps(report) + "\n")
+    table = markdown_table(report)
+    title = args.checkpoint or "the reference rows"
+    (out / "evaluation.md").write_text(f"# Evaluation of {title}\n\nData: {root}.\n\n" + table)
+    return {**report, "table": table, "out": str(out)}
+
+
+def compare(a_path: Path, b_path: Path, method: str = "model", seed: int = 0) -> str:
+    """The paired comparison of two evaluation.json files (same tuples): A minus B per M and metric."""
+    reports = []
+    for path in (a_path, b_path):
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as error:
+            raise UsageError(f"{path}: not an evaluation.json ({error})") from None
+    a, b = reports
+    if a.get("tuple_names") != b.get("tuple_names"):
+        raise UsageError(f"{a_path} and {b_path} scored different test tuples; a paired comparison needs the same ones")
+    for path, report in ((a_path, a), (b_path, b)):
+        if method not in report.get("per_tuple", {}):
+            raise UsageError(f"{path} has no method {method!r} (it has {sorted(report.get('per_tuple', {}))})")
+    lines = [f"A = {a_path} ({method}), B = {b_path} ({method}); {len(a['tuple_names'])} paired tuples", "",
+             "| M | metric | A | B | A - B [95% paired interval] |", "|---|---|---|---|---|"]
+    for m in sorted(set(a["per_tuple"][method]) & set(b["per_tuple"][method]), key=int):
+        for metric in PAIRWISE:
+            x, y = a["per_tuple"][method][m].get(metric), b["per_tuple"][method][m].get(metric)
+            if not x or not y:
+                continue
+            d = paired_difference(np.array(x), np.array(y), seed=seed)
+            lines.append(f"| {m} | {COLUMNS[metric]} | {np.mean(x):.4f} | {np.mean(y):.4f} | "
+                         f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (.pt)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="a training checkpoint (.pt) for the model row; default: none (reference rows only)")
     parser.add_argument("--data", type=Path,
-                        help="dataset folder (images + annotation.csv); default: the checkpoint's training data")
-    parser.add_argument("--sources", type=int, nargs="+", default=[1, 2, 3, 5], help="the M to score (default 1 2 3 5)")
-    parser.add_argument("--tuples", type=Path, help="test tuple CSV (from_0,...,to); default: sampled, see below")
-    parser.add_argument("--max-tuples", type=int, default=MAX_TEST_TUPLES, help=f"at most this many tuples (default {MAX_TEST_TUPLES})")
-    parser.add_argument("--out", type=Path, help="output folder (default: eval-<checkpoint name> beside the checkpoint)")
-    parser.add_argument("--data-range", choices=DATA_RANGES, default="255", help="SSIM data range (default 255)")
-    parser.add_argument("--annotations", type=Path, help="annotation CSV (default DIR/annotation.csv)")
-    parser.add_argument("--identity", choices=tuple(IDENTITY_FNS), help="file name -> person rule (default: the checkpoint's)")
-    parser.add_argument("--split", choices=("held-out", "all"), default="held-out",
-                        help="persons to sample tuples from without --tuples (default held-out)")
-    parser.add_argument("--resize", action="store_true", help="resize images of another size to the model's")
-    parser.add_argument("--inception-weights", type=Path, help="torchvision Inception-v3 state dict for IS")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+                        help="dataset folder (DIR/images, DIR/annotation.csv, DIR/split.json); "
+                             "default: the checkpoint's training data")
+    parser.add_argument("--sources", type=int, nargs="+", default=[1, 2, 3, 5],
+                        help="the M to score, each >= 1 (default: 1 2 3 5)")
+    parser.add_argument("--tuples", type=Path,
+                        help="a test tuple CSV (from_0,...,to) instead of the split's tuples (default: the split's)")
+    parser.add_argument("--max-tuples", type=int, default=MAX_TEST_TUPLES,
+                        help=f"score at most this many tuples, the split's first ones (default: {MAX_TEST_TUPLES})")
+    parser.add_argument("--out", type=Path,
+                        help="output folder (default: eval-<checkpoint name> beside the checkpoint, else DIR/eval)")
+    parser.add_argument("--data-range", choices=DATA_RANGES, default="255",
+                        help="data range of SSIM_256 and mask-SSIM: 255, or minmax (max - min of the generated "
+                             "image, GFLA's ssim_256) (default: 255)")
+    parser.add_argument("--identity", choices=IDENTITIES,
+                        help="file name -> person rule (default: the checkpoint's, else market)")
+    parser.add_argument("--resize", action="store_true",
+                        help="resize images of another size to the model's, keypoints rescaled (default: an error)")
+    parser.add_argument("--inception-weights", type=Path,
+                        help="torchvision Inception-v3 state dict for FID and IS (default: $MSGEN_INCEPTION_WEIGHTS, "
+                             "else torch's hub cache)")
+    parser.add_argument("--alexnet-weights", type=Path,
+                        help="torchvision AlexNet state dict for LPIPS (default: $MSGEN_ALEXNET_WEIGHTS, else "
+                             "torch's hub cache)")
+    parser.add_argument("--lpips-heads", type=Path,
+                        help="LPIPS v0.1 AlexNet linear heads (default: $MSGEN_LPIPS_HEADS, else the lpips "
+                             "package's weights/v0.1/alex.pth)")
+    parser.add_argument("--max-real", type=int, default=None,
+                        help="use at most this many training images as FID's real set (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
+    parser.add_argument("--batch-size", type=int, default=16, help="tuples per batch, >= 1 (default: 16)")
+    parser.add_argument("--workers", type=int, default=0, help="data loading processes, >= 0 (default: 0)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--ops", choices=("reference", "fast"), help="op implementations (default: the checkpoint's)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="show a progress bar (default: on)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if any(m < 1 for m in args.sources):
         parser.error(f"--sources must be M >= 1, got {args.sources}")
-    if args.max_tuples < 1 or args.batch_size < 1 or args.workers < 0:
-        parser.error("--max-tuples and --batch-size must be >= 1, --workers >= 0")
+    if args.max_tuples < 1 or args.batch_size < 1 or args.workers < 0 or (args.max_real is not None and args.max_real < 2):
+        parser.error("--max-tuples and --batch-size must be >= 1, --workers >= 0, --max-real >= 2")
     args.sources = sorted(set(args.sources))
     return args
 
 
-def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: None) -> dict:
-    """Evaluate and write the report files; returns the JSON report."""
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"--checkpoint: file not found: {args.checkpoint}")
-    model = MultiSourceGenerator.from_checkpoint(args.checkpoint, device=args.device, ops=args.ops)
-    if args.data is None:  # the checkpoint's own training data
-        args.data, trained_annotations = data_paths(model.config.data, model.image_size)
-        args.annotations = args.annotations or trained_annotations
-    if not args.data.is_dir():
-        raise FileNotFoundError(f"--data: folder not found: {args.data}")
-    images = args.data / "images" if (args.data / "images").is_dir() else args.data
-    annotations = args.annotations or args.data / "annotation.csv"
-    if not annotations.is_file():
-        raise FileNotFoundError(f"annotation CSV not found: {annotations} (pass --annotations)")
-    identity = args.identity or model.config.data.identity
-    folder = PoseImageFolder(images, annotations, image_size=model.image_size, identity_fn=IDENTITY_FNS[identity],
-                             drop_junk=identity == "market", resize=args.resize)
-    tuples, origin = load_tuples(args, folder, model.config, max(args.sources))
-    _check_size(folder, tuples[0][1], model.image_size, args.resize)
-    scorer, is_unavailable = _inception(args)
-    rows = evaluate_tuples(model, TupleDataset(folder, tuples), args.sources, args.data_range, scorer,
-                           is_unavailable, args.batch_size, args.workers, log)
-    out = args.out or args.checkpoint.parent / f"eval-{args.checkpoint.stem}"
-    out.mkdir(parents=True, exist_ok=True)
-    write_tuples_csv(out / "test_tuples.csv", tuples)
-    table = markdown_table(rows, args.data_range)
-    report = {
-        "checkpoint": str(args.checkpoint),
-        "data": str(args.data),
-        "tuples": origin,
-        "data_range": args.data_range,
-        "inception": {"available": scorer is not None, "reason": is_unavailable, "splits": IS_SPLITS},
-        "rows": [asdict(row) for row in rows],
-    }
-    (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-    header = f"# Evaluation of {args.checkpoint}\n\nData: {args.data}; tuples: {origin}.\n\n"
-    (out / "evaluation.md").write_text(header + table)
-    report["table"] = table
-    report["out"] = str(out)
-    return report
+def _compare_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"{PROG} compare", description="Pair two evaluation.json files tuple by tuple.")
+    parser.add_argument("a", type=Path, help="evaluation.json of run A")
+    parser.add_argument("b", type=Path, help="evaluation.json of run B (the same tuples)")
+    parser.add_argument("--method", default="model", help="the row compared in both files (default: model)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
+    args = parser.parse_args(argv)
+    try:
+        print(compare(args.a, args.b, args.method, args.seed), end="")
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "compare":
+        return _compare_main(argv[1:])
     args = parse_args(argv)
     try:
-        report = run(args, log=lambda message: print(message, file=sys.stderr))
-    except (FileNotFoundError, ValueError, CheckpointError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        with torch.no_grad():
+            report = run(args, log=lambda message: print(message, file=sys.stderr))
+    except (UsageError, FileNotFoundError, ValueError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"tuples: {report['tuples']}")
     print(report["table"], end="")
-    print(f"written: {report['out']}/evaluation.md, evaluation.json, test_tuples.csv")
+    print(f"written: {report['out']}/evaluation.md, evaluation.json, test_tuples.csv "
+          f"({report['seconds']:.1f} s scoring)")
     return 0
 
 

@@ -16,6 +16,7 @@ several tuples (the trainer's sample grids).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,10 +82,37 @@ def figure_layout(num_sources: int, size: tuple[int, int], with_target: bool = F
     return layout
 
 
-def _label(text: str, width: int) -> Image.Image:
-    """The label band of a panel: text on white, cut at the panel's width so it never spills."""
+# Each panel's label, longest first: the first that fits the panel's width is drawn (a 32-px
+# wide panel of a 64x32 model takes "sal. 1", not a cut "salienc").
+_LABELS = {"source": ("source {i}", "src {i}", "{i}"), "saliency": ("saliency {i}", "sal. {i}", "s{i}"),
+           "pose": ("target pose", "pose", "p"), "result": ("result", "res.", "r"), "target": ("target", "real", "t")}  # fmt: skip
+
+
+@functools.cache
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default()
+
+
+@functools.cache
+def panel_label(name: str, width: int) -> str:
+    """The label of panel ``name`` ("source 2", "pose", ...): the longest form that fits ``width`` px."""
+    kind, _, index = name.partition(" ")
+    forms = [form.format(i=index) for form in _LABELS[kind]]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    for text in forms:
+        left, _, right, _ = measure.textbbox((0, 0), text, font=_font())
+        if right - min(left, 0) <= width:
+            return text
+    return forms[-1]
+
+
+def _label(name: str, width: int) -> Image.Image:
+    """The label band of a panel: its label on white, in a form that fits the panel's width."""
+    text = panel_label(name, width)
     band = Image.new("RGB", (width, LABEL_HEIGHT), BACKGROUND)
-    ImageDraw.Draw(band).text((0, 0), text, fill=(0, 0, 0), font=ImageFont.load_default())
+    font = _font()
+    left = ImageDraw.Draw(band).textbbox((0, 0), text, font=font)[0]
+    ImageDraw.Draw(band).text((max(0, -left), 0), text, fill=(0, 0, 0), font=font)
     return band
 
 
@@ -136,7 +164,7 @@ def tuple_figure(
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     for name, pixels in panels.items():
         top, left = layout[name]
-        canvas.paste(_label("target pose" if name == "pose" else name, panel_size[1]), (left, top - LABEL_HEIGHT))
+        canvas.paste(_label(name, panel_size[1]), (left, top - LABEL_HEIGHT))
         canvas.paste(Image.fromarray(pixels), (left, top))
     return np.asarray(canvas).copy()
 

@@ -39,3 +39,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip_cuda)
+
+
+def mediapipe_or_skip() -> None:
+    """Skip a test without mediapipe (the pose extra); under MSGEN_REQUIRE_MEDIAPIPE=1 (.ci/pose-check)
+    fail it instead, so that an install that lost mediapipe cannot pass by skipping."""
+    import importlib.util
+
+    if importlib.util.find_spec("mediapipe") is None:
+        if os.environ.get("MSGEN_REQUIRE_MEDIAPIPE") == "1":
+            pytest.fail("MSGEN_REQUIRE_MEDIAPIPE=1 but mediapipe (the pose extra) is not installed")
+        pytest.skip("mediapipe (the pose extra, pip install 'msgen[pose]') is not installed")
+
+
+@pytest.fixture
+def require_mediapipe() -> None:
+    """Use with @pytest.mark.usefixtures: mediapipe_or_skip() before the test."""
+    mediapipe_or_skip()
+
+
+@pytest.fixture
+def mediapipe_detector():
+    """A MediaPipeDetector (skips without mediapipe; fails under MSGEN_REQUIRE_MEDIAPIPE=1)."""
+    mediapipe_or_skip()
+    from msgen.pose.detector import MediaPipeDetector
+
+    with MediaPipeDetector() as detector:
+        yield detector

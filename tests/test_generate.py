@@ -7,6 +7,7 @@ training code path's file format); the images are the built-in synthetic people 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,9 @@ def test_api_rejects_bad_input(setup: dict) -> None:
         model.generate([image], [kp], np.where(kp >= 0, kp * 3, -1))
     with pytest.raises(ValueError, match="sequence of images"):
         model.generate(image, [kp], kp)
+    big = np.asarray(Image.open(image).resize((2 * SIZE[1], 2 * SIZE[0])))
+    with pytest.raises(ValueError, match=r"source_keypoints\[0\]: every keypoint lies in the top-left quarter of the 128x64"):
+        model.generate([big], [kp], kp)  # keypoints of the 64x32 image on a 128x64 one
 
 
 # --- python -m msgen.generate -------------------------------------------------------------------
@@ -260,24 +264,42 @@ def test_cli_errors_are_clear(setup: dict, capsys: pytest.CaptureFixture) -> Non
 
 
 def test_cli_without_keypoints_needs_the_pose_extra(setup: dict, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    import msgen.pose.detector as detector
+
     source = str(setup["images"] / setup["sources"][0])
-    monkeypatch.setattr(generate.importlib.util, "find_spec", lambda name: None)
+    # Importing mediapipe or any of its modules raises ImportError, even where it is installed.
+    for name in [n for n in sys.modules if n == "mediapipe" or n.startswith("mediapipe.")] or ["mediapipe"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions", None)
+    monkeypatch.setattr(detector, "_DEFAULT", None)
     err = cli_error(setup, capsys, ["--sources", source, "--target-pose", setup["target"]])
-    assert "no keypoints for" in err and "pip install 'msgen[pose]'" in err
+    assert f"--sources {source}: no keypoints given" in err and "pip install 'msgen[pose]'" in err
 
 
-def test_cli_image_without_a_person(setup: dict, capsys: pytest.CaptureFixture, monkeypatch) -> None:
-    """With the pose extra, an image where the estimator finds nobody is named in the error."""
-    import msgen.pose.annotate as annotate
+def test_cli_missing_keypoints_file_names_the_option(setup: dict, capsys: pytest.CaptureFixture) -> None:
+    source = str(setup["images"] / setup["sources"][0])
+    missing = setup["root"] / "absent.csv"
+    err = cli_error(setup, capsys, ["--sources", source, "--keypoints", str(missing), "--target-pose", setup["target"]])
+    assert f"--keypoints: file not found: {missing}" in err and "Errno" not in err
+    bad = setup["root"] / "bad.csv"
+    bad.write_text("not a header\n")
+    assert "--keypoints: " in cli_error(setup, capsys, ["--sources", source, "--keypoints", str(bad), "--target-pose", "x"])
 
-    blank = setup["root"] / "blank.png"
-    Image.new("RGB", SIZE[::-1], (90, 90, 90)).save(blank)
-    monkeypatch.setattr(generate.importlib.util, "find_spec", lambda name: object())
-    monkeypatch.setattr(annotate, "annotate", lambda paths: ({p.name: np.full((18, 2), -1.0) for p in paths},
-                                                             [p.name for p in paths]))
-    err = cli_error(setup, capsys, ["--sources", str(blank), "--target-pose", setup["target"],
-                                    "--keypoints", str(setup["csv"])])
-    assert f"no person detected in {blank}" in err
+
+def test_cli_rejects_keypoints_of_another_image_size(setup: dict, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """A 2x larger image named like a row of the 64x32 CSV: the row's keypoints are not its own."""
+    name = setup["sources"][0]
+    big = tmp_path / name
+    Image.open(setup["images"] / name).resize((SIZE[1] * 2, SIZE[0] * 2)).save(big)
+    # The CSV's own image of that name is beside it: the sizes disagree.
+    err = cli_error(setup, capsys, ["--sources", str(big), "--keypoints", str(setup["csv"]), "--target-pose", setup["target"]])
+    assert f"--sources {big} is 128x64 (HxW)" in err and "belongs to the 64x32 image" in err
+    # The same CSV alone (no images beside it): every keypoint sits in the top-left quarter.
+    alone = tmp_path / "csv" / "annotation.csv"
+    alone.parent.mkdir()
+    alone.write_text(setup["csv"].read_text())
+    err = cli_error(setup, capsys, ["--sources", str(big), "--keypoints", str(alone), "--target-pose", setup["target"]])
+    assert f"--sources {big}" in err and "top-left quarter of the 128x64 image" in err
 
 
 def test_cli_rejects_checkpoints_of_another_version_or_size(setup: dict, capsys: pytest.CaptureFixture) -> None:
@@ -296,3 +318,160 @@ def test_cli_rejects_checkpoints_of_another_version_or_size(setup: dict, capsys:
     with pytest.raises(CheckpointError):
         MultiSourceGenerator.from_checkpoint(other)
     assert "file not found" in cli_error(setup, capsys, [*args, "--checkpoint", str(setup["root"] / "none.pt")])
+
+
+# --- photos alone: keypoints detected (a stub detector here; MediaPipe on real photos below) -----
+
+
+class LookupDetector:
+    """A Detector that knows the people of given images (keyed by their pixels)."""
+
+    def __init__(self, people: dict[bytes, list[np.ndarray]]):
+        self.people = people
+
+    def detect(self, image: np.ndarray) -> list[np.ndarray]:
+        return list(self.people.get(np.ascontiguousarray(image).tobytes(), []))
+
+
+def as_photo(image: np.ndarray, kp: np.ndarray, path: Path, scale: int = 3, offset=(40, 70)) -> tuple[np.ndarray, np.ndarray]:
+    """The person of a dataset image as a larger photo: enlarged, placed off-centre on a grey canvas."""
+    h, w = image.shape[:2]
+    photo = np.full((h * scale + 2 * offset[0], w * scale + 3 * offset[1], 3), 150, np.uint8)
+    photo[offset[0] : offset[0] + h * scale, offset[1] : offset[1] + w * scale] = image.repeat(scale, 0).repeat(scale, 1)
+    photo_kp = np.where(kp >= 0, (kp + 0.5) * scale - 0.5 + np.array(offset), -1).astype(np.float32)
+    Image.fromarray(photo).save(path)
+    return photo, photo_kp
+
+
+@pytest.fixture
+def photos(setup: dict, tmp_path: Path) -> dict:
+    names = [*setup["sources"], setup["target"]]
+    paths, people = [], {}
+    for name in names:
+        photo, kp = as_photo(load(setup["images"] / name), setup["annotations"][name], tmp_path / f"photo_{name}")
+        paths.append(tmp_path / f"photo_{name}")
+        people[photo.tobytes()] = [kp]
+    return {"sources": paths[:-1], "target": paths[-1], "detector": LookupDetector(people), "dir": tmp_path}
+
+
+def test_api_generates_from_photos_alone(setup: dict, photos: dict) -> None:
+    from msgen.pose.framing import frame_person
+
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    detector = photos["detector"]
+    target = model.pose_of(photos["target"], detector=detector)
+    result = model.generate(photos["sources"], target_keypoints=target, detector=detector)
+    assert result.image.shape == (*SIZE, 3) and result.saliency.shape == (3, *SIZE)
+    for path, framed in zip(photos["sources"], result.sources):
+        photo = load(path)
+        expected, _ = frame_person(photo, detector.detect(photo)[0], SIZE)
+        np.testing.assert_array_equal(framed, expected)
+    # A source with keypoints and a photo alone mix; None stands for "detect it".
+    name = setup["sources"][0]
+    mixed = model.generate([setup["images"] / name, photos["sources"][1]], [setup["annotations"][name], None],
+                           target, detector=detector)  # fmt: skip
+    np.testing.assert_array_equal(mixed.sources[0], load(setup["images"] / name))
+    np.testing.assert_array_equal(mixed.sources[1], result.sources[1])
+    with pytest.raises(ValueError, match="target_keypoints is required"):
+        model.generate(photos["sources"], detector=detector)
+
+
+def test_cli_generates_from_photos_alone(setup: dict, photos: dict, monkeypatch) -> None:
+    import msgen.pose.detector as detector_module
+
+    monkeypatch.setattr(detector_module, "_DEFAULT", photos["detector"])
+    out = run_cli(setup, "--target-pose", str(photos["target"]), "--figure-scale", "1",
+                  sources=[str(p) for p in photos["sources"]])  # fmt: skip
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    detector = photos["detector"]
+    expected = model.generate(photos["sources"], target_keypoints=model.pose_of(photos["target"], detector=detector),
+                              detector=detector)  # fmt: skip
+    np.testing.assert_array_equal(load(out / "generated.png"), expected.image)
+    figure, layout = load(out / "figure.png"), figure_layout(3, SIZE)
+    for i, framed in enumerate(expected.sources):
+        np.testing.assert_array_equal(panel(figure, layout, f"source {i + 1}", SIZE), framed)
+
+
+def test_cli_photo_errors_name_the_file(setup: dict, photos: dict, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    import msgen.pose.detector as detector_module
+
+    blank = photos["dir"] / "blank.png"
+    Image.new("RGB", (200, 300), (90, 90, 90)).save(blank)
+    source, target = photos["sources"][0], photos["target"]
+    people = photos["detector"].people
+    kp = people[load(source).tobytes()][0]
+    monkeypatch.setattr(detector_module, "_DEFAULT", photos["detector"])
+    err = cli_error(setup, capsys, ["--sources", str(blank), "--target-pose", str(target)])
+    assert f"--sources {blank}: no person found" in err
+    err = cli_error(setup, capsys, ["--sources", str(source), "--target-pose", str(blank)])
+    assert f"--target-pose {blank}: no person found" in err
+    people[load(source).tobytes()] = [kp, kp]
+    assert f"--sources {source}: 2 people found" in cli_error(setup, capsys, ["--sources", str(source), "--target-pose", str(target)])
+    no_hip = kp.copy()
+    no_hip[11] = -1
+    people[load(source).tobytes()] = [no_hip]
+    err = cli_error(setup, capsys, ["--sources", str(source), "--target-pose", str(target)])
+    assert f"--sources {source}: the person found lacks the torso point(s) Lhip" in err
+
+
+def test_figure_labels_fit_their_panels() -> None:
+    """Labels were cut at the panel's width ("salienc", "target p"); now a shorter form is used."""
+    from msgen.figures import LABEL_HEIGHT, panel_label
+
+    for size, scale, expected in (((64, 32), 1, ("src 1", "sal. 1", "pose")), ((64, 32), 2, ("source 1", "saliency 1", "target pose"))):
+        rng = np.random.default_rng(0)
+        figure = tuple_figure([rng.integers(0, 255, (*size, 3), dtype=np.uint8)], np.full((18, 2), -1.0),
+                              rng.integers(0, 255, (*size, 3), dtype=np.uint8), np.ones((1, *size)), scale=scale)  # fmt: skip
+        layout = figure_layout(1, (size[0] * scale, size[1] * scale))
+        width = size[1] * scale
+        assert tuple(panel_label(n, width) for n in ("source 1", "saliency 1", "pose")) == expected
+        for name in ("source 1", "saliency 1", "pose", "result"):
+            top, left = layout[name]
+            band = figure[top - LABEL_HEIGHT : top, left : left + width]
+            inked = np.flatnonzero((band < 128).all(-1).any(0))
+            assert inked.size and inked.max() < width - 1, name  # text ends inside the band
+
+
+@pytest.mark.data
+def test_cli_generates_from_real_photos_alone(setup: dict, shared_data: Path, mediapipe_detector, monkeypatch) -> None:
+    """Real Market crops as photos, no keypoint file: MediaPipe finds each person and each is framed."""
+    import msgen.pose.detector as detector_module
+    from msgen.errors import UsageError
+    from msgen.pose.detector import detect_person
+    from msgen.pose.framing import SHOULDER_Y, REFERENCE_SIZE
+
+    folder = shared_data / "market-real" / "images"
+    usable = []
+    for path in sorted(folder.glob("*.png"))[:40]:
+        try:
+            detect_person(path, str(path), mediapipe_detector)
+        except UsageError:
+            continue
+        usable.append(path)
+        if len(usable) == 3:
+            break
+    assert len(usable) == 3
+    monkeypatch.setattr(detector_module, "_DEFAULT", mediapipe_detector)
+    out = run_cli(setup, "--target-pose", str(usable[2]), sources=[str(p) for p in usable[:2]])
+    assert load(out / "generated.png").shape == (*SIZE, 3)
+    assert load(out / "figure.png").shape == (*figure_layout(2, (SIZE[0] * 2, SIZE[1] * 2))["figure"], 3)
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    target = model.pose_of(usable[2], detector=mediapipe_detector)
+    shoulder_y = (target[2, 0] + target[5, 0]) / 2
+    assert abs(shoulder_y - ((SHOULDER_Y + 0.5) / REFERENCE_SIZE[0] * SIZE[0] - 0.5)) < 0.51
+
+
+def test_cli_reads_phone_photos_upright(setup: dict, photos: dict, monkeypatch) -> None:
+    """A photo stored sideways with an EXIF orientation tag (as phones save portraits) is used upright."""
+    import msgen.pose.detector as detector_module
+
+    monkeypatch.setattr(detector_module, "_DEFAULT", photos["detector"])
+    argv = ["--target-pose", str(photos["target"]), "--figure-scale", "1"]
+    upright = load(run_cli(setup, *argv, sources=[str(p) for p in photos["sources"]]) / "generated.png")
+    sideways = photos["dir"] / "sideways.png"
+    image = Image.open(photos["sources"][0]).transpose(Image.Transpose.ROTATE_90)  # stored turned left
+    exif = image.getexif()
+    exif[0x0112] = 6  # "turn right to view"
+    image.save(sideways, exif=exif)
+    again = run_cli(setup, *argv, sources=[str(sideways), *(str(p) for p in photos["sources"][1:])])
+    np.testing.assert_array_equal(load(again / "generated.png"), upright)

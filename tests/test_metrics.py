@@ -206,7 +206,7 @@ def test_scorer_feeds_299_images_in_unit_range_to_the_hook() -> None:
 def test_load_inception_without_torchvision_says_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torchvision", None)
     monkeypatch.setitem(sys.modules, "torchvision.models", None)
-    with pytest.raises(InceptionUnavailable, match="torchvision is not installed"):
+    with pytest.raises(InceptionUnavailable, match="torchvision cannot be imported"):
         load_inception()
 
 
@@ -216,10 +216,11 @@ class TinyClassifier(torch.nn.Module):
     def __init__(self, **kwargs: object) -> None:
         super().__init__()
         self.kwargs = kwargs
+        self.avgpool = torch.nn.AdaptiveAvgPool2d(1)  # where load_inception_model takes the pool features
         self.fc = torch.nn.Linear(3, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.fc(self.avgpool(x).flatten(1))
 
 
 @pytest.fixture
@@ -277,3 +278,15 @@ def test_load_inception_rejects_missing_or_foreign_weights(tmp_path, fake_torchv
     torch.save({"conv.weight": torch.zeros(2, 2)}, foreign)
     with pytest.raises(InceptionUnavailable, match="not torchvision's Inception-v3 state dict"):
         load_inception(foreign)
+
+
+def test_load_inception_model_gives_pool_features_and_probabilities(tmp_path, fake_torchvision, monkeypatch) -> None:
+    from msgen.metrics import load_inception_model
+
+    weights = TinyClassifier().state_dict()
+    torch.save(weights, tmp_path / "inception.pth")
+    model = load_inception_model(tmp_path / "inception.pth")
+    x = torch.rand(3, 3, 7, 6) * 2 - 1
+    features, probabilities = model(x)
+    torch.testing.assert_close(features, x.mean(dim=(2, 3)))  # the avgpool output, the classifier's input
+    torch.testing.assert_close(probabilities, torch.softmax(features @ weights["fc.weight"].T + weights["fc.bias"], 1))

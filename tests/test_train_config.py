@@ -151,6 +151,27 @@ def test_sampler_rejects_bad_arguments():
         StepBatchSampler(0, 2, steps=3)
 
 
+@pytest.mark.parametrize("old, root", [
+    ({"root": None, "annotations": None}, None),                                  # the synthetic default
+    ({"root": "data/market/images", "annotations": "data/market/annotation.csv"}, "data/market"),
+    ({"root": "data/market/images", "annotations": None}, "data/market"),
+    ({"root": "data/market", "annotations": "data/market/annotation.csv"}, "data/market"),
+])
+def test_checkpoints_of_the_image_folder_layout_still_load(old: dict, root: str | None) -> None:
+    plain = config_to_dict(train_preset("market" if old["root"] else "synthetic"))
+    plain["data"].pop("synthetic_cache", None)
+    plain["data"].update(old)
+    config = config_from_dict(plain)
+    assert config.data.root == root
+
+
+def test_a_checkpoint_with_a_foreign_annotation_file_is_refused() -> None:
+    plain = config_to_dict(train_preset("market"))
+    plain["data"].update({"root": "data/market/images", "annotations": "elsewhere/poses.csv"})
+    with pytest.raises(ValueError, match="now one folder holding images/ and annotation.csv"):
+        config_from_dict(plain)
+
+
 @pytest.mark.parametrize("cpus, workers", [(1, 0), (2, 0), (3, 2), (4, 3), (8, 4), (64, 4)])
 def test_default_workers_leave_the_training_process_a_cpu(monkeypatch, cpus, workers):
     import os

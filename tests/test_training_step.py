@@ -10,6 +10,7 @@ import torch
 
 from msgen.data import collate_tuples
 from msgen.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, NearestNeighbourLoss
+from msgen.pose import with_pose_inputs
 from msgen.training.host_syncs import count_host_syncs, optimizer_host_tensors
 from msgen.training.step import LOSS_NAMES, LossWindow, TrainingStep
 
@@ -29,7 +30,7 @@ def _items(ms: tuple[int, ...], seed: int = 0) -> list[dict]:
     return items
 
 
-def _step(ops: str = "fast") -> TrainingStep:
+def _step(ops: str = "fast", **options: float) -> TrainingStep:
     torch.manual_seed(0)
     G = Generator(GeneratorConfig(image_size=SIZE, levels=4, width=1 / 16, ops=ops))
     D = Discriminator(DiscriminatorConfig(width=1 / 16))
@@ -38,8 +39,7 @@ def _step(ops: str = "fast") -> TrainingStep:
         nn_loss = NearestNeighbourLoss("pixel")
     adam = dict(lr=2e-4, betas=(0.5, 0.999))
     return TrainingStep(G, D, nn_loss, torch.optim.Adam(G.parameters(), **adam), torch.optim.Adam(D.parameters(), **adam),
-                        image_size=SIZE, lambda_nn=1.0, device=torch.device("cpu"))
-
+                        image_size=SIZE, lambda_nn=1.0, device=torch.device("cpu"), **options)
 
 
 @pytest.mark.parametrize("ops", ["reference", "fast"])
@@ -80,6 +80,26 @@ def test_the_step_with_padded_sources_runs_and_ignores_the_padding() -> None:
     assert batch["valid"].tolist() == [[True, False, False], [True, True, True]]
     losses = step(batch)
     assert losses.shape == (4,) and torch.isfinite(losses).all()
+
+
+def test_without_the_adversarial_term_d_is_neither_run_nor_trained_and_g_follows_the_reconstruction() -> None:
+    step = _step(adversarial_weight=0.0)
+    reference = _step(adversarial_weight=0.0)
+    d_before = [p.detach().clone() for p in step.D.parameters()]
+    calls = []
+    step.D.register_forward_hook(lambda *_: calls.append(1))
+    batch = collate_tuples(_items((2, 2, 2)))
+    losses = step(batch)
+    assert not calls and all(torch.equal(a, b) for a, b in zip(d_before, step.D.parameters()))
+    assert losses[0] == 0 and losses[1] == 0 and losses[3] == losses[2]  # total = lambda (1) * L_NN
+    # G took one Adam step on lambda * L_NN alone: the same as stepping a twin on that loss by hand.
+    b = with_pose_inputs(batch, SIZE)
+    fake = reference.G(b["sources"], b["source_heatmaps"], b["target_heatmap"], b["theta"], b["part_masks"], b["valid"]).image
+    reference.optim_g.zero_grad()
+    reference.nn_loss(fake, b["target"]).backward()
+    reference.optim_g.step()
+    for a, b_ in zip(step.G.parameters(), reference.G.parameters()):
+        torch.testing.assert_close(a, b_)
 
 
 def test_loss_window_names_the_first_non_finite_step() -> None:

@@ -5,7 +5,8 @@ built-in synthetic people.
 - ``tuples``: ``sample_tuples``, ``split_by_identity``, tuple CSVs.
 - ``dataset``: ``TupleDataset``, ``collate_tuples`` (variable M), ``VariableMBatchSampler``.
 - ``synthetic``: ``generate_synthetic`` (``python -m msgen.data.synthetic``).
-- ``prepare``: ``python -m msgen.data.prepare`` for Market-1501 and DeepFashion.
+- ``split``: the one train/test split of a dataset folder (split.json; ``run_split``, official splits).
+- ``prepare``: ``python -m msgen.data.prepare``: a dataset folder and its split.json.
 """
 
 from msgen.data.dataset import TupleDataset, VariableMBatchSampler, collate_tuples, tuple_loader

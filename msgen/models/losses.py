@@ -306,7 +306,7 @@ class GeneratorLosses(NamedTuple):
 
 
 def generator_loss(
-    fake_logits: Tensor,
+    fake_logits: Tensor | None,
     generated: Tensor,
     target: Tensor,
     reconstruction: Callable[[Tensor, Tensor], Tensor],
@@ -318,9 +318,12 @@ def generator_loss(
     """G's objective: adversarial_weight times L_M-GAN on fake_logits (B, M, 1, h, w) plus lambda_nn
     times the reconstruction loss (e.g. a NearestNeighbourLoss) of generated against target
     (B, 3, H, W), its locations weighted by ``weight`` (B, 1, H, W) when given (see
-    ``person_weight_map``). ``adversarial`` is reported unweighted."""
-    adversarial = generator_adversarial_loss(fake_logits, valid)
+    ``person_weight_map``). ``adversarial`` is reported unweighted. fake_logits None: no
+    adversarial term (D was not run; ``adversarial`` is 0)."""
     rec = reconstruction(generated, target) if weight is None else reconstruction(generated, target, weight)
+    if fake_logits is None:
+        return GeneratorLosses(lambda_nn * rec, torch.zeros_like(rec), rec)
+    adversarial = generator_adversarial_loss(fake_logits, valid)
     return GeneratorLosses(adversarial_weight * adversarial + lambda_nn * rec, adversarial, rec)
 
 

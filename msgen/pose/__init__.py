@@ -8,6 +8,9 @@ Keypoints are float (..., 18, 2) as (y, x) pixels of the stored image, -1 = miss
 - affine: moving those affines to a feature map's grid.
 - inputs: all of the generator's pose tensors for a batch of keypoints, on their device.
 - draw: pictures of poses and parts; annotate: keypoints for new photos (optional mediapipe).
+- detector: finding the person in a photo (a Detector interface; MediaPipe, the pose extra).
+- framing: cropping a photo around its person as the datasets frame people.
+``python -m msgen.pose`` lists the tools that run as scripts.
 """
 
 from msgen.pose.affine import affines_at_stride

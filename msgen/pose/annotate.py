@@ -1,141 +1,184 @@
 """Keypoints for your own photos: ``python -m msgen.pose.annotate IMAGES... --out annotation.csv``.
 
-Runs MediaPipe Pose (the optional ``pose`` extra: ``pip install msgen[pose]``, mediapipe 0.10.14,
-whose wheel ships the pose model, so it runs offline) on each image and writes the 18 OpenPose
-keypoints in the standard annotation CSV at each image's stored size. MediaPipe's 33 landmarks map
-onto the 18 points one to one except the neck, which is the mid-point of the shoulders (present
-only when both are). A landmark whose visibility is below ``--min-visibility`` or that falls outside
-the image is missing (-1); an image without a detected person gets a row of -1 and is counted.
+Runs MediaPipe Pose (msgen.pose.detector; the optional ``pose`` extra, ``pip install 'msgen[pose]'``)
+on each image (shown upright, as its EXIF orientation says) and writes the 18 OpenPose keypoints in
+the standard annotation CSV in each image's stored pixels. An image without a detected person gets a row of -1 and is counted.
+
+``python -m msgen.pose.annotate --evaluate DIR`` instead measures the detector against a dataset
+folder's annotations (DIR/images, DIR/annotation.csv): how many people it finds and, per keypoint,
+the median pixel error and the share within 5 px (the figures in docs/POSE.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from msgen.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, write_annotations
+from msgen.errors import UsageError
+from msgen.pose.detector import (
+    MAX_SIDE,
+    MIN_SIDE,
+    MIN_VISIBILITY,
+    PADS,
+    Detector,
+    MediaPipeDetector,
+    read_photo,
+    to_stored,
+)
+from msgen.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, present, read_annotations, write_annotations
 
-# MediaPipe Pose landmark index for each OpenPose point (None: the neck, from the two shoulders).
-MEDIAPIPE_INDEX = {
-    "nose": 0, "neck": None, "Rsho": 12, "Relb": 14, "Rwri": 16, "Lsho": 11, "Lelb": 13, "Lwri": 15,
-    "Rhip": 24, "Rkne": 26, "Rank": 28, "Lhip": 23, "Lkne": 25, "Lank": 27, "Leye": 2, "Reye": 5,
-    "Lear": 7, "Rear": 8,
-}  # fmt: skip
-MIN_VISIBILITY = 0.5
-# MediaPipe's person detector misses most tight re-identification crops (a person filling a 128x64
-# image): on 40 real Market crops it found 25 as they are and 33 once enlarged to >= 256 px on the
-# shorter side and padded by PAD of each side's length on every side (median error 3 px against
-# the OpenPose annotations).
-MIN_SIDE = 256
-PAD = 0.5
+PROG = "python -m msgen.pose.annotate"
+WITHIN_PX = 5.0
 
 
-def landmarks_to_keypoints(
-    landmarks: np.ndarray, size: tuple[int, int], min_visibility: float = MIN_VISIBILITY
-) -> np.ndarray:
-    """Map MediaPipe landmarks (33, 3) as normalised (x, y, visibility) to (18, 2) (y, x) pixels.
+def detect_stored(path: Path, detector: Detector, name: str) -> np.ndarray | None:
+    """The first person's keypoints (18, 2) in the image's stored pixels, or None when none is found.
 
-    Normalised coordinates span the image's edges, so pixel centre i sits at (i + 0.5) / size;
-    keypoints are rounded to whole pixels as the annotation CSV stores them.
+    Detection sees the photo upright (its EXIF orientation applied); the keypoints are mapped back
+    to the stored pixels, which is what the annotation CSV and the datasets' loaders use.
     """
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    if landmarks.shape != (33, 3):
-        raise ValueError(f"landmarks must be (33, 3) as (x, y, visibility), got {landmarks.shape}")
-    H, W = size
-    kp = np.full((NUM_KEYPOINTS, 2), float(MISSING), dtype=np.float32)
-    for i, name in enumerate(KEYPOINT_NAMES):
-        index = MEDIAPIPE_INDEX[name]
-        if index is None:
-            continue
-        x, y, visibility = landmarks[index]
-        row, col = round(y * H - 0.5), round(x * W - 0.5)
-        if visibility >= min_visibility and 0 <= row < H and 0 <= col < W:
-            kp[i] = (row, col)
-    neck, shoulders = KEYPOINT_NAMES.index("neck"), [KEYPOINT_NAMES.index("Rsho"), KEYPOINT_NAMES.index("Lsho")]
-    if (kp[shoulders] >= 0).all():
-        kp[neck] = np.rint(kp[shoulders].mean(0))
-    return kp
+    upright, back = read_photo(path, name)
+    people = detector.detect(upright)
+    return to_stored(np.asarray(people[0], dtype=np.float32), back) if people else None
 
 
-def _prepare(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Enlarge and pad an RGB image as MediaPipe wants it. Returns the (H', W', 3) uint8 canvas and
-    (gain, offset), both (2,) as (x, y), with image-normalised = canvas-normalised * gain - offset."""
-    W, H = image.size
-    factor = max(1.0, MIN_SIDE / min(H, W))
-    W, H = round(W * factor), round(H * factor)
-    pad_x, pad_y = round(PAD * W), round(PAD * H)
-    canvas = Image.new("RGB", (W + 2 * pad_x, H + 2 * pad_y), (127, 127, 127))
-    canvas.paste(image.resize((W, H), Image.BICUBIC), (pad_x, pad_y))
-    gain = np.array([canvas.width / W, canvas.height / H])
-    return np.asarray(canvas), gain, np.array([pad_x / W, pad_y / H])
-
-
-def _mediapipe_pose():
-    try:
-        import mediapipe  # noqa: F401  (optional dependency)
-    except ImportError:
-        raise SystemExit(
-            "msgen.pose.annotate needs mediapipe, an optional dependency: pip install 'msgen[pose]'"
-        ) from None
-    from mediapipe.python.solutions import pose
-
-    return pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=False)
-
-
-def annotate(paths: Iterable[Path], min_visibility: float = MIN_VISIBILITY) -> tuple[dict[str, np.ndarray], list[str]]:
+def annotate(paths: Iterable[Path], detector: Detector) -> tuple[dict[str, np.ndarray], list[str]]:
     """Keypoints for each image: ({file name: (18, 2) (y, x)}, names where no person was found).
 
-    Raises FileNotFoundError / ValueError for a missing or unreadable image or a repeated file name
-    (the CSV keys rows by file name).
+    Raises UsageError for a missing or unreadable image or a repeated file name (the CSV keys rows
+    by file name).
     """
     result: dict[str, np.ndarray] = {}
     undetected: list[str] = []
-    with _mediapipe_pose() as model:
-        for path in map(Path, paths):
-            if path.name in result:
-                raise ValueError(f"two images are named {path.name!r}; the annotation CSV keys rows by file name")
-            if not path.is_file():
-                raise FileNotFoundError(f"image not found: {path}")
-            try:
-                with Image.open(path) as image:
-                    rgb = image.convert("RGB")
-            except (OSError, ValueError) as error:
-                raise ValueError(f"cannot read image {path}: {error}") from None
-            W, H = rgb.size
-            canvas, gain, offset = _prepare(rgb)
-            found = model.process(canvas).pose_landmarks
-            if found is None:
-                undetected.append(path.name)
-                result[path.name] = np.full((NUM_KEYPOINTS, 2), float(MISSING), dtype=np.float32)
-                continue
-            landmarks = np.array([(p.x, p.y, p.visibility) for p in found.landmark])
-            landmarks[:, :2] = landmarks[:, :2] * gain - offset
-            result[path.name] = landmarks_to_keypoints(landmarks, (H, W), min_visibility)
+    for path in map(Path, paths):
+        if path.name in result:
+            raise UsageError(f"two images are named {path.name!r}; the annotation CSV keys rows by file name")
+        kp = detect_stored(path, detector, "images")
+        if kp is None:
+            undetected.append(path.name)
+            kp = np.full((NUM_KEYPOINTS, 2), float(MISSING), dtype=np.float32)
+        result[path.name] = kp
     return result, undetected
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m msgen.pose.annotate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("images", nargs="+", type=Path, help="image files")
-    parser.add_argument("--out", type=Path, required=True, help="annotation CSV to write")
+def accuracy(found: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray], within: float = WITHIN_PX) -> dict:
+    """Detected keypoints against reference annotations of the same images.
+
+    found: {name: (18, 2)} for the images where a person was found; truth: {name: (18, 2)} for all.
+    Per keypoint, over the images where both have it: count, median error (px, Euclidean) and
+    share within ``within`` px; plus the same over all points and the detection counts.
+    """
+    errors: dict[str, list[float]] = {name: [] for name in KEYPOINT_NAMES}
+    for image, kp in found.items():
+        ref = truth[image]
+        both = present(kp) & present(ref)
+        for i in np.flatnonzero(both):
+            errors[KEYPOINT_NAMES[i]].append(float(np.linalg.norm(kp[i] - ref[i])))
+
+    def summary(values: list[float]) -> dict:
+        if not values:
+            return {"count": 0, "median_px": None, "within": None}
+        v = np.asarray(values)
+        return {"count": len(v), "median_px": float(np.median(v)), "within": float(np.mean(v <= within))}
+
+    return {
+        "images": len(truth),
+        "found": len(found),
+        "within_px": within,
+        "all": summary([e for v in errors.values() for e in v]),
+        "keypoints": {name: summary(v) for name, v in errors.items()},
+    }
+
+
+def evaluate(folder: Path, detector: Detector, limit: int | None = None) -> dict:
+    """``accuracy`` of ``detector`` on a dataset folder (folder/images, folder/annotation.csv)."""
+    csv = folder / "annotation.csv"
+    if not csv.is_file():
+        raise UsageError(f"--evaluate {folder}: no annotation.csv in it (expected DIR/images and DIR/annotation.csv)")
+    truth = read_annotations(csv)
+    names = sorted(truth)[:limit] if limit else sorted(truth)
+    found: dict[str, np.ndarray] = {}
+    for name in names:
+        kp = detect_stored(folder / "images" / name, detector, f"--evaluate {folder}")
+        if kp is not None:
+            found[name] = kp
+    return accuracy(found, {n: truth[n] for n in names})
+
+
+def format_accuracy(report: dict) -> str:
+    """The accuracy report as a Markdown table (one row per keypoint, then all points)."""
+    w = report["within_px"]
+    lines = [
+        f"person found in {report['found']} of {report['images']} images",
+        "",
+        f"| keypoint | points compared | median error (px) | within {w:g} px |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    rows = [*report["keypoints"].items(), ("all", report["all"])]
+    for name, s in rows:
+        median = "-" if s["median_px"] is None else f"{s['median_px']:.1f}"
+        share = "-" if s["within"] is None else f"{100 * s['within']:.0f} %"
+        lines.append(f"| {name} | {s['count']} | {median} | {share} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", ""),
+                                     epilog=__doc__.split("\n\n")[2].replace("``", ""))  # fmt: skip
+    parser.add_argument("images", nargs="*", type=Path, help="image files to annotate (PNG/JPEG, any size)")
+    parser.add_argument("--out", type=Path, help="annotation CSV to write (required unless --evaluate)")
+    parser.add_argument("--evaluate", type=Path, metavar="DIR",
+                        help="measure the detector on DIR/images against DIR/annotation.csv instead (default: off)")
+    parser.add_argument("--limit", type=int, help="--evaluate: only the first N images by name (default: all)")
+    parser.add_argument("--json", type=Path, help="--evaluate: also write the report as JSON here (default: none)")
     parser.add_argument("--min-visibility", type=float, default=MIN_VISIBILITY,
-                        help=f"landmarks less visible than this are missing (default {MIN_VISIBILITY})")  # fmt: skip
+                        help=f"landmarks less visible than this (0-1) are missing (default {MIN_VISIBILITY})")
+    parser.add_argument("--pad", type=float, nargs="+", default=list(PADS), metavar="FRACTION",
+                        help=f"grey border added on every side before detection, as a fraction of the image's side; "
+                             f"several are tried in order until a person is found (default {' '.join(map(str, PADS))}; "
+                             f"tight crops need one)")
+    parser.add_argument("--min-side", type=int, default=MIN_SIDE,
+                        help=f"enlarge images to at least this many px on the shorter side before detection, "
+                             f"0 = never (default {MIN_SIDE})")
+    parser.add_argument("--max-side", type=int, default=MAX_SIDE,
+                        help=f"shrink images to at most this many px on the longer side before detection "
+                             f"(default {MAX_SIDE})")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        keypoints, undetected = annotate(args.images, args.min_visibility)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
+        if args.evaluate is None and (not args.images or args.out is None):
+            raise UsageError("give IMAGES... and --out annotation.csv, or --evaluate DIR")
+        if args.evaluate is not None and args.images:
+            raise UsageError("--evaluate DIR takes its images from DIR/images; give no IMAGES with it")
+        if not 0 <= args.min_visibility <= 1:
+            raise UsageError(f"--min-visibility must be in [0, 1], got {args.min_visibility}")
+        if min(args.pad) < 0 or args.min_side < 0:
+            raise UsageError("--pad and --min-side must be >= 0")
+        if args.max_side < 16:
+            raise UsageError(f"--max-side must be >= 16 px, got {args.max_side}")
+        detector = MediaPipeDetector(args.min_visibility, args.pad, args.min_side, args.max_side, look_for_others=False)
+        with detector:
+            if args.evaluate is not None:
+                report = evaluate(args.evaluate, detector, args.limit)
+                print(format_accuracy(report))
+                if args.json:
+                    args.json.write_text(json.dumps(report, indent=1) + "\n")
+                return 0
+            keypoints, undetected = annotate(args.images, detector)
+    except (UsageError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     write_annotations(args.out, keypoints)
     print(f"wrote {len(keypoints)} rows to {args.out}", file=sys.stderr)
     if undetected:
         names = ", ".join(undetected)
         print(f"no person found in {len(undetected)} image(s), written as all -1: {names}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,8 +23,10 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from msgen.errors import UsageError
 from msgen.models.config import ModelConfig, preset as model_preset
 
 DATASETS = ("synthetic", "folder")
@@ -47,38 +49,42 @@ SYNTHETIC_MODEL = model_preset("synthetic-small", image_size=(64, 32), levels=5,
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how tuples are drawn.
+    """Where the images come from and how tuples are drawn (each field's help is its metadata).
 
-    dataset: "synthetic" (generated on first use) or "folder" (an image folder with an annotation
-        CSV in the pose-transfer format).
-    root: the image folder; for "synthetic", the folder the data is generated into (None: the cache
-        folder ``$MSGEN_CACHE/synthetic-<hash of the generation parameters>``, MSGEN_CACHE defaulting
-        to ~/.cache/msgen).
-    annotations: the annotation CSV; None means ``<root>/annotation.csv``.
-    identity: how a file name gives the person, "market" (the name before the first ``_``; junk
-        names ``-1*``/``0000*`` dropped) or "deepfashion" (id + item).
-    identities, images_per_identity, seed: parameters of the synthetic generator.
-    test_fraction: the share of identities held out for evaluation and sample grids (disjoint
-        from training; ``msgen.data.split_by_identity``).
-    eval_tuples: held-out tuples scored every ``eval_every`` steps; sample_tuples: columns of a grid.
-    workers: DataLoader worker processes (0 loads in the training process); they decode the
-        images and keypoints while the model trains (the pose tensors are built on the training
-        device). Batches are pinned only when training on CUDA.
+    A dataset folder (``root``) holds ``images/``, ``annotation.csv`` (the pose-transfer format)
+    and, when ``python -m msgen.data.prepare`` made it, ``split.json`` (``msgen.data.split``):
+    training draws its tuples from the split's training persons only and holds out its test
+    persons. Without ``root`` the synthetic set is generated on first use under
+    ``synthetic_cache``, and its split is derived by ``split_by_identity`` (test_fraction, seed).
     """
 
-    dataset: str = "synthetic"
-    root: str | None = None
-    annotations: str | None = None
-    identity: str = "market"
+    dataset: str = field(default="synthetic", metadata={"help": (
+        "'synthetic' (generated under --data.synthetic-cache) or 'folder' (the dataset folder --data.root); "
+        "giving --data.root makes it 'folder' (default: synthetic)")})
+    root: str | None = field(default=None, metadata={"help": (
+        "a dataset folder: DIR/images, DIR/annotation.csv (name:keypoints_y:keypoints_x) and DIR/split.json "
+        "(python -m msgen.data.prepare writes it; without it persons are held out by --data.test-fraction); "
+        "none: the synthetic set (default: none)")})
+    synthetic_cache: str | None = field(default=None, metadata={"help": (
+        "folder under which the synthetic set is generated and reused when no --data.root is given, as "
+        "<DIR>/synthetic-<hash of its parameters> (default: $MSGEN_CACHE, else ~/.cache/msgen)")})
+    identity: str = field(default="market", metadata={"help": (
+        "file name -> person: 'market' (the name before the first _, junk -1*/0000* dropped) or "
+        "'deepfashion' (id + item, the name before the last _) (default: market)")})
     # 500 identities (3000 images, seconds to generate): with 64, the default run's held-out
     # mask-SSIM fell from 0.56 to 0.50 over 5000 steps as it memorised 57 people; with 500 it rose
     # to 0.60 and held (CPU, 2026-11-24).
-    identities: int = 500
-    images_per_identity: int = 6
-    seed: int = 0
-    test_fraction: float = 0.1
-    eval_tuples: int = 32
-    sample_tuples: int = 4
+    identities: int = field(default=500, metadata={"help": "persons of the synthetic set, >= 1 (default: 500)"})
+    images_per_identity: int = field(default=6, metadata={"help": (
+        "images per synthetic person, >= 1 (default: 6)")})
+    seed: int = field(default=0, metadata={"help": (
+        "seed of the synthetic set, of the derived person split and of the tuple sampling (default: 0)")})
+    test_fraction: float = field(default=0.1, metadata={"help": (
+        "share of persons held out when the folder has no split.json, in (0, 1) (default: 0.1)")})
+    eval_tuples: int = field(default=32, metadata={"help": (
+        "held-out tuples scored at every evaluation during training, >= 1 (default: 32)")})
+    sample_tuples: int = field(default=4, metadata={"help": (
+        "held-out tuples drawn in each sample grid (its columns), >= 1 (default: 4)")})
     workers: int = field(default_factory=default_workers, metadata={"help": (
         "DataLoader worker processes decoding images while the model trains (0: in the training "
         "process). Default min(4, CPUs - 1), and 0 on a machine with 2 CPUs or fewer, where workers "
@@ -86,18 +92,22 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
-            raise ValueError(f"data.dataset must be one of {DATASETS}, got {self.dataset!r}")
+            raise UsageError(f"--data.dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.root is not None and self.dataset == "synthetic":
+            # --data.root names a dataset folder, whatever made it (msgen's synthetic folders
+            # have the same layout), so giving it selects the folder.
+            object.__setattr__(self, "dataset", "folder")
         if self.identity not in IDENTITIES:
-            raise ValueError(f"data.identity must be one of {IDENTITIES}, got {self.identity!r}")
+            raise UsageError(f"--data.identity must be one of {IDENTITIES}, got {self.identity!r}")
         if self.dataset == "folder" and self.root is None:
-            raise ValueError("data.root must name the image folder when data.dataset is 'folder'")
+            raise UsageError("--data.root must name the dataset folder when --data.dataset is 'folder'")
         for name in ("identities", "images_per_identity", "eval_tuples", "sample_tuples"):
             if getattr(self, name) < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"--data.{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.test_fraction < 1:
-            raise ValueError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
+            raise UsageError(f"--data.test-fraction must be in (0, 1), got {self.test_fraction}")
         if self.workers < 0:
-            raise ValueError(f"data.workers must be >= 0, got {self.workers}")
+            raise UsageError(f"--data.workers must be >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -225,8 +235,34 @@ def config_to_dict(config: Any) -> Any:
     return config
 
 
+def _retire_annotations(data: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written before the dataset-folder layout (2026-12-02) hold data.annotations and
+    a data.root that named the image folder. root=DIR/images with annotations=DIR/annotation.csv
+    (or None) becomes root=DIR; any other annotation file cannot be expressed and is refused."""
+    data = dict(data)
+    annotations = data.pop("annotations", None)
+    root = data.get("root")
+    if root is not None:
+        folder = Path(root)
+        expected = folder.parent / "annotation.csv" if folder.name == "images" else folder / "annotation.csv"
+        if annotations is not None and Path(annotations) != expected:
+            raise ValueError(f"this checkpoint trained on images {root} with annotations {annotations}; a data root is "
+                             f"now one folder holding images/ and annotation.csv")
+        if folder.name == "images":
+            data["root"] = str(folder.parent)
+    return data
+
+
+# Fields that older msgen versions saved and how to read them now.
+_RETIRED_FIELDS = {"DataConfig": ("annotations", _retire_annotations)}
+
+
 def config_from_dict(data: dict[str, Any], cls: type = TrainConfig) -> Any:
-    """Undo ``config_to_dict``: rebuild ``cls`` from plain containers, checking the field names."""
+    """Undo ``config_to_dict``: rebuild ``cls`` from plain containers, checking the field names
+    (fields of older versions are translated, see ``_RETIRED_FIELDS``)."""
+    retired = _RETIRED_FIELDS.get(cls.__name__)
+    if retired is not None and retired[0] in data:
+        data = retired[1](data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

@@ -1,11 +1,13 @@
 """The training and held-out tuples of a run, from its DataConfig.
 
 The synthetic dataset is generated on first use into a cache folder named by a hash of its
-generation parameters (``$MSGEN_CACHE``, default ~/.cache/msgen, ``/synthetic-<hash>``), through a
+generation parameters (``--data.synthetic-cache``, else ``$MSGEN_CACHE``, default ~/.cache/msgen,
+``/synthetic-<hash>``), through a
 temporary folder renamed into place, so an interrupted generation never leaves a half-written
 dataset and concurrent runs do not collide. Under torchrun, rank 0 generates while the others wait.
 
-Identities are split into training and held-out persons (``split_by_identity``); tuples are drawn
+Persons are split into training and held-out persons by ``msgen.data.split.run_split``: the
+folder's split.json, else ``split_by_identity``, the same call msgen.evaluate makes; tuples are drawn
 at the largest M of the run and truncated to each batch's M, the way
 evaluation at several M truncates the same test tuples: the dataset's items ``(index, m)`` load
 only the first m sources.
@@ -25,19 +27,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from msgen.data import (
-    PoseImageFolder,
-    TupleDataset,
-    deepfashion_identity,
-    market_identity,
-    sample_tuples,
-    split_by_identity,
-)
+from msgen.data import PoseImageFolder, TupleDataset, deepfashion_identity, market_identity, sample_tuples
+from msgen.data.split import Split, restrict, run_split
 from msgen.data.synthetic import generate_synthetic
 from msgen.training.config import DataConfig
 from msgen.training.distributed import Distributed, barrier
+from msgen.errors import UsageError
 
-def cache_root() -> Path:
+
+def cache_root(data: DataConfig | None = None) -> Path:
+    """Where synthetic sets are generated: data.synthetic_cache, $MSGEN_CACHE or ~/.cache/msgen."""
+    if data is not None and data.synthetic_cache is not None:
+        return Path(data.synthetic_cache)
     return Path(os.environ.get("MSGEN_CACHE", Path.home() / ".cache" / "msgen"))
 
 
@@ -47,11 +48,9 @@ def synthetic_parameters(data: DataConfig, image_size: tuple[int, int]) -> dict:
 
 
 def synthetic_dir(data: DataConfig, image_size: tuple[int, int]) -> Path:
-    """Where the synthetic set of these parameters lives: data.root, or the cache folder."""
-    if data.root is not None:
-        return Path(data.root)
+    """The folder of the synthetic set of these parameters, under ``cache_root(data)``."""
     key = json.dumps(synthetic_parameters(data, image_size), sort_keys=True)
-    return cache_root() / f"synthetic-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    return cache_root(data) / f"synthetic-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def ensure_synthetic(data: DataConfig, image_size: tuple[int, int], log: Callable[[str], None] = print) -> Path:
@@ -79,57 +78,72 @@ def ensure_synthetic(data: DataConfig, image_size: tuple[int, int], log: Callabl
 
 @dataclass
 class RunData:
-    """The datasets of a run: training tuples and held-out tuples (persons disjoint)."""
+    """The datasets of a run: training tuples and held-out tuples (persons disjoint), and the split."""
 
     train: TupleDataset
     held_out: TupleDataset
     description: str
+    split: Split | None = None
 
 
-def data_paths(data: DataConfig, image_size: tuple[int, int]) -> tuple[Path, Path]:
-    """The image folder and the annotation CSV that ``data`` names."""
-    if data.dataset == "synthetic":
-        folder = synthetic_dir(data, image_size)
-        return folder / "images", folder / "annotation.csv"
+def dataset_dir(data: DataConfig, image_size: tuple[int, int]) -> Path:
+    """The dataset folder ``data`` names: data.root, or the synthetic set's cache folder.
+
+    Raises UsageError naming --data.root when the folder or its images/annotation.csv is missing.
+    """
     if data.root is None:
-        raise ValueError(f"data.root must name the image folder of a {data.dataset!r} dataset")
+        return synthetic_dir(data, image_size)
     root = Path(data.root)
-    return root, Path(data.annotations) if data.annotations else root / "annotation.csv"
+    expected = "a dataset folder holding images/, annotation.csv and (from python -m msgen.data.prepare) split.json"
+    if not root.is_dir():
+        raise UsageError(f"--data.root {root}: no such folder; expected {expected}")
+    for part in ("images", "annotation.csv"):
+        if not (root / part).exists():
+            raise UsageError(f"--data.root {root}: {part} is missing; expected {expected}")
+    return root
 
 
-def _image_folder(data: DataConfig, image_size: tuple[int, int], state: Distributed,
-                  log: Callable[[str], None]) -> PoseImageFolder:
-    if data.dataset == "synthetic":
-        if state.is_main:
-            ensure_synthetic(data, image_size, log)
-        barrier(state)
-    root, annotations = data_paths(data, image_size)
-    if data.dataset == "synthetic":
-        return PoseImageFolder(root, annotations, image_size=image_size)
-    identity_fn = deepfashion_identity if data.identity == "deepfashion" else market_identity
-    return PoseImageFolder(root, annotations, image_size=image_size, identity_fn=identity_fn,
-                           drop_junk=data.identity == "market", resize=True)
+def identity_function(name: str) -> Callable[[str], str]:
+    return deepfashion_identity if name == "deepfashion" else market_identity
+
+
+def open_folder(data: DataConfig, image_size: tuple[int, int], resize: bool = True) -> PoseImageFolder:
+    """The PoseImageFolder of the run's dataset folder (which must exist)."""
+    root = dataset_dir(data, image_size)
+    return PoseImageFolder(root / "images", root / "annotation.csv", image_size=image_size,
+                           identity_fn=identity_function(data.identity),
+                           drop_junk=data.identity == "market", resize=resize)
 
 
 def build_run_data(data: DataConfig, image_size: tuple[int, int], max_sources: int,
                    state: Distributed, log: Callable[[str], None] = print) -> RunData:
-    """Split the folder's persons, draw tuples of ``max_sources`` sources for both sides."""
-    folder = _image_folder(data, image_size, state, log)
-    train_ids, held_ids = split_by_identity(folder.identities, data.test_fraction, data.seed)
+    """The run's split (``run_split``: split.json or derived), tuples of ``max_sources`` for both sides.
+
+    Training tuples come from the split's training persons only; the held-out tuples, scored
+    during training and drawn in the sample grids, from its test persons.
+    """
+    if data.root is None:
+        if state.is_main:
+            ensure_synthetic(data, image_size, log)
+        barrier(state)
+    folder = open_folder(data, image_size)
+    split = run_split(dataset_dir(data, image_size), folder.identities, data.test_fraction, data.seed, max_sources)
+    train_ids = restrict(folder.identities, split.train_persons)
+    held_ids = restrict(folder.identities, split.test_persons)
     if not held_ids:
-        raise ValueError(f"data.test_fraction={data.test_fraction} holds out no identity of "
-                         f"{len(folder.identities)}; raise it")
+        raise UsageError(f"the split of {folder.root.parent} holds out no person of the folder "
+                         f"({len(folder.identities)} persons); raise --data.test-fraction or rewrite split.json")
     train_tuples = sample_tuples(train_ids, max_sources, seed=data.seed, max_tuples=None)
     held_tuples = sample_tuples(held_ids, max_sources, seed=data.seed + 1,
                                 max_tuples=max(data.eval_tuples, data.sample_tuples))
     if not train_tuples or not held_tuples:
-        raise ValueError(
-            f"no tuples of M={max_sources} sources: the identities have too few images "
-            f"(each needs >= {max_sources + 1}); lower num_sources or add images"
+        raise UsageError(
+            f"no tuples of M={max_sources} sources: the persons have too few images "
+            f"(each needs >= {max_sources + 1}); lower --num-sources or add images"
         )
-    description = (f"{folder.root}: {len(train_ids)} training identities ({len(train_tuples)} tuples), "
-                   f"{len(held_ids)} held out ({len(held_tuples)} tuples), M <= {max_sources}")
-    return RunData(TupleDataset(folder, train_tuples), TupleDataset(folder, held_tuples), description)
+    description = (f"{folder.root}: {len(train_ids)} training persons ({len(train_tuples)} tuples), "
+                   f"{len(held_ids)} held out ({len(held_tuples)} tuples), M <= {max_sources}; split: {split.origin}")
+    return RunData(TupleDataset(folder, train_tuples), TupleDataset(folder, held_tuples), description, split)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -1,20 +1,291 @@
-"""Periodic SSIM / mask-SSIM of the generator on held-out persons (``msgen.metrics``' protocol).
+"""The evaluator: ``msgen.evaluate``'s table and the periodic evaluation inside training share it.
 
-The same held-out tuples are scored at every M the run trains at, truncated to their first M
-sources. mask-SSIM masks both images with the person mask of the TARGET keypoints.
+Rows are *methods*, each a function of a batch (with its pose tensors) that returns images
+(B, 3, H, W) in [-1, 1]: the model, the non-learned warp baseline (``warp_baseline``), a constant
+image of the training mean colour (``constant_method``) and the ground truth itself (scored only
+by the metrics that are not pairwise: FID and IS of the test images). Every M is scored on the
+SAME tuples truncated to their first M sources (TupleDataset items ``(i, m)``).
+
+Per tuple (kept for paired comparisons): SSIM in GFLA's form (``ssim_gfla``), SSIM_256
+(``ssim``, its data range as chosen), mask-SSIM (both images masked with the TARGET's person
+mask), LPIPS. Per set: FID against the real set's Inception statistics, IS and mask-IS (10
+splits). The images are scored as uint8, as saved PNGs would be. Inception features and IS
+sums are accumulated batch by batch (``FeatureStats``, ``StreamingInceptionScore``), so no
+image set is held in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
-from msgen.data import TupleDataset, collate_tuples
-from msgen.metrics import mask_ssim, ssim, to_uint8
+from msgen.data import PoseImageFolder, TupleDataset, collate_tuples
+from msgen.metrics import (
+    FeatureStats,
+    InceptionModel,
+    apply_mask,
+    bootstrap_interval,
+    images_to_inception_input,
+    ssim,
+    ssim_gfla,
+    to_uint8,
+)
+from msgen.ops.part_warp import part_warp
+from msgen.pose import person_mask, with_pose_inputs
 from msgen.training.data import to_device
+
+IS_SPLITS = 10
+PAIRWISE = ("ssim", "ssim_256", "mask_ssim", "lpips")
+MEAN_COLOUR_IMAGES = 1000  # training images averaged for the constant row (evenly spaced)
+
+
+@dataclass
+class Method:
+    """A row of the table. make: batch (on the device, with pose tensors) -> (B, 3, H, W) in [-1, 1].
+
+    per_m False: the output does not depend on M (scored once, at the smallest M).
+    pairwise False: only FID and IS are computed (the ground truth row).
+    """
+
+    name: str
+    make: Callable[[dict], Tensor]
+    per_m: bool = True
+    pairwise: bool = True
+
+
+@dataclass
+class Networks:
+    """The feature networks of the set metrics; None with the reason in the note when unavailable."""
+
+    inception: InceptionModel | None = None
+    inception_note: str | None = "not requested"
+    lpips: Callable[[Tensor, Tensor], Tensor] | None = None
+    lpips_note: str | None = "not requested"
+    batch_size: int = 32
+
+
+class StreamingInceptionScore:
+    """The Inception Score of ``total`` images over ``splits`` splits, fed in order batch by batch.
+
+    Split k holds rows [k N // splits, (k + 1) N // splits) as ``inception_score_from_probabilities``;
+    per split it keeps sum_x p(y|x), sum_x sum_y p log p and the count, which give
+    mean_x KL(p(y|x) || p(y)) = (sum p log p - sum_y (sum_x p) log p(y)) / n.
+    """
+
+    def __init__(self, total: int, splits: int = IS_SPLITS):
+        self.total, self.splits, self.seen = total, splits, 0
+        self.sums: list[np.ndarray | None] = [None] * splits
+        self.plogp = np.zeros(splits)
+        self.counts = np.zeros(splits, dtype=np.int64)
+
+    def add(self, probabilities: np.ndarray) -> None:
+        p = np.asarray(probabilities, np.float64)
+        rows = np.arange(self.seen, self.seen + len(p))
+        self.seen += len(p)
+        # Row r is in split k iff k N // s <= r < (k + 1) N // s.
+        bounds = [k * self.total // self.splits for k in range(self.splits + 1)]
+        split_of = np.searchsorted(bounds, rows, side="right") - 1
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(1)
+        for k in np.unique(split_of):
+            chosen = split_of == k
+            part = p[chosen].sum(0)
+            self.sums[k] = part if self.sums[k] is None else self.sums[k] + part
+            self.plogp[k] += plogp[chosen].sum()
+            self.counts[k] += int(chosen.sum())
+
+    def score(self) -> tuple[float, float]:
+        if self.total < self.splits or self.seen != self.total:
+            raise ValueError(f"the Inception Score over {self.splits} splits needs >= {self.splits} images "
+                             f"and all {self.total} of them, got {self.seen}")
+        scores = []
+        for k in range(self.splits):
+            marginal = self.sums[k] / self.counts[k]
+            log_marginal = np.log(np.where(marginal > 0, marginal, 1.0))
+            kl = (self.plogp[k] - self.sums[k] @ log_marginal) / self.counts[k]
+            scores.append(np.exp(kl))
+        return float(np.mean(scores)), float(np.std(scores))
+
+
+@dataclass
+class MethodResult:
+    """The scores of one method at one M: per-tuple arrays and the set metrics (None: unavailable)."""
+
+    method: str
+    num_sources: int
+    per_tuple: dict[str, np.ndarray] = field(default_factory=dict)
+    fid: float | None = None
+    inception: tuple[float, float] | None = None
+    mask_inception: tuple[float, float] | None = None
+
+
+@torch.no_grad()
+def warp_baseline(batch: dict) -> Tensor:
+    """The non-learned baseline: each source image warped to the target pose with its own part
+    affines and masks (``part_warp``, the max over parts), the warped sources averaged weighted by
+    how much of each pixel they actually cover; pixels no source covers take the mean of the
+    unwarped sources (the background they share).
+
+    Coverage is the warp of a channel of ones: the part masks (the torso's covers the whole
+    image, being the background warp too) times the share of the bilinear taps that fall inside
+    the source, so a part that maps outside its source adds no black. batch: "sources"
+    (B, M, 3, H, W) in [-1, 1], "theta" (B, M, P, 2, 3), "part_masks" (B, M, P, H, W), "valid"
+    None or (B, M). Returns (B, 3, H, W) in [-1, 1].
+    """
+    sources = batch["sources"].float()
+    B, M, _, H, W = sources.shape
+    theta, masks = batch["theta"].float(), batch["part_masks"].float()
+    valid = batch.get("valid")
+    weight = torch.ones(B, M, 1, 1, 1, device=sources.device) if valid is None else valid.float().view(B, M, 1, 1, 1)
+    # Warped in [0, 1], where the warp's zeros mean "no colour", not grey.
+    unit = (sources + 1) / 2
+    with_ones = torch.cat([unit, torch.ones_like(unit[:, :, :1])], 2)
+    warped = part_warp(with_ones.flatten(0, 1), theta.flatten(0, 1), masks.flatten(0, 1)).view(B, M, 4, H, W)
+    colour = (warped[:, :, :3] * weight).sum(1)
+    covered = (warped[:, :, 3:] * weight).sum(1)
+    background = (unit * weight).sum(1) / weight.sum(1).clamp_min(1)
+    rest = (1 - covered).clamp_min(0)
+    image = (colour + background * rest) / (covered + rest).clamp_min(1e-6)
+    return image.clamp(0, 1) * 2 - 1
+
+
+def mean_colour(folder: PoseImageFolder, names: Sequence[str], limit: int = MEAN_COLOUR_IMAGES) -> Tensor:
+    """The mean RGB (3,) in [-1, 1] of up to ``limit`` of ``names`` (evenly spaced, all if fewer)."""
+    if not names:
+        raise ValueError("mean_colour needs at least one image")
+    chosen = [names[i] for i in np.linspace(0, len(names) - 1, min(limit, len(names))).round().astype(int)]
+    total = torch.zeros(3, dtype=torch.float64)
+    for name in chosen:
+        total += folder.load(name)[0].double().mean((1, 2))
+    return (total / len(chosen)).float()
+
+
+def constant_method(colour: Tensor) -> Method:
+    """The row of a constant image of ``colour`` (3,) in [-1, 1] (the training mean colour)."""
+
+    def make(batch: dict) -> Tensor:
+        target = batch["target"]
+        return colour.to(target.device, target.dtype).view(1, 3, 1, 1).expand_as(target).contiguous()
+
+    return Method("constant image (training mean colour)", make, per_m=False)
+
+
+def ground_truth_method() -> Method:
+    return Method("ground truth (test images)", lambda batch: batch["target"], per_m=False, pairwise=False)
+
+
+def real_statistics(folder: PoseImageFolder, names: Sequence[str], inception: InceptionModel, batch_size: int = 32,
+                    progress: bool = False) -> FeatureStats:
+    """Inception pool-feature statistics of the real set (the training images ``names``), streamed."""
+    stats = FeatureStats()
+    starts = range(0, len(names), batch_size)
+    for start in _progress(starts, progress, "real set (FID)"):
+        images = to_uint8(torch.stack([folder.load(n)[0] for n in names[start : start + batch_size]]))
+        stats.add(inception(images_to_inception_input(images))[0])
+    return stats
+
+
+def _progress(iterable: Iterable, enabled: bool, description: str) -> Iterable:
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=description, unit="batch", leave=False)
+
+
+@torch.no_grad()
+def score_methods(
+    methods: Sequence[Method],
+    dataset: TupleDataset,
+    num_sources: Sequence[int],
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+    data_range: str = "255",
+    networks: Networks | None = None,
+    real: FeatureStats | None = None,
+    count: int | None = None,
+    workers: int = 0,
+    autocast: Callable[[], object] = contextlib.nullcontext,
+    progress: bool = False,
+) -> list[MethodResult]:
+    """Score every method on the first ``count`` tuples (all: None) at every M of ``num_sources``.
+
+    networks: Inception (FID with ``real``, IS) and LPIPS; a metric whose network is None is left
+    out (its arrays/values absent). Returns one MethodResult per (method, M) it applies to.
+    """
+    networks = networks or Networks()
+    device = torch.device(device)
+    count = len(dataset) if count is None else min(count, len(dataset))
+    ms = sorted(set(num_sources))
+    size = tuple(dataset.image_size)
+    gfla_fits = min(size) >= 51
+    results: list[MethodResult] = []
+    total_batches = sum(-(-count // batch_size) for _ in ms)
+    bar = _progress(range(total_batches), progress, "evaluating")
+    ticks = iter(bar)
+    for m in ms:
+        active = [method for method in methods if method.per_m or m == ms[0]]
+        current = {method.name: MethodResult(method.name, m) for method in active}
+        scores = {method.name: {key: [] for key in PAIRWISE} for method in active}
+        feats = {method.name: FeatureStats() for method in active}
+        inception = {method.name: (StreamingInceptionScore(count), StreamingInceptionScore(count)) for method in active}
+        batches = [[(i, m) for i in range(start, min(start + batch_size, count))] for start in range(0, count, batch_size)]
+        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_tuples, num_workers=workers)
+        for batch in loader:
+            next(ticks, None)
+            batch = with_pose_inputs(to_device(batch, device), size)
+            real_u8 = to_uint8(batch["target"])
+            masks = [person_mask(kp, size) for kp in batch["target_kp"].cpu().numpy()]
+            real_masked = [apply_mask(r, mask) for r, mask in zip(real_u8, masks)]
+            for method in active:
+                with autocast():
+                    image = method.make(batch)
+                fake_u8 = to_uint8(image.float())
+                fake_masked = np.stack([apply_mask(f, mask) for f, mask in zip(fake_u8, masks)])
+                if method.pairwise:
+                    record = scores[method.name]
+                    for f, r, fm, rm in zip(fake_u8, real_u8, fake_masked, real_masked):
+                        record["ssim_256"].append(ssim(f, r, data_range))
+                        record["mask_ssim"].append(ssim(fm, rm, data_range))
+                        if gfla_fits:
+                            record["ssim"].append(ssim_gfla(f, r))
+                    if networks.lpips is not None:
+                        # From the uint8 images, as the published scripts read saved PNGs.
+                        x0 = torch.from_numpy(fake_u8).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+                        x1 = torch.from_numpy(real_u8).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+                        record["lpips"] += networks.lpips(x0, x1).float().cpu().tolist()
+                if networks.inception is not None:
+                    for start in range(0, len(fake_u8), networks.batch_size):
+                        part = slice(start, start + networks.batch_size)
+                        features, probs = networks.inception(images_to_inception_input(fake_u8[part]))
+                        feats[method.name].add(features)
+                        inception[method.name][0].add(probs.double().cpu().numpy())
+                        inception[method.name][1].add(
+                            networks.inception(images_to_inception_input(fake_masked[part]))[1].double().cpu().numpy())
+        for method in active:
+            result = current[method.name]
+            result.per_tuple = {k: np.asarray(v) for k, v in scores[method.name].items() if v}
+            if networks.inception is not None:
+                if real is not None and feats[method.name].count >= 2:
+                    result.fid = feats[method.name].frechet_distance(real)
+                if count >= IS_SPLITS:
+                    result.inception = inception[method.name][0].score()
+                    result.mask_inception = inception[method.name][1].score()
+            results.append(result)
+    if progress:
+        bar.close()
+    return results
+
+
+def summarise(values: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Mean, 95% bootstrap interval over tuples and the tuple count of per-tuple scores."""
+    low, high = bootstrap_interval(values, seed=seed) if len(values) >= 2 else (float("nan"), float("nan"))
+    return {"mean": float(np.mean(values)), "low": low, "high": high, "n": int(len(values))}
 
 
 @torch.no_grad()
@@ -27,28 +298,25 @@ def evaluate(
     device: torch.device,
     autocast: Callable[[], object],
 ) -> dict[str, float]:
-    """SSIM and mask-SSIM over the first ``count`` tuples of ``dataset`` at each M.
+    """Training's periodic evaluation: SSIM_256 (range 255) and mask-SSIM over the first ``count``
+    held-out tuples at each M, through ``score_methods``.
 
     Returns {"ssim_m<M>", "mask_ssim_m<M>"} per M and their means over M as "ssim", "mask_ssim"
     (the run's "best" checkpoint maximises "mask_ssim").
     """
-    count = min(count, len(dataset))
+    was_training = generator.training
+    generator.eval()
+    try:
+        method = Method("model", lambda batch: generator.forward_batch(batch).image)
+        results = score_methods([method], dataset, list(num_sources), device, batch_size, count=count,
+                                autocast=autocast)
+    finally:
+        generator.train(was_training)
     metrics: dict[str, float] = {}
-    for m in sorted(set(num_sources)):
-        scores, masked = [], []
-        for start in range(0, count, batch_size):
-            items = [dataset[(i, m)] for i in range(start, min(start + batch_size, count))]
-            batch = to_device(collate_tuples(items), device)
-            with autocast():
-                image = generator.forward_batch(batch).image
-            fake, real = to_uint8(image.float()), to_uint8(batch["target"])
-            kps = batch["target_kp"].cpu().numpy()
-            for g, t, kp in zip(fake, real, kps):
-                scores.append(ssim(g, t))
-                masked.append(mask_ssim(g, t, kp))
-        metrics[f"ssim_m{m}"] = float(np.mean(scores))
-        metrics[f"mask_ssim_m{m}"] = float(np.mean(masked))
-    ms = sorted(set(num_sources))
+    for result in results:
+        metrics[f"ssim_m{result.num_sources}"] = float(result.per_tuple["ssim_256"].mean())
+        metrics[f"mask_ssim_m{result.num_sources}"] = float(result.per_tuple["mask_ssim"].mean())
+    ms = [result.num_sources for result in results]
     metrics["ssim"] = float(np.mean([metrics[f"ssim_m{m}"] for m in ms]))
     metrics["mask_ssim"] = float(np.mean([metrics[f"mask_ssim_m{m}"] for m in ms]))
     return metrics

@@ -81,6 +81,27 @@ class TrainingStep:
         with self._phase("forward"), self.autocast():
             fake = self.g_train(b["sources"], b["source_heatmaps"], b["target_heatmap"], b["theta"],
                                 b["part_masks"], valid).image
+        if self.adversarial_weight > 0:
+            loss_d, logits = self._discriminator_step(b, fake, valid, source_args)
+        else:  # no adversarial term: D is neither trained nor run (a third of a step's work)
+            loss_d, logits = fake.new_zeros((), dtype=torch.float32), None
+        with self._phase("forward"), self.autocast():
+            weight = person_weight_map(b["part_masks"], self.person_weight) if self.person_weight else None
+            losses = generator_loss(logits, fake.float(), b["target"], self.nn_loss, valid, self.lambda_nn,
+                                    self.adversarial_weight, weight)
+        with self._phase("backward"):
+            self.optim_g.zero_grad(set_to_none=True)
+            losses.total.backward()
+        with self._phase("optimiser"):
+            self.optim_g.step()
+        self.D.requires_grad_(True)
+        return torch.stack([loss_d, losses.adversarial, losses.reconstruction, losses.total]).detach()
+
+    def _discriminator_step(self, b: dict, fake: Tensor, valid: Tensor | None,
+                            source_args: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """One D step on real and (detached) generated images; then D's logits of the generated
+        ones for G's adversarial term, with D frozen. Returns (loss_d, fake logits)."""
+        with self._phase("forward"), self.autocast():
             # Real and generated in one D call: one forward per backward, as DDP expects.
             both = self.d_train(torch.cat([b["target"], fake.detach()]), b["target_heatmap"].repeat(2, 1, 1, 1),
                                 *(x.repeat(2, 1, 1, 1, 1) for x in source_args))
@@ -91,20 +112,10 @@ class TrainingStep:
             loss_d.backward()
         with self._phase("optimiser"):
             self.optim_d.step()
-
         self.D.requires_grad_(False)
         with self._phase("forward"), self.autocast():
-            logits = self.D(fake, b["target_heatmap"], *source_args)
-            weight = person_weight_map(b["part_masks"], self.person_weight) if self.person_weight else None
-            losses = generator_loss(logits.float(), fake.float(), b["target"], self.nn_loss, valid, self.lambda_nn,
-                                    self.adversarial_weight, weight)
-        with self._phase("backward"):
-            self.optim_g.zero_grad(set_to_none=True)
-            losses.total.backward()
-        with self._phase("optimiser"):
-            self.optim_g.step()
-        self.D.requires_grad_(True)
-        return torch.stack([loss_d, losses.adversarial, losses.reconstruction, losses.total]).detach()
+            logits = self.D(fake, b["target_heatmap"], *source_args).float()
+        return loss_d, logits
 
 
 class WindowReading(NamedTuple):

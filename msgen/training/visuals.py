@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from msgen.metrics import to_uint8  # the one conversion, shared with evaluation and generation
 from msgen.pose.keypoints import LIMBS, present
 
 GAP = 2  # pixels of white between cells
@@ -21,12 +22,6 @@ GAP = 2  # pixels of white between cells
 _LIMB_COLOURS = [
     tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / len(LIMBS), 0.9, 1.0)) for i in range(len(LIMBS))
 ]
-
-
-def to_uint8(images: Tensor) -> np.ndarray:
-    """Images (..., 3, H, W) in [-1, 1] -> uint8 (..., H, W, 3)."""
-    scaled = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round()
-    return scaled.to(torch.uint8).movedim(-3, -1).numpy()
 
 
 def pose_image(heatmap: Tensor, keypoints: Tensor) -> np.ndarray:

@@ -1,0 +1,199 @@
+"""The one train/test split of a dataset folder: written once, read by training and evaluation.
+
+A dataset folder DIR holds ``images/``, ``annotation.csv`` and ``split.json``. ``split.json`` is
+written by ``python -m msgen.data.prepare`` and lists the training persons, the test persons and
+the test tuples (``[source_0, ..., source_{k-1}, target]``, k >= 1 sources). ``msgen.train`` draws
+its training tuples from the training persons only and ``msgen.evaluate`` scores the test tuples:
+both get the split from ``run_split``, which reads the file or, when the folder has none (the
+synthetic set, a custom folder), derives it by ``split_by_identity`` with the run's
+test_fraction and seed, so the two sides always agree.
+
+Official splits (``official_split``): the public pose-transfer releases ship the train and test
+annotations as two CSVs (Market-1501: market-annotation-train.csv / -test.csv; DeepFashion:
+fasion-annotation-train.csv / -test.csv) and the standard test pairs (market-pairs-test.csv,
+12,000 ``from,to`` rows; fasion-pairs-test.csv). The training persons are the persons of the
+train CSV, the test persons those of the test CSV, and each test tuple starts with its pair's
+source and ends with its pair's target: at M = 1 the tuples ARE the standard pairs, in order.
+For M > 1 the other sources are further test images of the same person (seeded random order,
+never the pair's source or target); a person with fewer images gives a tuple of fewer sources.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from msgen.data.tuples import Tuple, sample_tuples, split_by_identity
+from msgen.errors import UsageError
+
+SPLIT_FILE = "split.json"
+FORMAT = 1
+
+
+class SplitLeakError(UsageError):
+    """A test person is also a training person (or a test tuple mixes persons)."""
+
+
+@dataclass
+class Split:
+    """Training persons, test persons and the test tuples of one dataset.
+
+    test_tuples: (sources, target) with >= 1 source each; the sources may differ in number
+    between tuples (official pairs of persons with few images). ``origin`` says how it was made.
+    """
+
+    train_persons: list[str]
+    test_persons: list[str]
+    test_tuples: list[Tuple]
+    origin: str
+    extra: dict = field(default_factory=dict)
+
+    def tuples_with(self, num_sources: int) -> list[Tuple]:
+        """The test tuples that have >= ``num_sources`` sources, truncated to exactly that many."""
+        return [(list(s[:num_sources]), t) for s, t in self.test_tuples if len(s) >= num_sources]
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "origin": self.origin, "train_persons": sorted(self.train_persons),
+                "test_persons": sorted(self.test_persons),
+                "test_tuples": [[*sources, target] for sources, target in self.test_tuples], **self.extra}
+
+
+def check_disjoint(split: Split, identity_fn: Callable[[str], str] | None = None) -> None:
+    """Raise SplitLeakError if a person is on both sides, or (with identity_fn) a test tuple holds
+    an image of a training person or of two persons."""
+    both = sorted(set(split.train_persons) & set(split.test_persons))
+    if both:
+        raise SplitLeakError(f"{len(both)} test person(s) are also training persons: {', '.join(both[:5])}")
+    if identity_fn is None:
+        return
+    train = set(split.train_persons)
+    for index, (sources, target) in enumerate(split.test_tuples):
+        persons = {identity_fn(name) for name in (*sources, target)}
+        if len(persons) != 1 or persons & train:
+            raise SplitLeakError(f"test tuple {index} ({', '.join([*sources, target])}) has persons "
+                                 f"{sorted(persons)}; a test tuple shows one test person")
+
+
+def write_split(path: str | Path, split: Split) -> Path:
+    """Write ``split`` as JSON (atomically: a temporary file renamed into place)."""
+    path = Path(path)
+    check_disjoint(split)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(split.to_json(), indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_split(path: str | Path) -> Split:
+    """Read a split.json; raises UsageError naming the file when it is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        extra = {k: v for k, v in data.items()
+                 if k not in ("format", "origin", "train_persons", "test_persons", "test_tuples")}
+        split = Split(list(data["train_persons"]), list(data["test_persons"]),
+                      [(list(row[:-1]), row[-1]) for row in data["test_tuples"]], str(data["origin"]), extra)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise UsageError(f"{path}: not a msgen split file ({error}); rewrite it with python -m msgen.data.prepare") from None
+    if data.get("format") != FORMAT:
+        raise UsageError(f"{path}: split format {data.get('format')!r}, this msgen reads {FORMAT}")
+    if any(not sources for sources, _ in split.test_tuples):
+        raise UsageError(f"{path}: a test tuple without a source")
+    check_disjoint(split)
+    return split
+
+
+def derive_split(identities: Mapping[str, Sequence[str]], test_fraction: float, seed: int, num_sources: int,
+                 max_test_tuples: int | None) -> Split:
+    """Hold out persons (``split_by_identity``) and sample test tuples of ``num_sources`` sources
+    from them (seed + 1, the sampling seed training has always used for its held-out tuples)."""
+    train, test = split_by_identity(identities, test_fraction, seed)
+    tuples = sample_tuples(test, num_sources, seed + 1, max_tuples=max_test_tuples)
+    origin = (f"persons held out by split_by_identity(test_fraction={test_fraction}, seed={seed}); "
+              f"tuples of {num_sources} sources sampled with seed {seed + 1}")
+    return Split(sorted(train), sorted(test), list(tuples), origin)
+
+
+def run_split(dataset_dir: str | Path, identities: Mapping[str, Sequence[str]], test_fraction: float, seed: int,
+              num_sources: int, max_test_tuples: int | None = 12000) -> Split:
+    """THE split of a run: ``dataset_dir/split.json`` when it exists, else ``derive_split``.
+
+    identities: {person: image names} of the folder (``PoseImageFolder.identities``), used only to
+    derive a split. Training and msgen.evaluate both call this, so they cannot disagree.
+    """
+    path = Path(dataset_dir) / SPLIT_FILE
+    if path.is_file():
+        return read_split(path)
+    return derive_split(identities, test_fraction, seed, num_sources, max_test_tuples)
+
+
+def _names(annotation_csv: Path) -> list[str]:
+    """The image names of a ``name:keypoints_y:keypoints_x`` CSV (first field of each row)."""
+    with open(annotation_csv) as file:
+        header = file.readline()
+        if not header.startswith("name:"):
+            raise UsageError(f"{annotation_csv}:1: expected the header name:keypoints_y:keypoints_x")
+        return [line.split(":", 1)[0].strip() for line in file if line.strip()]
+
+
+def read_pairs_csv(path: str | Path) -> list[tuple[str, str]]:
+    """The ``from,to`` rows of a public pairs file (market-pairs-test.csv, fasion-pairs-test.csv)."""
+    path = Path(path)
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    if not rows or [f.strip() for f in rows[0]][:2] != ["from", "to"]:
+        raise UsageError(f"{path}:1: expected the header from,to")
+    pairs = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise UsageError(f"{path}:{line}: expected two image names, got {row}")
+        pairs.append((row[0].strip(), row[1].strip()))
+    return pairs
+
+
+def official_split(train_csv: str | Path, test_csv: str | Path, pairs_csv: str | Path,
+                   identity_fn: Callable[[str], str], num_sources: int, seed: int = 0,
+                   usable: Callable[[str], bool] | None = None,
+                   is_junk: Callable[[str], bool] = lambda name: False) -> Split:
+    """The public release's split (see the module docstring) with tuples of up to ``num_sources``.
+
+    usable: name -> whether an image may be an extra source (e.g. its pose has the torso points);
+    None accepts every test image. is_junk: names that belong to no person (Market's -1/0000).
+    """
+    train_names = [n for n in _names(Path(train_csv)) if not is_junk(n)]
+    test_names = [n for n in _names(Path(test_csv)) if not is_junk(n)]
+    pairs = read_pairs_csv(pairs_csv)
+    by_person: dict[str, list[str]] = {}
+    for name in sorted(set(test_names)):
+        by_person.setdefault(identity_fn(name), []).append(name)
+    known = set(test_names)
+    rng = np.random.default_rng(seed)
+    tuples: list[Tuple] = []
+    for index, (source, target) in enumerate(pairs):
+        if source not in known or target not in known:
+            raise UsageError(f"{pairs_csv}: pair {index + 1} ({source}, {target}) names an image not in {test_csv}")
+        person = identity_fn(source)
+        if identity_fn(target) != person:
+            raise UsageError(f"{pairs_csv}: pair {index + 1} joins two persons ({source}, {target})")
+        others = [n for n in by_person[person] if n not in (source, target) and (usable is None or usable(n))]
+        extra = [others[i] for i in rng.permutation(len(others))[: num_sources - 1]]
+        tuples.append(([source, *extra], target))
+    split = Split(sorted({identity_fn(n) for n in train_names}), sorted(by_person), tuples,
+                  f"official split of {Path(train_csv).name} / {Path(test_csv).name}, test tuples from "
+                  f"{Path(pairs_csv).name} (first source = the pair's source; up to {num_sources - 1} more "
+                  f"sources of the same person, seed {seed})")
+    check_disjoint(split, identity_fn)
+    return split
+
+
+def restrict(identities: Mapping[str, Sequence[str]], persons: Iterable[str]) -> dict[str, list[str]]:
+    """The entries of ``identities`` whose person is in ``persons``."""
+    keep = set(persons)
+    return {person: list(names) for person, names in identities.items() if person in keep}
