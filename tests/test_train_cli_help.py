@@ -60,7 +60,7 @@ def problems(parser: argparse.ArgumentParser) -> list[str]:
         own = _DEFAULT.sub("", text.replace("%(default)s", "X")).strip(" ;,.")
         if len(re.findall(r"[A-Za-z]{2,}", own)) < 3:
             found.append(f"{_name(action)}: no help beyond its default: {text!r}")
-        elif action.option_strings and not action.required and "default" not in text:
+        elif action.option_strings and not action.required and not ("default" in text or "required" in text):
             found.append(f"{_name(action)}: the help does not state the default: {text!r}")
     return found
 

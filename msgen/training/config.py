@@ -87,8 +87,8 @@ class DataConfig:
         "held-out tuples drawn in each sample grid (its columns), >= 1 (default: 4)")})
     workers: int = field(default_factory=default_workers, metadata={"help": (
         "DataLoader worker processes decoding images while the model trains (0: in the training "
-        "process). Default min(4, CPUs - 1), and 0 on a machine with 2 CPUs or fewer, where workers "
-        "compete with the training threads. Batches are pinned only when training on CUDA")})
+        "process), >= 0; by default min(4, CPUs - 1), and 0 on a machine with 2 CPUs or fewer, where "
+        "workers compete with the training threads. Batches are pinned only when training on CUDA")})
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
