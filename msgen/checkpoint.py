@@ -12,7 +12,11 @@ with ``torch.load(weights_only=True)``:
     best_metric     float or None, the best mask-SSIM so far
 
 A file is written to a temporary name in the same directory, flushed to disk, then renamed over the
-destination, so a crash mid-write leaves the previous file intact and never a half-written one.
+destination, so a crash mid-write leaves the previous file intact and never a half-written one; the
+temporary files a killed save leaves are removed by ``remove_stale_temporaries``. A checkpoint that
+cannot be used raises ``CheckpointError`` saying why (empty, not a torch file, Python objects that
+safe loading refuses, truncated, another format version); ``newest_valid_checkpoint`` skips such
+files and takes the newest one that loads.
 """
 
 from __future__ import annotations
@@ -29,13 +33,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from msgen.errors import UsageError
+
 FORMAT_VERSION = 1
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+_TEMPORARY = re.compile(r"^\..+\.(tmp|link)$")  # atomic_save's and _mark_best's temporary names
 BEST_NAME = "best.pt"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: wrong format version, another model size, not msgen's."""
+class CheckpointError(UsageError):
+    """A checkpoint that cannot be used: wrong format version, another model size, not msgen's.
+
+    A UsageError (bad input): the command-line tools print it as one line and exit with status 2."""
 
 
 def atomic_save(obj: Mapping[str, Any], path: str | Path) -> Path:
@@ -70,17 +79,43 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _unreadable_reason(path: Path, error: Exception) -> str:
+    """Why torch.load failed on ``path``, in words (the file's first bytes tell most cases apart)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes), e.g. a save that was killed"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip format / a legacy pickle
+        text = str(error)
+        if "weights_only" in text or "Unsupported global" in text or "Unpickler" in text:
+            first = next((line.strip() for line in text.splitlines() if "Unsupported" in line), "")
+            return ("it holds pickled Python objects that safe loading (weights_only=True) refuses, so "
+                    f"it was not written by msgen's training{': ' + first if first else ''}")
+        return f"the torch file is truncated or corrupt ({size} bytes): {text.splitlines()[0] if text else type(error).__name__}"
+    try:
+        head.decode("utf-8")
+        return f"it is a text file, not a torch checkpoint (it starts with {head[:40].decode('utf-8')!r})"
+    except UnicodeDecodeError:
+        return f"it is not a torch checkpoint (it starts with the bytes {head[:8].hex(' ')})"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` and check its format version."""
+    """Load a checkpoint with ``weights_only=True`` and check its format version.
+
+    Raises FileNotFoundError for a missing file and CheckpointError (a UsageError) naming the file
+    and the reason it cannot be used."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"checkpoint not found: {path}" if not path.exists()
+                                else f"checkpoint {path} is not a file")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # unpickling refusals and truncated files alike
-        raise CheckpointError(f"{path} is not a loadable msgen checkpoint: {error}") from error
+        raise CheckpointError(f"{path} is not a loadable msgen checkpoint: {_unreadable_reason(path, error)}") from error
     if not isinstance(state, dict) or "format_version" not in state:
-        raise CheckpointError(f"{path} is not an msgen training checkpoint (no format_version)")
+        raise CheckpointError(f"{path} is not an msgen training checkpoint: it loads, but holds "
+                              f"{'a dict without format_version' if isinstance(state, dict) else type(state).__name__}")
     if state["format_version"] != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format_version {state['format_version']}, but this msgen reads "
@@ -154,11 +189,37 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def newest_valid_checkpoint(directory: str | Path) -> tuple[Path | None, dict[str, Any] | None, list[str]]:
+    """The newest ``step-<N>.pt`` of ``directory`` that loads, its state, and one line per newer
+    file that was skipped and why. (None, None, skipped) when no file loads."""
+    skipped = []
+    for _, path in reversed(step_checkpoints(directory)):
+        try:
+            return path, load_checkpoint(path), skipped
+        except CheckpointError as error:
+            skipped.append(str(error))
+    return None, None, skipped
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Delete the temporary files (``.<name>.*.tmp``, ``.best.pt.link``) that a killed save left in
+    ``directory``; returns them. Call it only where no other process is saving into ``directory``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if _TEMPORARY.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 class CheckpointManager:
     """Writes ``step-<N>.pt`` files into ``directory``, keeps the last ``keep_last`` and ``best.pt``.
 
-    The best is the checkpoint with the highest ``metric`` passed to ``save`` (mask-SSIM); it is a
-    hard link to (or, where links are impossible, a copy of) the step file, so it survives pruning.
+    The best is the checkpoint with the highest ``metric`` passed to ``save`` (mask-SSIM); until a
+    save comes with a metric, it is the newest checkpoint, so ``best.pt`` exists from the first save.
+    It is a hard link to (or, where links are impossible, a copy of) the step file, so it survives
+    pruning.
     """
 
     def __init__(self, directory: str | Path, keep_last: int, best_metric: float | None = None) -> None:
@@ -173,8 +234,9 @@ class CheckpointManager:
 
     def save(self, step: int, state: dict[str, Any], metric: float | None = None) -> Path:
         """Write the checkpoint of ``step``; ``metric`` (higher is better) decides ``best.pt``."""
-        better = self.is_better(metric)
-        if better:
+        # Before any evaluation nothing is known to be better than the newest checkpoint.
+        better = self.is_better(metric) or self.best_metric is None
+        if better and metric is not None:
             self.best_metric = metric
         state = {**state, "format_version": FORMAT_VERSION, "step": step, "best_metric": self.best_metric}
         path = atomic_save(state, self.directory / f"step-{step:08d}.pt")

@@ -333,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tuples", type=int, default=MAX_TEST_TUPLES,
                         help=f"score at most this many tuples, the split's first ones (default: {MAX_TEST_TUPLES})")
     parser.add_argument("--out", type=Path,
-                        help="output folder (default: eval-<checkpoint name> beside the checkpoint, else DIR/eval)")
+                        help="output folder for evaluation.json (every score, per tuple too) and evaluation.md "
+                             "(the table) (default: eval-<checkpoint name> beside the checkpoint, else DIR/eval)")
     parser.add_argument("--data-range", choices=DATA_RANGES, default="255",
                         help="data range of SSIM_256 and mask-SSIM: 255, or minmax (max - min of the generated "
                              "image, GFLA's ssim_256) (default: 255)")
@@ -356,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16, help="tuples per batch, >= 1 (default: 16)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes, >= 0 (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    parser.add_argument("--ops", choices=("reference", "fast"), help="op implementations (default: the checkpoint's)")
+    parser.add_argument("--ops", choices=("reference", "fast"), help="op implementations: reference (PyTorch) or fast (fused kernels) (default: the checkpoint's)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show a progress bar (default: on)")
     return parser

@@ -156,3 +156,72 @@ def test_checkpoint_files_have_no_stray_temporaries_after_many_saves(tmp_path):
     names = sorted(os.listdir(tmp_path))
     assert names == ["best.pt", "step-00000005.pt", "step-00000006.pt", "step-00000007.pt"]
     assert load_checkpoint(tmp_path / "best.pt")["step"] == 2
+
+
+# -- why a checkpoint cannot be used; newest valid; best.pt from the first save; stale temporaries --
+
+
+def _bad_files(tmp_path) -> dict[str, tuple]:
+    """name -> (path, expected reason) of files that are not usable checkpoints."""
+    files = {}
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    files["empty"] = (empty, r"empty \(0 bytes\)")
+    text = tmp_path / "text.pt"
+    text.write_text("174812789 lines of notes\n")
+    files["text"] = (text, r"text file.*'174812789")
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format_version": FORMAT_VERSION, "payload": _Pickled()}, pickled)
+    files["foreign pickle"] = (pickled, r"pickled Python objects.*weights_only=True")
+    whole = tmp_path / "whole.pt"
+    atomic_save(_state(1.0), whole)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    files["truncated"] = (truncated, r"truncated or corrupt")
+    binary = tmp_path / "binary.pt"
+    binary.write_bytes(bytes(range(200, 256)) * 4)
+    files["binary"] = (binary, r"not a torch checkpoint \(it starts with the bytes c8 c9")
+    return files
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "foreign pickle", "truncated", "binary"])
+def test_an_unusable_checkpoint_says_why(tmp_path, kind):
+    path, reason = _bad_files(tmp_path)[kind]
+    with pytest.raises(CheckpointError, match=reason) as caught:
+        load_checkpoint(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_newest_valid_checkpoint_skips_corrupt_newer_files(tmp_path):
+    atomic_save(_state(1.0) | {"step": 2}, tmp_path / "step-00000002.pt")
+    atomic_save(_state(2.0) | {"step": 4}, tmp_path / "step-00000004.pt")
+    (tmp_path / "step-00000006.pt").write_bytes(b"")
+    (tmp_path / "step-00000008.pt").write_text("not a checkpoint")
+    path, state, skipped = ckpt.newest_valid_checkpoint(tmp_path)
+    assert path == tmp_path / "step-00000004.pt" and state["weights"][0, 0].item() == 2.0
+    assert len(skipped) == 2 and "step-00000008.pt" in skipped[0] and "step-00000006.pt" in skipped[1]
+    assert ckpt.newest_valid_checkpoint(tmp_path / "none") == (None, None, [])
+
+
+def test_best_exists_from_the_first_save_and_follows_the_metric_once_there_is_one(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=5)
+    manager.save(1, {"weights": torch.tensor(1.0)})
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == 1  # no evaluation yet: the newest
+    manager.save(2, {"weights": torch.tensor(2.0)})
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == 2
+    manager.save(3, {"weights": torch.tensor(3.0)}, metric=0.5)
+    manager.save(4, {"weights": torch.tensor(4.0)})  # not evaluated: the evaluated best stays
+    manager.save(5, {"weights": torch.tensor(5.0)}, metric=0.4)
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["step"] == 3 and best["best_metric"] == 0.5
+
+
+def test_stale_temporaries_of_a_killed_save_are_removed(tmp_path):
+    atomic_save(_state(1.0), tmp_path / "step-00000001.pt")
+    stale = [tmp_path / ".step-00000002.pt.abc123.tmp", tmp_path / ".best.pt.link"]
+    for path in stale:
+        path.write_bytes(b"")
+    keep = tmp_path / "notes.tmp"  # not one of ours
+    keep.write_text("x")
+    assert sorted(ckpt.remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp", "step-00000001.pt"]

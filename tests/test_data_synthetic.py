@@ -166,3 +166,107 @@ def test_ten_thousand_images_in_under_a_minute_of_one_core(tmp_path):
 def test_example_grid_shows_every_view():
     grid = synthetic.example_grid(seed=0, identities=2, size=(64, 32))
     assert grid.shape == (2 * 64, 8 * 32, 3) and grid.dtype == np.uint8
+
+
+# -- poses that leave the frame, partial output, any seed trains ---------------------------------------
+
+
+def test_the_reported_crash_seed_3_identity_444_gives_a_valid_pose():
+    # `--identities 1000 --images-per-identity 10 --size 128x64 --seed 3` died writing the CSV on
+    # 0444_backright_007.png: the raised right wrist rendered at row -1 (above the top edge).
+    from msgen.pose.keypoints import KEYPOINT_INDEX, check_keypoints
+
+    rng = synthetic._image_rng(3, 444, 7)
+    pose = sample_pose(rng)
+    _, raw = render_person(identity_appearance(3, 444), pose, synthetic.sample_background(rng, SIZE))
+    assert raw[KEYPOINT_INDEX["Rwri"], 0] < 0 and raw[KEYPOINT_INDEX["Rwri"], 1] >= 0  # the bad point, as rendered
+    name, _, kp = render_sample(3, 444, 7, SIZE)
+    assert name == "0444_backright_007.png"
+    check_keypoints(kp)
+    np.testing.assert_array_equal(kp[KEYPOINT_INDEX["Rwri"]], [-1, -1])  # outside the frame: missing
+    inside = (raw >= 0).all(1) & (raw[:, 0] <= SIZE[0] - 1) & (raw[:, 1] <= SIZE[1] - 1)
+    np.testing.assert_array_equal(kp[inside], raw[inside])  # every point inside is kept as it was
+
+
+def test_in_frame_marks_exactly_the_points_outside_the_image():
+    kp = np.full((18, 2), 5.0, np.float32)
+    kp[0] = (-1, -1)  # already missing
+    kp[1] = (0, 0)  # corner pixel: inside
+    kp[2] = (63, 31)  # the opposite corner: inside
+    kp[3] = (64, 10)  # one row below the last
+    kp[4] = (10, 32)  # one column right of the last
+    kp[5] = (-1, 7)  # above the top edge
+    fixed = synthetic.in_frame(kp, (64, 32))
+    assert [i for i in range(18) if (fixed[i] == -1).all()] == [0, 3, 4, 5]
+    np.testing.assert_array_equal(fixed[[1, 2, 6]], kp[[1, 2, 6]])
+    assert kp[3, 0] == 64  # the input is not modified
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_seed_and_size_renders_poses_inside_their_image(seed):
+    # Property: for any seed, image size and identity, every keypoint written is missing or inside
+    # the image, and the rows are valid CSV rows. Sizes from 32x32 to 256x256, wide and tall.
+    from msgen.pose.keypoints import annotation_row
+
+    rng = np.random.default_rng(seed)
+    size = (int(rng.integers(32, 257)), int(rng.integers(32, 257)))
+    for identity in rng.integers(1, 5000, 3):
+        for index in range(4):
+            name, image, kp = render_sample(seed, int(identity), index, size)
+            assert image.shape == (*size, 3)
+            kept = (kp >= 0).all(1)
+            assert ((kp[~kept] == -1).all())
+            assert (kp[kept, 0] <= size[0] - 1).all() and (kp[kept, 1] <= size[1] - 1).all()
+            annotation_row(name, kp)
+
+
+def test_annotations_are_written_as_identities_finish_and_a_late_error_keeps_them(tmp_path, monkeypatch):
+    real = synthetic._render_identity
+
+    def failing_on_the_third(args):
+        if args[2] == 3:
+            raise RuntimeError("disk full")
+        return real(args)
+
+    monkeypatch.setattr(synthetic, "_render_identity", failing_on_the_third)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate_synthetic(tmp_path, identities=4, images_per_identity=2, size=(64, 32), seed=5)
+    assert not (tmp_path / "annotation.csv").exists() and not (tmp_path / "synthetic.json").exists()
+    lines = (tmp_path / "annotation.csv.partial").read_text().splitlines()
+    assert lines[0] == "name:keypoints_y:keypoints_x"
+    names = [line.split(":")[0] for line in lines[1:]]
+    assert names == [f"000{i}_{name.split('_')[1]}_00{j}.png" for i in (1, 2) for j in (0, 1)
+                     for name in [render_sample(5, i, j, (64, 32))[0]]]
+    assert all((tmp_path / "images" / name).is_file() for name in names)
+
+    monkeypatch.setattr(synthetic, "_render_identity", real)
+    generate_synthetic(tmp_path, identities=4, images_per_identity=2, size=(64, 32), seed=5)
+    assert not (tmp_path / "annotation.csv.partial").exists()
+    assert len(read_annotations(tmp_path / "annotation.csv")) == 8
+
+
+@pytest.mark.parametrize("seed, size", [(3, (64, 32)), (11, (32, 32)), (29, (64, 64)), (1234, (128, 64))])
+def test_any_seed_gives_a_dataset_that_loads_and_trains_a_step(tmp_path, seed, size):
+    import torch
+
+    from msgen.data import PoseImageFolder, TupleDataset, collate_tuples, sample_tuples
+    from msgen.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, NearestNeighbourLoss
+    from msgen.training.step import TrainingStep
+
+    root = generate_synthetic(tmp_path, identities=3, images_per_identity=3, size=size, seed=seed)
+    folder = PoseImageFolder(root / "images", root / "annotation.csv", image_size=size)
+    tuples = sample_tuples(folder.identities, 2, seed=seed, max_tuples=2)
+    batch = collate_tuples([TupleDataset(folder, tuples)[i] for i in range(len(tuples))])
+    torch.manual_seed(seed)
+    G = Generator(GeneratorConfig(image_size=size, levels=3, warp_levels=2, width=1 / 16, ops="fast"))
+    D = Discriminator(DiscriminatorConfig(width=1 / 16))
+    with pytest.warns(UserWarning):  # the pixel-space substitute says so
+        nn_loss = NearestNeighbourLoss("pixel")
+    adam = dict(lr=2e-4, betas=(0.5, 0.999))
+    step = TrainingStep(G, D, nn_loss, torch.optim.Adam(G.parameters(), **adam),
+                        torch.optim.Adam(D.parameters(), **adam), image_size=size, lambda_nn=1.0,
+                        device=torch.device("cpu"))
+    before = [p.detach().clone() for p in G.parameters()]
+    losses = step(batch)
+    assert torch.isfinite(losses).all()
+    assert any(not torch.equal(a, b) for a, b in zip(before, G.parameters()))

@@ -63,9 +63,11 @@ def test_smoke_run_then_resume_matches_an_uninterrupted_run(tiny_data, tmp_path)
               "--eval-every", "2", "--keep-last", "3"]
     full = tmp_path / "full"
     assert main(tiny_args(tiny_data, full, *common)) == 0
-    assert [s for s, _ in step_checkpoints(full / "checkpoints")] == [2, 4]
+    # Step 1 gives the first sample and checkpoint, so a short run always shows and keeps something.
+    assert [s for s, _ in step_checkpoints(full / "checkpoints")] == [1, 2, 4]
     assert (full / "checkpoints" / "best.pt").is_file()
-    assert sorted(p.name for p in (full / "samples").iterdir()) == ["step-00000002.png", "step-00000004.png"]
+    assert sorted(p.name for p in (full / "samples").iterdir()) == [
+        "step-00000001.png", "step-00000002.png", "step-00000004.png"]
     assert any((full / "tensorboard").iterdir())
     train = records(full, "train")
     assert [r["step"] for r in train] == [1, 2, 3, 4]
@@ -108,7 +110,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp
     err = capsys.readouterr().err
     assert "non-finite loss at step 3: loss_d = nan" in err
     assert "step-00000002.pt" in err
-    assert [s for s, _ in step_checkpoints(out / "checkpoints")] == [2]
+    assert [s for s, _ in step_checkpoints(out / "checkpoints")] == [1, 2]
     good = load_checkpoint(out / "checkpoints" / "step-00000002.pt")
     assert all(torch.isfinite(v).all() for v in good["generator"].values())
     assert [r["step"] for r in records(out, "train")] == [1, 2]
@@ -145,7 +147,111 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
     assert "2 process(es)" in result.stdout + result.stderr
     # Rank 0 alone logs and writes: one record per step, the checkpoint once.
     assert [r["step"] for r in records(out, "train")] == [1, 2, 3]
-    assert [s for s, _ in step_checkpoints(out / "checkpoints")] == [3]
-    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-00000003.png"]
+    assert [s for s, _ in step_checkpoints(out / "checkpoints")] == [1, 3]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-00000001.png", "step-00000003.png"]
     state = load_checkpoint(out / "checkpoints" / "step-00000003.pt")
     assert state["config"]["batch_size"] == 1 and state["step"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seconds, expected", [("0", [1, 3]), ("1e-9", [1, 2, 3])])
+def test_checkpoint_seconds_saves_between_the_step_periods(tiny_data, tmp_path, seconds, expected):
+    out = tmp_path / "run"
+    assert main(tiny_args(tiny_data, out, "--steps", "3", "--eval-every", "100", "--sample-every", "100",
+                          "--checkpoint-seconds", seconds)) == 0
+    assert [s for s, _ in step_checkpoints(out / "checkpoints")] == expected
+    # best.pt exists from the first save, before any evaluation; here it is the newest checkpoint.
+    assert load_checkpoint(out / "checkpoints" / "best.pt")["step"] == 3
+
+
+def _train_process(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "msgen.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name, status", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_stop_signal_saves_then_exits_and_resume_auto_continues(tiny_data, tmp_path, signal_name, status):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = tiny_args(tiny_data, out, "--steps", "100000", "--eval-every", "100000", "--sample-every", "100000",
+                     "--log-every", "1")
+    process = _train_process(args)
+    first = out / "checkpoints" / "step-00000001.pt"
+    deadline = time.monotonic() + 120
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert first.exists(), process.communicate()[1][-2000:]
+    time.sleep(1.0)  # a few more steps
+    process.send_signal(getattr(signal, signal_name))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == status, err[-2000:]
+    saved = step_checkpoints(out / "checkpoints")
+    last_step, last = saved[-1]
+    assert last_step > 1 and f"stopped by {signal_name} after step {last_step}; saved {last}" in err
+    assert load_checkpoint(last)["step"] == last_step
+    assert not [p for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+
+    # --resume auto takes the newest valid checkpoint, skipping (and naming) a corrupt newer one.
+    (out / "checkpoints" / f"step-{last_step + 5:08d}.pt").write_bytes(b"")
+    result = subprocess.run([sys.executable, "-m", "msgen.train", "--resume", "auto", *args[:-2],
+                             "--steps", str(last_step + 1), "--out", str(out)],
+                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"skipping {out / 'checkpoints' / f'step-{last_step + 5:08d}.pt'} is not a loadable msgen checkpoint: " \
+           "the file is empty" in result.stderr
+    assert f"resuming from {last} (step {last_step})" in result.stderr
+
+
+def test_resume_auto_without_a_checkpoint_says_it_starts_from_step_0(tiny_data, tmp_path, capsys):
+    out = tmp_path / "fresh"
+    assert main(["--resume", "auto", *tiny_args(tiny_data, out, "--steps", "1", "--eval-every", "100")]) == 0
+    assert f"no checkpoint in {out / 'checkpoints'}, starting from step 0" in capsys.readouterr().err
+    assert [s for s, _ in step_checkpoints(out / "checkpoints")] == [1]
+
+
+def test_a_file_that_fails_to_load_while_training_is_a_one_line_data_error():
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            if index == 2:
+                raise OSError("cannot read image /data/images/0003_front_002.png: truncated")
+            return torch.zeros(1)
+
+    batches = loop._batches(torch.utils.data.DataLoader(Broken(), batch_size=1))
+    assert next(batches).shape == (1, 1) and next(batches).shape == (1, 1)
+    with pytest.raises(loop.DataError, match=r"^cannot read image /data/images/0003_front_002.png: truncated$"):
+        next(batches)
+
+
+@pytest.mark.slow
+def test_sigterm_under_torchrun_saves_once_at_a_step_all_processes_agree_on(tiny_data, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "ddp-stop"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+               "-m", "msgen.train", *tiny_args(tiny_data, out, "--steps", "100000", "--log-every", "2",
+                                               "--sample-every", "100000", "--eval-every", "100000",
+                                               "--batch-size", "1")]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = out / "checkpoints" / "step-00000001.pt"
+    deadline = time.monotonic() + 180
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert first.exists(), process.communicate()[0][-3000:]
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode != 0
+    last_step, last = step_checkpoints(out / "checkpoints")[-1]
+    assert last_step > 1 and last_step % 2 == 0, output[-3000:]  # a log step: where the processes agree
+    assert f"stopped by SIGTERM after step {last_step}" in output
+    assert load_checkpoint(last)["step"] == last_step

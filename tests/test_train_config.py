@@ -29,7 +29,7 @@ def test_no_arguments_is_the_synthetic_preset():
 def test_every_field_is_overridable_from_the_command_line():
     parser = build_parser()
     dests = {action.dest for action in parser._actions}
-    leaves = [path for path, _ in _leaf_fields(TrainConfig)]
+    leaves = [path for path, _, _ in _leaf_fields(TrainConfig)]
     assert "model.generator.width" in leaves and "data.workers" in leaves and "steps" in leaves
     assert set(leaves) <= dests
 
@@ -170,3 +170,15 @@ def test_a_checkpoint_with_a_foreign_annotation_file_is_refused() -> None:
     plain["data"].update({"root": "data/market/images", "annotations": "elsewhere/poses.csv"})
     with pytest.raises(ValueError, match="now one folder holding images/ and annotation.csv"):
         config_from_dict(plain)
+
+
+@pytest.mark.parametrize("cpus, workers", [(1, 0), (2, 0), (3, 2), (4, 3), (8, 4), (64, 4)])
+def test_default_workers_leave_the_training_process_a_cpu(monkeypatch, cpus, workers):
+    import os
+
+    from msgen.training.config import DataConfig, default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert default_workers() == workers
+    assert DataConfig().workers == workers
+    assert train_preset("market").data.workers == workers

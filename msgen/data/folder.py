@@ -40,6 +40,11 @@ DROP_REASONS = {
 }
 
 
+# How far past an image's size (a fraction of it) a keypoint may lie before verify_images calls the
+# annotation one for another image size (whose points can lie up to 100% past it, for twice the size).
+OUTSIDE_SLACK = 0.1
+
+
 def market_identity(name: str) -> str:
     """Market-1501 (and the synthetic set): the file name before the first ``_``."""
     return name.split("_", 1)[0]
@@ -167,12 +172,23 @@ class PoseImageFolder:
         return pixels.float().div_(127.5).sub_(1.0), torch.from_numpy(keypoints.copy())
 
     def verify_images(self) -> None:
-        """Open every kept image's header: raise for an unreadable file or a wrong size (unless resize)."""
+        """Open every kept image's header: raise for an unreadable file, a wrong size (unless
+        resize), or keypoints far outside the image they annotate: beyond its size by more than
+        OUTSIDE_SLACK of it, which an annotation made for another image size is (a detector's
+        point a little past the edge is accepted, as the pose code accepts it)."""
         H, W = self.image_size
         for name in self.names:
             size = self._size_of(name)
             if size != (H, W) and not self.resize:
                 raise ValueError(f"image {self.root / name} is {size[0]}x{size[1]} (HxW), expected {H}x{W}")
+            kp = self._keypoints[name]
+            kept = kp[(kp >= 0).all(-1)]
+            limit = np.array(size, dtype=np.float64) * (1 + OUTSIDE_SLACK)
+            if len(kept) and (kept > limit).any():
+                raise ValueError(
+                    f"image {self.root / name} is {size[0]}x{size[1]} (HxW), but its keypoints reach "
+                    f"(y, x) = ({kept[:, 0].max():g}, {kept[:, 1].max():g}): the annotation is for "
+                    "another image size")
 
     def _size_of(self, name: str) -> tuple[int, int]:
         path = self.root / name

@@ -16,12 +16,19 @@ Pillow's polygon/line/ellipse primitives on a 2x supersampled canvas, reduced wi
 Keypoint policy: every body point is written as present even when a limb hides it (what OpenPose
 mostly reports on real photos); the face points follow the head's own occlusion: nose and eyes are
 written as missing (-1) when they face away from the camera, an ear when it is on the far side of
-the head. Keypoints are rounded to whole pixels, as the public annotation files are.
+the head. Keypoints are rounded to whole pixels, as the public annotation files are. A point that
+falls outside the image (a raised hand above the top edge: the framing fits the head, not the
+hands) is written as missing, as a detector run on the image would report it and as msgen.pose
+crops do (``msgen.pose.framing``); ``in_frame`` does that for every rendered pose.
 
 Output: ``DIR/images/<identity:04d>_<view>_<index:03d>.png`` (identities numbered from 1, so no
 name starts with ``0000``, which the Market junk filter drops), ``DIR/annotation.csv`` in the
 standard format, and ``DIR/synthetic.json`` with the generation parameters. The bytes depend only
-on the arguments, not on the number of workers: every image has its own seeded generator.
+on the arguments, not on the number of workers: every image has its own seeded generator. The
+annotation rows are appended to ``DIR/annotation.csv.partial`` as each identity is finished, and
+the file is renamed to ``annotation.csv`` at the end (then ``synthetic.json`` marks the set
+complete), so an error late in a long run loses no finished work: the partial file names every
+image written so far.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -443,6 +451,18 @@ def sample_background(rng: np.random.Generator, size: tuple[int, int]) -> np.nda
     return np.broadcast_to(c1 + t * (c2 - c1), (H, W, 3)).astype(np.uint8)
 
 
+def in_frame(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Keypoints (18, 2) (y, x) with every point outside the (H, W) image marked missing (-1, -1).
+
+    A pixel-centre coordinate is inside when 0 <= y <= H - 1 and 0 <= x <= W - 1."""
+    keypoints = np.array(keypoints, dtype=np.float32)
+    H, W = size
+    outside = ((keypoints[:, 0] < 0) | (keypoints[:, 0] > H - 1)
+               | (keypoints[:, 1] < 0) | (keypoints[:, 1] > W - 1))
+    keypoints[outside] = -1
+    return keypoints
+
+
 def _image_rng(seed: int, identity: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, identity, 1, index])
 
@@ -457,18 +477,23 @@ def render_sample(seed: int, identity: int, index: int, size: tuple[int, int]) -
     rng = _image_rng(seed, identity, index)
     pose = sample_pose(rng)
     image, keypoints = render_person(identity_appearance(seed, identity), pose, sample_background(rng, size))
+    keypoints = in_frame(keypoints, size)
     noise = rng.standard_normal(image.shape, dtype=np.float32) * rng.uniform(0, 6)  # sensor noise, as in real crops
     image = np.clip(image + noise, 0, 255).astype(np.uint8)
     return f"{identity:04d}_{view_name(pose.yaw)}_{index:03d}.png", image, keypoints
 
 
-def _render_identity(args: tuple[Path, int, int, int, tuple[int, int]]) -> list[tuple[str, np.ndarray]]:
+def _render_identity(args: tuple[Path, int, int, int, tuple[int, int]]) -> list[str]:
+    """Render and save one identity's images; returns their annotation rows (checked)."""
+    from msgen.pose.keypoints import annotation_row
+
     images_dir, seed, identity, count, size = args
     rows = []
     for index in range(count):
         name, image, keypoints = render_sample(seed, identity, index, size)
+        row = annotation_row(name, keypoints)  # checked before the image is written
         Image.fromarray(image).save(images_dir / name, compress_level=1)
-        rows.append((name, keypoints))
+        rows.append(row)
     return rows
 
 
@@ -483,29 +508,37 @@ def generate_synthetic(
     """Render ``identities`` x ``images_per_identity`` images into ``out`` and return ``out``.
 
     Writes out/images/*.png, out/annotation.csv (standard format) and out/synthetic.json.
-    ``workers`` > 1 renders identities in that many processes; the output is identical.
+    ``workers`` > 1 renders identities in that many processes; the output is identical. Rows are
+    appended to out/annotation.csv.partial as identities finish, in identity order.
     """
-    from msgen.pose import write_annotations  # the pose package owns the CSV format
+    from msgen.pose.keypoints import CSV_HEADER  # the pose package owns the CSV format
 
-    if identities < 1 or images_per_identity < 1:
-        raise ValueError(f"identities and images_per_identity must be >= 1, got {identities}, {images_per_identity}")
+    if identities < 1:
+        raise ValueError(f"identities (--identities) must be >= 1, got {identities}")
+    if images_per_identity < 1:
+        raise ValueError(f"images_per_identity (--images-per-identity) must be >= 1, got {images_per_identity}")
     if len(size) != 2 or min(size) < 32:
-        raise ValueError(f"size must be (H, W) with both >= 32, got {size}")
+        raise ValueError(f"size (--size) must be HxW with both >= 32, got {'x'.join(map(str, size))}")
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise ValueError(f"workers (--workers) must be >= 1, got {workers}")
     out = Path(out)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(images_dir, seed, identity, images_per_identity, tuple(size)) for identity in range(1, identities + 1)]
-    if workers == 1:
-        results = map(_render_identity, jobs)
-    else:
-        pool = ProcessPoolExecutor(workers)
-        results = pool.map(_render_identity, jobs, chunksize=max(1, len(jobs) // (8 * workers)))
-    annotations = {name: keypoints for rows in results for name, keypoints in rows}
-    if workers > 1:
-        pool.shutdown()
-    write_annotations(out / "annotation.csv", annotations)
+    partial = out / "annotation.csv.partial"
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        results = (map(_render_identity, jobs) if pool is None
+                   else pool.map(_render_identity, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
+        with open(partial, "w") as csv:
+            csv.write(CSV_HEADER + "\n")
+            for rows in results:
+                csv.write("".join(row + "\n" for row in rows))
+                csv.flush()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    partial.replace(out / "annotation.csv")
     parameters = dict(identities=identities, images_per_identity=images_per_identity, size=list(size), seed=seed)
     (out / "synthetic.json").write_text(json.dumps(parameters, indent=2) + "\n")
     return out
@@ -534,23 +567,35 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m msgen.data.synthetic", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--identities", type=int, default=500)
-    parser.add_argument("--images-per-identity", type=int, default=20)
-    parser.add_argument("--size", type=parse_size, default=(128, 64), help="HxW, e.g. 128x64 or 256x256")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel")
-    parser.add_argument("--grid", type=Path, help="also save a PNG of identities x the eight views")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output folder; gets images/, annotation.csv and synthetic.json (required)")
+    parser.add_argument("--identities", type=int, default=500,
+                        help="number of people, each with its own clothes and proportions (>= 1; default: 500)")
+    parser.add_argument("--images-per-identity", type=int, default=20,
+                        help="images of each person, each in a new pose, view and background (>= 1; default: 20)")
+    parser.add_argument("--size", type=parse_size, default=(128, 64),
+                        help="image size HxW in pixels, both >= 32, e.g. 128x64 or 256x256 (default: 128x64)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of everything drawn; the same arguments give the same bytes (default: 0)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes rendering in parallel (>= 1; the output does not depend on it; default: 1)")
+    parser.add_argument("--grid", type=Path,
+                        help="also save a PNG of identities x the eight views to this path (default: none)")
     args = parser.parse_args(argv)
-    if args.grid:
-        Image.fromarray(example_grid(args.seed, size=args.size)).save(args.grid)
     start = time.perf_counter()
-    generate_synthetic(args.out, args.identities, args.images_per_identity, args.size, args.seed, args.workers)
+    try:
+        if args.grid:
+            Image.fromarray(example_grid(args.seed, size=args.size)).save(args.grid)
+        generate_synthetic(args.out, args.identities, args.images_per_identity, args.size, args.seed, args.workers)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     count = args.identities * args.images_per_identity
     print(f"wrote {count} images of {args.identities} identities to {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -41,8 +41,12 @@ class OpsConfig:
     An explicit fast impl raises where it cannot run; "auto" picks the fast path where it exists.
     """
 
-    part_warp: str = "reference"
-    fused_attention: str = "reference"
+    part_warp: str = field(default="reference", metadata={"help": (
+        "implementation of the body-part warp: 'reference' (plain PyTorch), 'extension' (the C++/CUDA "
+        "kernels of msgen._C) or 'auto' (the extension where it is built)")})
+    fused_attention: str = field(default="reference", metadata={"help": (
+        "implementation of the attention fusion: 'reference' (plain PyTorch), 'triton' (the fused "
+        "Triton kernel) or 'auto' (Triton on a CUDA GPU, the reference elsewhere)")})
 
     def __post_init__(self) -> None:
         if self.part_warp not in _WARP_IMPLS:
@@ -83,17 +87,31 @@ class GeneratorConfig:
     ops: which op implementations the model calls ("reference", "fast" or an OpsConfig).
     """
 
-    image_size: tuple[int, int] = (128, 64)
-    levels: int = 6
-    width: float = 1.0
-    variant: str = "full"
-    fc_hidden: str = "paper"
-    warp_levels: int = 4
-    warp_mode: str = "bilinear"
-    ops: str | OpsConfig = "reference"
-    image_channels: int = 3
-    pose_channels: int = 18
-    parts: int = 10
+    image_size: tuple[int, int] = field(default=(128, 64), metadata={"help": (
+        "generated image size H,W in pixels (e.g. 128,64 or 128x64); both divisible by "
+        "2 ** (levels - 1); dataset images of another size are resized to it")})
+    levels: int = field(default=6, metadata={"help": (
+        "encoder levels (>= 2; level r has stride 2 ** r): 6 for 128x64 images, 7 for 256x256")})
+    width: float = field(default=1.0, metadata={"help": (
+        "multiplier of every filter count of G (> 0; 1.0 is the paper's model, 0.125 a CPU-sized one)")})
+    variant: str = field(default="full", metadata={"help": (
+        "fusion variant: 'full' (channel and spatial attention, the paper's Eq. 3), 'att2d' (spatial "
+        "attention only), 'avg' (warped skips averaged over the sources), 'avg-nod' (no warp, averaged)")})
+    fc_hidden: str = field(default="paper", metadata={"help": (
+        "hidden size of the channel gate's first layer: 'paper' ((Cd + Ce) / 4) or 'code' (Ce / 4, "
+        "the published code)")})
+    warp_levels: int = field(default=4, metadata={"help": (
+        "how many of the finest encoder levels have their skips warped by the body parts (0 to levels)")})
+    warp_mode: str = field(default="bilinear", metadata={"help": (
+        "sampling of the part warp: 'bilinear' or 'nearest' (the published code)")})
+    ops: str | OpsConfig = field(default="reference", metadata={"help": (
+        "op implementations of the model: 'reference' (plain PyTorch everywhere) or 'fast' (the fused "
+        "Triton and C++/CUDA kernels where they run, the references elsewhere)")})
+    image_channels: int = field(default=3, metadata={"help": "channels of an image (3: RGB)"})
+    pose_channels: int = field(default=18, metadata={"help": (
+        "channels of the pose input: one heatmap per keypoint (18, the OpenPose format)")})
+    parts: int = field(default=10, metadata={"help": (
+        "body parts warped separately (10: torso, head, upper and lower arms and legs)")})
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -137,9 +155,10 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     """The PatchGAN D on concat(x, H(p_target), x_i, H(P(x_i))) (METHOD.md, Eq. 6-7)."""
 
-    width: float = 1.0
-    image_channels: int = 3
-    pose_channels: int = 18
+    width: float = field(default=1.0, metadata={"help": (
+        "multiplier of every filter count of D (> 0; 1.0 is the paper's PatchGAN: 64 ... 512 filters)")})
+    image_channels: int = field(default=3, metadata={"help": "channels of an image (3: RGB)"})
+    pose_channels: int = field(default=18, metadata={"help": "channels of a pose heatmap stack (18)"})
 
     def __post_init__(self) -> None:
         if not self.width > 0:
@@ -166,10 +185,18 @@ class LossConfig:
     vgg_input: how images are scaled for the VGG (see the field's help).
     """
 
-    features: str = "vgg19"
-    neighbourhood: int = 3
-    lambda_nn: float = 0.01
-    vgg_weights: str | None = None
+    features: str = field(default="vgg19", metadata={"help": (
+        "what the nearest-neighbour reconstruction loss compares: 'vgg19' (relu1_2 features, the "
+        "paper's; needs VGG-19 weights), 'pixel' (the NN loss on RGB pixels, a substitute without "
+        "weights) or 'l1' (plain L1 on the pixels, no neighbourhood)")})
+    neighbourhood: int = field(default=3, metadata={"help": (
+        "k of the k x k window the NN loss searches, odd (3 for 128x64 images, 5 for 256x256)")})
+    lambda_nn: float = field(default=0.01, metadata={"help": (
+        "weight of the reconstruction term in G's loss (the paper's 0.01 is for VGG features; with "
+        "'pixel' features use about 100)")})
+    vgg_weights: str | None = field(default=None, metadata={"help": (
+        "path of a local VGG-19 state dict; none reads MSGEN_VGG19_WEIGHTS, then torch's hub cache "
+        "(nothing is downloaded)")})
     adversarial_weight: float = field(default=1.0, metadata={"help": (
         "weight of the adversarial term in G's loss, total = w * L_GAN + lambda_nn * L_NN "
         "(1: the paper's Eq. 8; 0 trains G on the reconstruction term alone)")})

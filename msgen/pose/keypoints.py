@@ -125,16 +125,19 @@ def _format_values(values: np.ndarray) -> str:
     return "[" + ", ".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in values) + "]"
 
 
+def annotation_row(name: str, kp: np.ndarray | torch.Tensor) -> str:
+    """One CSV row (without its newline) for image ``name`` with (18, 2) (y, x) keypoints, checked."""
+    if not name or ":" in name or name != name.strip() or "\n" in name:
+        raise ValueError(f"image name {name!r} cannot be stored in the CSV (empty, ':' or surrounding spaces)")
+    check_keypoints(kp, name=f"keypoints of {name}")
+    kp = kp.detach().cpu().numpy() if isinstance(kp, torch.Tensor) else np.asarray(kp)
+    if kp.shape != (NUM_KEYPOINTS, 2):
+        raise ValueError(f"keypoints of {name} must be ({NUM_KEYPOINTS}, 2), got {kp.shape}")
+    return f"{name}: {_format_values(kp[:, 0])}: {_format_values(kp[:, 1])}"
+
+
 def write_annotations(path: str | Path, mapping: Mapping[str, np.ndarray | torch.Tensor]) -> None:
     """Write {image file name: (18, 2) (y, x) keypoints} as an annotation CSV (rows in mapping order)."""
-    rows = [CSV_HEADER]
-    for name, kp in mapping.items():
-        if not name or ":" in name or name != name.strip() or "\n" in name:
-            raise ValueError(f"image name {name!r} cannot be stored in the CSV (empty, ':' or surrounding spaces)")
-        check_keypoints(kp, name=f"keypoints of {name}")
-        kp = kp.detach().cpu().numpy() if isinstance(kp, torch.Tensor) else np.asarray(kp)
-        if kp.shape != (NUM_KEYPOINTS, 2):
-            raise ValueError(f"keypoints of {name} must be ({NUM_KEYPOINTS}, 2), got {kp.shape}")
-        rows.append(f"{name}: {_format_values(kp[:, 0])}: {_format_values(kp[:, 1])}")
+    rows = [CSV_HEADER] + [annotation_row(name, kp) for name, kp in mapping.items()]
     Path(path).write_text("\n".join(rows) + "\n")
 

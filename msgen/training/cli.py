@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from msgen.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from msgen.checkpoint import CheckpointError, load_checkpoint, newest_valid_checkpoint
 from msgen.errors import UsageError
 from msgen.training.config import PRESETS, TrainConfig, config_from_dict, train_preset, with_overrides
 
@@ -27,8 +27,10 @@ from msgen.training.config import PRESETS, TrainConfig, config_from_dict, train_
 _NOT_OPTIONS = {"preset"}
 
 
-def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
-    """(dotted path, type hint) of every non-dataclass field of ``cls``, depth first."""
+def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted path, type hint, help text) of every non-dataclass field of ``cls``, depth first.
+
+    The help text is the field's ``metadata["help"]``: the dataclass is its one source."""
     hints = typing.get_type_hints(cls)
     leaves = []
     for f in dataclasses.fields(cls):
@@ -38,7 +40,7 @@ def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
         if dataclasses.is_dataclass(hint):
             leaves += _leaf_fields(hint, f"{prefix}{f.name}.")
         else:
-            leaves.append((prefix + f.name, hint))
+            leaves.append((prefix + f.name, hint, f.metadata.get("help", "")))
     return leaves
 
 
@@ -73,38 +75,52 @@ def _flag(path: str) -> str:
     return path.replace("_", "-")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line ``error: ...`` (status 2), not 45 options of usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (python -m msgen.train --help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m msgen.train",
         description=(
             "Train the multi-source generator. With no arguments: the 'synthetic' preset, on the GPU "
             "when there is one. Outputs go to --out: checkpoints/, samples/, tensorboard/, log.jsonl."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
-                        help="base configuration (default: synthetic; not with --resume/--init-from)")
+                        help="base configuration: 'synthetic' (built-in data, CPU-sized model), 'market' "
+                             "or 'deepfashion' (the paper's settings); not with --resume/--init-from "
+                             "(default: synthetic)")
     parser.add_argument("--resume", metavar="PATH|auto", default=None,
-                        help="continue a run exactly from a checkpoint; 'auto' takes the newest in "
-                             "<out>/checkpoints and starts afresh when there is none")
+                        help="continue a run exactly (step, optimisers, RNG, data order) from a checkpoint "
+                             "file; 'auto' takes the newest valid one in <out>/checkpoints (skipping "
+                             "corrupt files, saying which) and starts at step 0 when there is none "
+                             "(default: none, a new run)")
     parser.add_argument("--init-from", metavar="PATH", default=None,
                         help="start a new run (step 0, fresh optimisers) from a checkpoint's weights "
-                             "and configuration, e.g. to fine-tune at another --num-sources")
+                             "and configuration, e.g. to fine-tune at another --num-sources "
+                             "(default: none)")
     parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved configuration and exit")
+                        help="print the resolved configuration and exit without training (default: off)")
     defaults = TrainConfig()
     group = parser.add_argument_group("configuration (TrainConfig fields; defaults of the synthetic preset)")
     # Run-level options first, then data.*, then model.* (a stable sort keeps the field order).
-    for path, hint in sorted(_leaf_fields(TrainConfig), key=lambda leaf: leaf[0].count(".")):
+    for path, hint, text in sorted(_leaf_fields(TrainConfig), key=lambda leaf: leaf[0].count(".")):
         default = _lookup(defaults, path)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        # argparse %-formats help strings; a literal % in a field's text must be doubled.
+        # A text that states its default itself (a field's own wording) keeps it; else it is added.
+        help_text = (text if "(default:" in text else f"{text} (default: {shown})").replace("%", "%%").strip()
         if hint is bool:
             group.add_argument(f"--{_flag(path)}", dest=path, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=f"(default: {shown})")
+                               default=argparse.SUPPRESS, help=help_text)
         else:
             group.add_argument(f"--{_flag(path)}", dest=path, type=_parser_for(hint, path),
                                default=argparse.SUPPRESS, metavar=path.rsplit(".", 1)[-1].upper(),
-                               help=f"(default: {shown})")
+                               help=help_text)
     return parser
 
 
@@ -123,8 +139,25 @@ class Invocation:
     init_from: Path | None
 
 
+def _say(message: str) -> None:
+    print(f"msgen.train: {message}", file=sys.stderr)
+
+
+def _resume_auto(out: str) -> tuple[Path | None, dict | None]:
+    """The newest valid checkpoint of <out>/checkpoints and its state, saying what was found."""
+    directory = Path(out) / "checkpoints"
+    path, state, skipped = newest_valid_checkpoint(directory)
+    for reason in skipped:
+        _say(f"--resume auto: skipping {reason}")
+    if path is None:
+        _say(f"--resume auto: no {'valid ' if skipped else ''}checkpoint in {directory}, starting from step 0")
+    else:
+        _say(f"--resume auto: resuming from {path} (step {state['step']})")
+    return path, state
+
+
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Invocation, argparse.Namespace]:
-    """Resolve the command line into an Invocation (errors exit through argparse, status 2)."""
+    """Resolve the command line into an Invocation (errors exit with one line, status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     special = {"preset", "resume", "init_from", "print_config"}
@@ -137,43 +170,56 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Invocation, argparse.
     try:
         resume = init_from = None
         base = train_preset(args.preset or "synthetic")
+        state = None
         if args.resume == "auto":
             if "out" not in overrides:
                 parser.error("--resume auto needs --out (the run folder to continue)")
-            resume = latest_checkpoint(Path(overrides["out"]) / "checkpoints")
+            resume, state = _resume_auto(overrides["out"])
         elif args.resume:
             resume = Path(args.resume)
+            state = _load(resume, "--resume")
         elif args.init_from:
             init_from = Path(args.init_from)
-        start = resume or init_from
-        if start is not None:
-            base = config_from_dict(load_checkpoint(start)["config"])
+            state = _load(init_from, "--init-from")
+        if state is not None:
+            try:
+                base = config_from_dict(state["config"])
+            except (ValueError, TypeError) as error:
+                raise UsageError(f"{resume or init_from} holds a configuration this msgen cannot read: {error}") from error
             if init_from is not None:
                 base = dataclasses.replace(base, out=None)
         config = with_overrides(base, overrides)
-    except (ValueError, CheckpointError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     return Invocation(config, resume, init_from), args
 
 
+def _load(path: Path, option: str) -> dict:
+    try:
+        return load_checkpoint(path)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise UsageError(f"{option}: {error}") from error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """The CLI. Returns the exit status: 0 done, 1 stopped on a non-finite loss, 2 a configuration
-    that cannot run, 130 interrupted (Ctrl-C)."""
+    """The CLI. Returns the exit status: 0 done, 1 stopped on a non-finite loss, 2 bad input or a
+    configuration that cannot run (one line ``error: ...``, no output folder left behind), 130
+    interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (both after saving a checkpoint)."""
     invocation, args = parse_args(argv)
     if args.print_config:
         print(invocation.config)
         return 0
-    from msgen.training.loop import NonFiniteLossError, SetupError, TrainingInterrupted, train
+    from msgen.training.loop import DataError, NonFiniteLossError, SetupError, TrainingInterrupted, train
 
     try:
         train(invocation.config, resume=invocation.resume, init_from=invocation.init_from)
     except NonFiniteLossError as error:
         print(f"msgen.train: stopped: {error}", file=sys.stderr)
         return 1
-    except (SetupError, UsageError) as error:
-        print(f"msgen.train: error: {error}", file=sys.stderr)
+    except (SetupError, DataError, UsageError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingInterrupted as error:
         print(f"msgen.train: {error}", file=sys.stderr)
-        return 130
+        return error.exit_code
     return 0

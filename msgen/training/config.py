@@ -18,6 +18,8 @@ plain containers for checkpoints (``torch.load(weights_only=True)`` accepts only
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, replace
@@ -28,6 +30,12 @@ from msgen.errors import UsageError
 from msgen.models.config import ModelConfig, preset as model_preset
 
 DATASETS = ("synthetic", "folder")
+
+
+def default_workers() -> int:
+    """DataLoader workers for this machine: min(4, CPUs - 1), 0 with 2 CPUs or fewer."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cpus <= 2 else min(4, cpus - 1)
 PRECISIONS = ("fp32", "bf16")
 IDENTITIES = ("market", "deepfashion")
 
@@ -77,9 +85,10 @@ class DataConfig:
         "held-out tuples scored at every evaluation during training, >= 1 (default: 32)")})
     sample_tuples: int = field(default=4, metadata={"help": (
         "held-out tuples drawn in each sample grid (its columns), >= 1 (default: 4)")})
-    workers: int = field(default=2, metadata={"help": (
-        "DataLoader worker processes decoding images and keypoints, >= 0; 0 loads in the training "
-        "process (default: 2)")})
+    workers: int = field(default_factory=default_workers, metadata={"help": (
+        "DataLoader worker processes decoding images while the model trains (0: in the training "
+        "process), >= 0; by default min(4, CPUs - 1), and 0 on a machine with 2 CPUs or fewer, where "
+        "workers compete with the training threads. Batches are pinned only when training on CUDA")})
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -117,39 +126,58 @@ class TrainConfig:
     out: output folder; None gives runs/<preset>-<timestamp>.
     """
 
-    preset: str = "synthetic"
+    preset: str = field(default="synthetic", metadata={"help": "the preset this configuration started from"})
     model: ModelConfig = field(default_factory=lambda: SYNTHETIC_MODEL)
     data: DataConfig = field(default_factory=DataConfig)
-    num_sources: tuple[int, ...] = (2,)
-    batch_size: int = 8
-    steps: int = 5000
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    compile: bool = False
-    log_every: int = 10
-    sample_every: int = 50
-    eval_every: int = 250
-    checkpoint_every: int | None = None
-    keep_last: int = 3
-    out: str | None = None
+    num_sources: tuple[int, ...] = field(default=(2,), metadata={"help": (
+        "M, the source images per tuple (>= 1); several comma-separated values (1,2,3,5) draw one M per "
+        "batch, so one model serves every M")})
+    batch_size: int = field(default=8, metadata={"help": (
+        "tuples per optimiser step on each process (torchrun multiplies it by the process count)")})
+    steps: int = field(default=5000, metadata={"help": "optimiser steps to train in all (a resumed run stops there too)"})
+    lr: float = field(default=2e-4, metadata={"help": "Adam learning rate of G and D (> 0; the paper's 2e-4)"})
+    betas: tuple[float, float] = field(default=(0.5, 0.999), metadata={"help": (
+        "Adam betas of G and D, two comma-separated numbers in [0, 1) (the paper's 0.5,0.999)")})
+    seed: int = field(default=0, metadata={"help": "seed of the weights' initialisation, the data order and the tuples"})
+    device: str = field(default="auto", metadata={"help": (
+        "where to train: 'auto' (the GPU when there is one, else the CPU), 'cpu', 'cuda' or 'cuda:N'")})
+    precision: str = field(default="fp32", metadata={"help": (
+        "'fp32', or 'bf16' (autocast to bfloat16; CUDA GPUs only)")})
+    compile: bool = field(default=False, metadata={"help": "torch.compile G and D (slower start, faster steps on a GPU)"})
+    log_every: int = field(default=10, metadata={"help": (
+        "steps between loss readings (log.jsonl, TensorBoard, the progress bar)")})
+    sample_every: int = field(default=50, metadata={"help": (
+        "steps between sample grids (samples/step-N.png); one is also drawn after step 1 and at the end")})
+    eval_every: int = field(default=250, metadata={"help": (
+        "steps between evaluations on the held-out tuples (mask-SSIM decides best.pt)")})
+    checkpoint_every: int | None = field(default=None, metadata={"help": (
+        "steps between checkpoints; none: at every evaluation. Checkpoints are also written after "
+        "step 1, every --checkpoint-seconds, on Ctrl-C/SIGTERM and at the end")})
+    checkpoint_seconds: float = field(default=60.0, metadata={"help": (
+        "seconds of training after which a checkpoint is written even when no --checkpoint-every "
+        "step came (0 turns this off), so a short run always leaves one")})
+    keep_last: int = field(default=3, metadata={"help": "step checkpoints kept besides best.pt (>= 1)"})
+    out: str | None = field(default=None, metadata={"help": (
+        "output folder (checkpoints/, samples/, tensorboard/, log.jsonl); none: runs/<preset>-<date>-<time>")})
 
     def __post_init__(self) -> None:
         if not self.num_sources or any(m < 1 for m in self.num_sources):
-            raise ValueError(f"num_sources must be one or more M >= 1, got {self.num_sources}")
+            raise ValueError(f"--num-sources must be one or more M >= 1, got {','.join(map(str, self.num_sources))}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("batch_size", "steps", "log_every", "sample_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1 or None, got {self.checkpoint_every}")
+            raise ValueError(f"--checkpoint-every must be >= 1 or none, got {self.checkpoint_every}")
+        if not self.checkpoint_seconds >= 0:
+            raise ValueError(f"--checkpoint-seconds must be >= 0 (0: off), got {self.checkpoint_seconds}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ValueError(f"--lr must be positive, got {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+            raise ValueError(f"--betas must be two numbers in [0, 1), got {self.betas}")
 
     @property
     def max_sources(self) -> int:
@@ -165,7 +193,7 @@ def _market() -> TrainConfig:
         preset="market",
         model=model_preset("market").with_ops("fast"),
         data=DataConfig(dataset="folder", root="data/market", test_fraction=0.1,
-                        eval_tuples=512, workers=4),
+                        eval_tuples=512),
         batch_size=16,
         steps=100_000,
         log_every=50,
@@ -179,7 +207,7 @@ def _deepfashion() -> TrainConfig:
         preset="deepfashion",
         model=model_preset("deepfashion").with_ops("fast"),
         data=DataConfig(dataset="folder", root="data/deepfashion", identity="deepfashion", test_fraction=0.1,
-                        eval_tuples=512, workers=4),
+                        eval_tuples=512),
         batch_size=8,
         steps=100_000,
         log_every=50,

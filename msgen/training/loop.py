@@ -12,6 +12,15 @@ sample, evaluation or checkpoint, averaged over the processes and checked: a non
 the run (``NonFiniteLossError``, naming the first bad step) before anything of that state is written.
 
 Rank 0 logs, draws samples, evaluates and writes checkpoints; the other ranks wait at a barrier.
+
+So a short run shows something at once, the first sample and the first checkpoint (``best.pt``
+too) come after step 1; after that a checkpoint is written every ``checkpoint_every`` steps (or
+evaluation) and whenever ``checkpoint_seconds`` of training passed without one. SIGINT (Ctrl-C) and
+SIGTERM stop the run after the current step with a checkpoint (``TrainingInterrupted``, exit status
+130 / 143); a second signal stops at once.
+
+Set-up errors (bad data, a checkpoint of another model, a configuration that cannot run here) raise
+``SetupError`` before any output is written; an output folder the run created is removed again.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import shutil
+import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,13 +43,16 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from msgen.checkpoint import (
+    CheckpointError,
     CheckpointManager,
     capture_rng,
     latest_checkpoint,
     load_checkpoint,
     load_module_state,
+    remove_stale_temporaries,
     restore_rng,
 )
+from msgen.errors import UsageError
 from msgen.data import collate_tuples
 from msgen.models import Discriminator, Generator, NearestNeighbourLoss, VGGWeightsNotFound
 from msgen.pose import with_pose_inputs
@@ -56,11 +71,74 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C: the message says how to continue from the last checkpoint."""
+    """Ctrl-C or SIGTERM: the message says what was saved and how to continue.
+
+    exit_code: 130 for SIGINT, 143 for SIGTERM (128 + the signal number, as a shell reports it)."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
-class SetupError(ValueError):
-    """The configuration cannot run here (e.g. bf16 without a GPU, no VGG-19 weights)."""
+class SetupError(UsageError):
+    """The run cannot start: bad data, an unusable checkpoint, a configuration that cannot run here
+    (e.g. bf16 without a GPU, no VGG-19 weights). Raised before any output is written."""
+
+
+# What a run's set-up raises for bad input: data files (missing, unreadable, malformed), checkpoints
+# and configuration values. Anything else is a bug and keeps its traceback.
+_SETUP_ERRORS = (ValueError, OSError, CheckpointError, KeyError)
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; a worker dying of it would fail the batch the
+    # training process is waiting for, before the training process could save.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class DataError(UsageError):
+    """An image or annotation that cannot be loaded, found while training (after the set-up)."""
+
+
+def _batches(loader: torch.utils.data.DataLoader):
+    """The loader's batches; a data file that fails to load becomes a DataError naming it (a
+    worker's exception arrives as the same type with its traceback: its last line is the message)."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (OSError, ValueError, KeyError) as error:
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            raise DataError(lines[-1].split(": ", 1)[-1] if len(lines) > 1 else (lines or [repr(error)])[0]) from error
+        yield batch
+
+
+class _StopSignals:
+    """While active, SIGINT and SIGTERM set ``received`` instead of raising mid-step, so the loop
+    can finish the step and save; a second signal raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self) -> "_StopSignals":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -127,15 +205,39 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, state: distributed.Distributed,
                  resume: str | Path | None = None, init_from: str | Path | None = None) -> None:
+        self.out = Path(distributed.broadcast_object(state, config.out or default_out(config)))
+        created = self._created_out = not self.out.exists()
+        try:
+            self._setup(config, state, resume, init_from)
+        except SetupError:
+            self._remove_output(created)
+            raise
+        except _SETUP_ERRORS as error:
+            self._remove_output(created)
+            text = str(error) if not isinstance(error, KeyError) else f"missing entry {error}"
+            raise SetupError(text or type(error).__name__) from error
+        except BaseException:
+            self._remove_output(created)
+            raise
+
+    def _remove_output(self, created: bool) -> None:
+        """Undo a failed set-up: the output folder goes if this run created it."""
+        if getattr(self, "monitor", None) is not None:
+            self.monitor.close()
+        if created and self.dist.is_main:
+            shutil.rmtree(self.out, ignore_errors=True)
+
+    def _setup(self, config: TrainConfig, state: distributed.Distributed,
+               resume: str | Path | None, init_from: str | Path | None) -> None:
         self.config = config
         self.dist = state
         self.device = state.device
+        self.monitor = None
         if config.precision == "bf16" and self.device.type != "cuda":
             raise SetupError(
                 f"--precision bf16 autocasts on a CUDA GPU only, and this run is on {self.device}; "
                 "use --precision fp32 (the default) on a CPU"
             )
-        self.out = Path(distributed.broadcast_object(state, config.out or default_out(config)))
         checkpoint = load_checkpoint(resume) if resume is not None else None
         self.start_step = int(checkpoint["step"]) if checkpoint else 0
         if self.start_step > config.steps:
@@ -151,8 +253,6 @@ class Trainer:
             raise SetupError(f"{error} (on the command line: --model.loss.features pixel)") from error
         for substitute in preset_substitutes(config):
             warnings.warn(f"preset {config.preset}: {substitute}", PresetSubstituteWarning, stacklevel=2)
-        # Created once the configuration is known to run, so a refused run leaves no folder behind.
-        self.monitor = RunMonitor(self.out, config.steps, self.start_step, enabled=state.is_main)
         adam = dict(lr=config.lr, betas=tuple(config.betas))
         self.optim_g = torch.optim.Adam(self.G.parameters(), **adam)
         self.optim_d = torch.optim.Adam(self.D.parameters(), **adam)
@@ -163,8 +263,13 @@ class Trainer:
         elif init_from is not None:
             self._load(load_checkpoint(init_from), init_from, full=False)
 
+        log = (lambda line: print(line, file=sys.stderr)) if state.is_main else (lambda line: None)
         self.data = build_run_data(config.data, tuple(config.model.generator.image_size),
-                                   config.max_sources, state, log=self.monitor.print)
+                                   config.max_sources, state, log=log)
+        # Every image's header, now (about 0.1 ms each): a missing or unreadable file is a set-up
+        # error naming it, before anything is written, not a crash at some later step.
+        for folder in {id(d.folder): d.folder for d in (self.data.train, self.data.held_out)}.values():
+            folder.verify_images()
         sampler = StepBatchSampler(len(self.data.train), config.batch_size, config.steps, config.num_sources,
                                    config.seed, self.start_step, state.rank, state.world_size)
         self.loader = torch.utils.data.DataLoader(
@@ -173,6 +278,7 @@ class Trainer:
             # Its own generator: creating the iterator then leaves the global torch RNG untouched,
             # so a resumed run's RNG continues exactly where the checkpoint left it.
             generator=torch.Generator().manual_seed(config.seed),
+            worker_init_fn=_ignore_sigint if config.data.workers else None,
         )
         count = min(config.data.sample_tuples, len(self.data.held_out))
         # With its pose tensors (the sample grid draws the target's heatmap), built once here.
@@ -197,10 +303,22 @@ class Trainer:
             adversarial_weight=config.model.loss.adversarial_weight, person_weight=config.model.loss.person_weight)
         self.losses = LossWindow(self.device)
         self.last_losses: dict[str, float] = {}
+        self.last_saved_step: int | None = None
+        self.last_save_time = time.monotonic()
+        # Created last, once everything above is known to work, so a refused run writes nothing.
+        if state.is_main:
+            for stale in remove_stale_temporaries(self.out / "checkpoints"):
+                print(f"msgen.train: removed {stale}, left by a save that did not finish", file=sys.stderr)
+        self.monitor = RunMonitor(self.out, config.steps, self.start_step, enabled=state.is_main)
 
     def _load(self, checkpoint: dict[str, Any], path: str | Path, full: bool) -> None:
-        load_module_state(self.G, checkpoint["generator"], "generator", path)
-        load_module_state(self.D, checkpoint["discriminator"], "discriminator", path)
+        try:
+            load_module_state(self.G, checkpoint["generator"], "generator", path)
+            load_module_state(self.D, checkpoint["discriminator"], "discriminator", path)
+        except CheckpointError as error:
+            # The model is built from the checkpoint's configuration, so only an override differs.
+            raise SetupError(f"{error}. A --model.* option that changes the model's size cannot be "
+                             "applied to a checkpoint: drop it") from error
         if not full:
             return
         self.optim_g.load_state_dict(checkpoint["optim_g"])
@@ -279,13 +397,30 @@ class Trainer:
             metric = self.metrics.get("mask_ssim") if evaluated else None
             self.checkpoints.save(step, state, metric)
         distributed.barrier(self.dist)
+        self.last_saved_step = step
+        self.last_save_time = time.monotonic()
+
+    def _time_to_save(self, done: int) -> bool:
+        """Whether checkpoint_seconds have passed since the last save (rank 0's clock decides, on
+        log steps only, so all processes agree without a sync on other steps)."""
+        c = self.config
+        if not c.checkpoint_seconds:
+            return False
+        if self.dist.enabled:
+            if done % c.log_every:
+                return False
+            return bool(distributed.broadcast_object(
+                self.dist, time.monotonic() - self.last_save_time >= c.checkpoint_seconds))
+        return time.monotonic() - self.last_save_time >= c.checkpoint_seconds
 
     def _periodic(self, done: int) -> None:
         """Samples, evaluation and checkpoints due after step ``done`` (not counted in images/s)."""
         c = self.config
-        sample = done % c.sample_every == 0 or done == c.steps
+        first = done == 1  # something to see at once
+        sample = done % c.sample_every == 0 or done == c.steps or first
         evaluate = done % c.eval_every == 0
-        save = done % (c.checkpoint_every or c.eval_every) == 0 or done == c.steps
+        save = (done % (c.checkpoint_every or c.eval_every) == 0 or done == c.steps or first
+                or self._time_to_save(done))
         if not (sample or evaluate or save):
             return
         self._read_losses(done)  # nothing is sampled or saved from a state with a non-finite loss
@@ -297,6 +432,33 @@ class Trainer:
         if save:
             self._checkpoint(done, evaluate)
         self.monitor.resume()
+
+    def _stop_signal(self, done: int, received: int | None) -> int | None:
+        """The stop signal to act on after step ``done``, or None. Alone: the one received. Under
+        torchrun every process must stop at the same step, so they agree on log steps only (one
+        all-reduce there; torchrun sends the signal to every process)."""
+        if not self.dist.enabled:
+            return received
+        if done % self.config.log_every:
+            return None
+        flag = torch.tensor([float(received or 0)], device=self.device)
+        agreed = distributed.mean_over_ranks(self.dist, flag) * self.dist.world_size  # a sum
+        if agreed.item() == 0:
+            return None
+        return received if received is not None else int(signal.SIGTERM)  # another process got one
+
+    def _stop(self, done: int, signum: int) -> None:
+        """A stop signal arrived during step ``done``: save it (unless just saved) and stop."""
+        name = signal.Signals(signum).name
+        if self.last_saved_step != done:
+            self._read_losses(done)  # never save a non-finite state
+            self.monitor.pause()
+            self._checkpoint(done, evaluated=False)
+        path = self.out / "checkpoints" / f"step-{done:08d}.pt"
+        raise TrainingInterrupted(
+            f"stopped by {name} after step {done}; saved {path}; continue with: "
+            f"python -m msgen.train --resume auto --out {self.out}",
+            exit_code=128 + int(signum))
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -323,21 +485,33 @@ class Trainer:
         if self.start_step:
             restore_rng(self._resume_rng)
         self.monitor.start()
+        done = self.start_step
         try:
-            for step, batch in enumerate(self.loader, start=self.start_step):
-                num_sources = batch["sources"].shape[1]
-                done = step + 1
-                self.losses.add(self.train_step(batch), done)
-                if done % c.log_every == 0:
-                    self._log_losses(done, num_sources)
-                # The progress bar shows the last logged means: reading every step's would sync.
-                self.monitor.step(c.batch_size * self.dist.world_size, self.last_losses)
-                self._periodic(done)
-        except KeyboardInterrupt:
+            with _StopSignals() as signals:
+                for step, batch in enumerate(_batches(self.loader), start=self.start_step):
+                    num_sources = batch["sources"].shape[1]
+                    done = step + 1
+                    self.losses.add(self.train_step(batch), done)
+                    if done % c.log_every == 0:
+                        self._log_losses(done, num_sources)
+                    # The progress bar shows the last logged means: reading every step's would sync.
+                    self.monitor.step(c.batch_size * self.dist.world_size, self.last_losses)
+                    self._periodic(done)
+                    received = self._stop_signal(done, signals.received)
+                    if received is not None:
+                        self._stop(done, received)
+        except DataError:
+            if done == 0 and self._created_out:  # nothing trained: no half-made output either
+                self._remove_output(True)
+            raise
+        except KeyboardInterrupt as error:
+            if isinstance(error, TrainingInterrupted):
+                raise
             last = latest_checkpoint(self.out / "checkpoints")
             raise TrainingInterrupted(
-                f"interrupted; continue from {last} with: python -m msgen.train --resume auto --out {self.out}"
-                if last else "interrupted before the first checkpoint"
+                f"interrupted at once (a second signal) after step {done}; continue from {last} with: "
+                f"python -m msgen.train --resume auto --out {self.out}"
+                if last else "interrupted at once (a second signal) before the first checkpoint"
             ) from None
         else:
             if self.dist.enabled:
