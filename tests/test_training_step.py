@@ -130,4 +130,7 @@ def test_paper_presets_warn_about_substitutes() -> None:
         assert "'pixel'" in text and "lambda 0.01" in text
         scaled = replace(config, model=replace(config.model, loss=replace(config.model.loss, vgg_input="torchvision")))
         assert "58x" in preset_substitutes(scaled)[0]
+        no_gan = with_overrides(config, {"model.loss.adversarial_weight": 0.0, "model.loss.person_weight": 4.0})
+        texts = preset_substitutes(no_gan)
+        assert len(texts) == 2 and "adversarial term is weighted 0.0" in texts[0] and "1 + 4.0" in texts[1]
     assert preset_substitutes(train_preset("synthetic")) == []

@@ -135,7 +135,10 @@ class TrainConfig:
     batch_size: int = field(default=8, metadata={"help": (
         "tuples per optimiser step on each process (torchrun multiplies it by the process count)")})
     steps: int = field(default=5000, metadata={"help": "optimiser steps to train in all (a resumed run stops there too)"})
-    lr: float = field(default=2e-4, metadata={"help": "Adam learning rate of G and D (> 0; the paper's 2e-4)"})
+    # 1e-3 for the small synthetic model: after 1000 steps it scored +0.005 / +0.009 mask-SSIM at
+    # M = 1 / 5 over 2e-4 (500 held-out tuples, paired; docs/RESULTS.md). The paper presets keep 2e-4.
+    lr: float = field(default=1e-3, metadata={"help": (
+        "Adam learning rate of G and D, > 0 (the market and deepfashion presets use the paper's 2e-4)")})
     betas: tuple[float, float] = field(default=(0.5, 0.999), metadata={"help": (
         "Adam betas of G and D, two comma-separated numbers in [0, 1) (the paper's 0.5,0.999)")})
     seed: int = field(default=0, metadata={"help": "seed of the weights' initialisation, the data order and the tuples"})
@@ -191,6 +194,7 @@ def _synthetic() -> TrainConfig:
 def _market() -> TrainConfig:
     return TrainConfig(
         preset="market",
+        lr=2e-4,
         model=model_preset("market").with_ops("fast"),
         data=DataConfig(dataset="folder", root="data/market", test_fraction=0.1,
                         eval_tuples=512),
@@ -205,6 +209,7 @@ def _market() -> TrainConfig:
 def _deepfashion() -> TrainConfig:
     return TrainConfig(
         preset="deepfashion",
+        lr=2e-4,
         model=model_preset("deepfashion").with_ops("fast"),
         data=DataConfig(dataset="folder", root="data/deepfashion", identity="deepfashion", test_fraction=0.1,
                         eval_tuples=512),

@@ -183,6 +183,10 @@ def preset_substitutes(config: TrainConfig) -> list[str]:
         found.append(
             f"the VGG-19 takes {loss.vgg_input!r}-scaled input: relu1_2 distances are ~58x smaller than "
             f"with the published code's Caffe-scaled input, for which lambda {loss.lambda_nn} was chosen")
+    if loss.adversarial_weight != 1:
+        found.append(f"the adversarial term is weighted {loss.adversarial_weight} instead of the paper's 1")
+    if loss.person_weight != 0:
+        found.append(f"the reconstruction term weighs the target's parts 1 + {loss.person_weight} (the paper: unweighted)")
     return found
 
 
@@ -475,6 +479,8 @@ class Trainer:
             f"  data: {self.data.description}",
             f"  M per batch: {', '.join(map(str, c.num_sources))}; batch {c.batch_size} per process; "
             f"Adam lr {c.lr} betas {tuple(c.betas)}; lambda {c.model.loss.lambda_nn}",
+            *([f"  NOTE: no adversarial term (--model.loss.adversarial-weight 0): D is neither run nor trained"]
+              if c.model.loss.adversarial_weight == 0 else []),
             f"  steps {self.start_step} -> {c.steps}; outputs in {self.out}",
         ):
             self.monitor.print(line)
