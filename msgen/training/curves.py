@@ -104,7 +104,7 @@ def draw_panel(title: str, lines: dict[str, tuple[np.ndarray, np.ndarray]]) -> I
             draw.line(points, fill=colour, width=2)
         for px, py in points if len(points) <= 40 else points[-1:]:
             draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=colour)
-        draw.text((box[0] + 6, box[1] + 4 + 12 * i), name, fill=colour, font=font)
+        draw.text((box[2] - 64, box[1] + 4 + 12 * i), name, fill=colour, font=font)
     return image
 
 
