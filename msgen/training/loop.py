@@ -17,7 +17,7 @@ So a short run shows something at once, the first sample and the first checkpoin
 too) come after step 1; after that a checkpoint is written every ``checkpoint_every`` steps (or
 evaluation) and whenever ``checkpoint_seconds`` of training passed without one. SIGINT (Ctrl-C) and
 SIGTERM stop the run after the current step with a checkpoint (``TrainingInterrupted``, exit status
-130 / 143); a second signal stops at once.
+130 / 143; under torchrun SIGTERM, which torchrun passes on); a second signal stops at once.
 
 Set-up errors (bad data, a checkpoint of another model, a configuration that cannot run here) raise
 ``SetupError`` before any output is written; an output folder the run created is removed again.
