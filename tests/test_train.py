@@ -104,8 +104,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp
 
     monkeypatch.setattr(step_module, "discriminator_loss", nan_at_step_3)
     out = tmp_path / "nan"
+    # The adversarial term on, so that D (and the patched loss) runs: the synthetic preset trains without it.
     status = main(tiny_args(tiny_data, out, "--steps", "6", "--log-every", "1", "--sample-every", "100",
-                            "--eval-every", "100", "--checkpoint-every", "2"))
+                            "--eval-every", "100", "--checkpoint-every", "2", "--model.loss.adversarial-weight", "1"))
     assert status == 1
     err = capsys.readouterr().err
     assert "non-finite loss at step 3: loss_d = nan" in err
