@@ -164,12 +164,7 @@ class MultiSourceGenerator:
         Raises FileNotFoundError for a missing file and msgen.checkpoint.CheckpointError for a file
         of another format version or a generator of another size than its configuration.
         """
-        if Path(path).suffix == ".safetensors":  # an exported generator (msgen.weights)
-            from msgen.weights import load_generator_weights
-
-            generator, config = load_generator_weights(path, map_location=device)
-        else:
-            generator, config = load_generator(path, map_location=device)
+        generator, config = load_generator(path, map_location=device)
         if ops is not None:
             set_ops_impl(generator, ops)
         return cls(generator, device, config)

@@ -6,7 +6,8 @@ A training checkpoint holds G, D, both optimisers and the RNG state (a few times
 exported file holds G's tensors only, with the run's TrainConfig (``config_to_dict``, as JSON) and
 the step in the safetensors metadata, so ``load_generator_weights`` rebuilds the same generator.
 safetensors stores raw tensors and a JSON header: loading it runs no pickle code.
-``msgen.api.MultiSourceGenerator.from_checkpoint`` takes either kind of file.
+``msgen.checkpoint.load_generator`` (and so ``MultiSourceGenerator.from_checkpoint``) takes either
+kind of file.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from msgen.checkpoint import CheckpointError, build_generator, load_checkpoint
 from msgen.errors import UsageError
 
 FORMAT = "msgen-generator-1"
@@ -31,8 +33,6 @@ SUFFIX = ".safetensors"
 
 def export_generator(checkpoint: str | Path, out: str | Path) -> Path:
     """Write the generator of a training checkpoint to ``out`` (.safetensors); returns the path."""
-    from msgen.checkpoint import load_checkpoint
-
     state = load_checkpoint(checkpoint, map_location="cpu")
     tensors = {name: t.detach().contiguous() for name, t in state["generator"].items()}
     metadata = {"format": FORMAT, "config": json.dumps(state["config"]), "step": str(state["step"])}
@@ -69,13 +69,8 @@ def read_config(path: str | Path) -> Any:
 
 def load_generator_weights(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
     """The generator of an exported file, in eval mode, and its TrainConfig (as ``load_generator``)."""
-    from msgen.checkpoint import load_module_state
-    from msgen.models import Generator
-
     config = read_config(path)
-    generator = Generator(config.model.generator)
-    load_module_state(generator, load_file(str(path)), "generator", path)
-    return generator.to(map_location).eval(), config
+    return build_generator(config, load_file(str(path)), path, map_location), config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,8 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (.pt)")
     export.add_argument("--out", type=Path, required=True, help=f"the file to write ({SUFFIX})")
     args = parser.parse_args(argv)
-    from msgen.checkpoint import CheckpointError
-
     try:
         if args.out.suffix != SUFFIX:
             raise UsageError(f"--out must end in {SUFFIX}, got {args.out}")

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from msgen import weights
-from msgen.checkpoint import FORMAT_VERSION, atomic_save
+from msgen.checkpoint import FORMAT_VERSION, atomic_save, load_generator
 from msgen.models import Generator
 from msgen.training.config import config_to_dict, train_preset, with_overrides
 
@@ -36,8 +36,10 @@ def test_export_then_load_gives_the_same_generator(checkpoint, tmp_path: Path) -
     args = (torch.rand(2, 3, 3, H, W, generator=g) * 2 - 1, torch.rand(2, 3, 18, H, W, generator=g),
             torch.rand(2, 18, H, W, generator=g), torch.eye(2, 3).expand(2, 3, 10, 2, 3).clone(),
             torch.rand(2, 3, 10, H, W, generator=g))
+    via_checkpoint_loader, _ = load_generator(tmp_path / "g.safetensors")  # what the API and CLIs call
     with torch.no_grad():
         torch.testing.assert_close(loaded(*args).image, G(*args).image, rtol=0, atol=0)
+        torch.testing.assert_close(via_checkpoint_loader(*args).image, G(*args).image, rtol=0, atol=0)
     # The exported file holds G alone: smaller than the checkpoint it came from.
     assert (tmp_path / "g.safetensors").stat().st_size < path.stat().st_size
 
