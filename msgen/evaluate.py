@@ -52,7 +52,7 @@ from msgen.metrics import (
     paired_difference,
 )
 from msgen.training.config import DataConfig, IDENTITIES
-from msgen.training.data import dataset_dir, identity_function
+from msgen.training.data import dataset_dir, ensure_synthetic, identity_function
 from msgen.training.evaluation import (
     IS_SPLITS,
     PAIRWISE,
@@ -240,6 +240,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
             raise UsageError(f"--data {args.data}: no such folder; expected a dataset folder holding images/, "
                              f"annotation.csv and split.json")
         data = DataConfig(**{**data.__dict__, "root": str(args.data), "dataset": "folder"})
+    if data.root is None and image_size is not None:
+        # The checkpoint trained on the synthetic set: made from its seed if absent, as training does.
+        ensure_synthetic(data, image_size, log)
     try:
         root = dataset_dir(data, image_size or (0, 0))
     except UsageError as error:

@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 
 from msgen import evaluate
-from msgen.training.data import ensure_synthetic
-from msgen.weights import read_config
 
 MODEL = Path(__file__).resolve().parents[1] / "docs" / "models" / "synthetic-full.safetensors"
 TUPLES = 200
@@ -30,10 +28,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cache = tmp_path_factory.mktemp("cache")
     out = tmp_path_factory.mktemp("eval")
     mp = pytest.MonkeyPatch()
-    mp.setenv("MSGEN_CACHE", str(cache))
+    mp.setenv("MSGEN_CACHE", str(cache))  # evaluate regenerates the synthetic set from its seed (about 20 s)
     try:
-        config = read_config(MODEL)
-        ensure_synthetic(config.data, tuple(config.model.generator.image_size))  # from its seed, about 20 s
         status = evaluate.main(["--checkpoint", str(MODEL), "--sources", "1", "5", "--max-tuples", str(TUPLES),
                                 "--out", str(out), "--no-progress"])
     finally:
