@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msgen.metrics import paired_difference
+from msgen.metrics import bootstrap_interval, paired_difference
 
 VARIANTS = ("avg-nod", "avg", "att2d", "full")
 PAIRS = (("full", "avg"), ("full", "att2d"), ("att2d", "avg"), ("avg", "avg-nod"))
@@ -36,8 +36,6 @@ def load(out: Path) -> dict[str, dict]:
 
 
 def cell(values: list[float]) -> str:
-    from msgen.metrics import bootstrap_interval
-
     low, high = bootstrap_interval(np.asarray(values))
     return f"{np.mean(values):.3f} [{low:.3f}, {high:.3f}]"
 
@@ -66,7 +64,7 @@ def main() -> None:
             print(f"| {method} | " + " | ".join(cell(scores[m][key] if m in scores else scores[next(iter(scores))][key])
                                                for m in ms) + " |")
     top, low = ms[-1], ms[0]
-    print(f"\nPaired differences of mask-SSIM, mean [95% paired bootstrap interval]\n")
+    print("\nPaired differences of mask-SSIM, mean [95% paired bootstrap interval]\n")
     print(f"| variant | M = {top} minus M = {low} | model minus warp baseline at M = {top} |")
     print("|---|---|---|")
     for variant, report in reports.items():

@@ -30,14 +30,14 @@ from msgen.errors import UsageError
 from msgen.models.config import ModelConfig, preset as model_preset
 
 DATASETS = ("synthetic", "folder")
+PRECISIONS = ("fp32", "bf16")
+IDENTITIES = ("market", "deepfashion")
 
 
 def default_workers() -> int:
     """DataLoader workers for this machine: min(4, CPUs - 1), 0 with 2 CPUs or fewer."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if cpus <= 2 else min(4, cpus - 1)
-PRECISIONS = ("fp32", "bf16")
-IDENTITIES = ("market", "deepfashion")
 
 
 # The models' "synthetic-small" (width 0.125, pixel-space NN loss) at 64x32 with 5 levels: a
