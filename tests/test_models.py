@@ -29,6 +29,12 @@ from msgen.ops import AttentionFusion, backends
 
 TINY = GeneratorConfig(image_size=(32, 16), levels=4, width=1 / 16)
 TINY_D = DiscriminatorConfig(width=1 / 16)
+# Every fusion the decoder can build: the four variants, and the two attention variants fed the
+# coarser level's saliency (the published code's variant).
+FUSIONS = [replace(TINY, variant=v) for v in VARIANTS] + [
+    replace(TINY, variant=v, coarse_attention=True) for v in ("full", "att2d")
+]
+FUSION_IDS = list(VARIANTS) + ["full-coarse", "att2d-coarse"]
 
 
 def random_affines(
@@ -103,9 +109,9 @@ def test_one_model_serves_every_number_of_sources() -> None:
     assert not torch.allclose(images[0], images[2])
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_output_does_not_depend_on_source_order(variant: str) -> None:
-    G = build(replace(TINY, variant=variant), dtype=torch.float64)
+@pytest.mark.parametrize("config", FUSIONS, ids=FUSION_IDS)
+def test_output_does_not_depend_on_source_order(config: GeneratorConfig) -> None:
+    G = build(config, dtype=torch.float64)
     batch = make_batch(B=2, M=4, seed=3, dtype=torch.float64)
     permutation = torch.tensor([2, 0, 3, 1])
     out = G.forward_batch(batch)
@@ -116,9 +122,9 @@ def test_output_does_not_depend_on_source_order(variant: str) -> None:
     )
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_padded_batch_gives_each_sample_its_own_result(variant: str) -> None:
-    G = build(replace(TINY, variant=variant), dtype=torch.float64)
+@pytest.mark.parametrize("config", FUSIONS, ids=FUSION_IDS)
+def test_padded_batch_gives_each_sample_its_own_result(config: GeneratorConfig) -> None:
+    G = build(config, dtype=torch.float64)
     first = make_batch(B=1, M=3, seed=5, dtype=torch.float64)
     second = make_batch(B=1, M=1, seed=6, dtype=torch.float64)
     padded = {}
@@ -155,11 +161,11 @@ def assert_gradients_everywhere(module: torch.nn.Module) -> None:
         assert parameter.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_gradients_reach_every_parameter(variant: str) -> None:
+@pytest.mark.parametrize("config", FUSIONS, ids=FUSION_IDS)
+def test_gradients_reach_every_parameter(config: GeneratorConfig) -> None:
     # Width 1/4: with TINY's 3 hidden units of the channel gate, all of them can be dead ReLUs,
     # and then f is the same for every source and cancels in Eq. 4 (an exact zero gradient).
-    G = build(replace(TINY, variant=variant, width=1 / 4))
+    G = build(replace(config, width=1 / 4))
     torch.manual_seed(1)
     D = Discriminator(TINY_D)
     with pytest.warns(UserWarning, match="pixels"):
@@ -240,6 +246,53 @@ def test_att2d_attention_is_spatial_only() -> None:
     att = g / g.sum(dim=1, keepdim=True)
     torch.testing.assert_close(saliency, att)
     torch.testing.assert_close(out[:, Cd:], (att[:, :, None] * skips[0]).sum(dim=1))
+
+
+def test_coarse_attention_feeds_each_level_the_coarser_share() -> None:
+    # Level r's skips gain one channel: M_valid times level r + 1's saliency, upsampled x2 (all
+    # ones at the deepest fused level). Captured at the fusions' inputs, compared with their outputs.
+    config = replace(TINY, coarse_attention=True)
+    G = build(config, dtype=torch.float64)
+    batch = make_batch(B=2, M=3, seed=13, dtype=torch.float64)
+    batch["valid"][1, 2] = False
+    seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for r, fusion in enumerate(G.decoder.fusion):
+        assert fusion.xi_channels == config.skip_channels[r] + 1
+        def capture(module, args, output, r=r):
+            seen[r] = (args[1][:, :, -1], output[1])  # the share channel, the saliency
+        fusion.register_forward_hook(capture)
+    out = G.forward_batch(batch)
+    deepest = len(G.decoder.fusion) - 1
+    valid = batch["valid"][:, :, None, None].to(torch.float64)
+    torch.testing.assert_close(seen[deepest][0], valid.expand_as(seen[deepest][0]))
+    count = batch["valid"].sum(dim=1).to(torch.float64)[:, None, None, None]
+    for r in range(deepest):
+        coarser = seen[r + 1][1].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+        torch.testing.assert_close(seen[r][0], coarser * count)
+    torch.testing.assert_close(out.saliency, seen[0][1])
+    # The finest level's gates can follow the coarser choice: weight only the share channel.
+    with torch.no_grad():
+        gate = G.decoder.fusion[0].gate
+        gate.weight.zero_()
+        gate.weight[0, -1] = 40.0
+        gate.bias.fill_(-40.0)
+        for fc in (G.decoder.fusion[0].fc1, G.decoder.fusion[0].fc2):
+            fc.weight.zero_()
+    followed = G.forward_batch(batch).saliency
+    coarser = seen[1][1].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    clear = (coarser.topk(2, dim=1).values.diff(dim=1).abs() > 0.05)[:, 0]
+    assert clear.any()
+    chosen, expected = followed.argmax(dim=1), coarser.argmax(dim=1)
+    assert (chosen[clear] == expected[clear]).all()
+
+
+def test_coarse_attention_changes_nothing_for_the_averaging_variants() -> None:
+    batch = make_batch(B=2, M=3, seed=14, dtype=torch.float64)
+    for variant in ("avg", "avg-nod"):
+        plain = build(replace(TINY, variant=variant), dtype=torch.float64)
+        fed = build(replace(TINY, variant=variant, coarse_attention=True), dtype=torch.float64)
+        fed.load_state_dict(plain.state_dict())  # the same parameters, strictly
+        torch.testing.assert_close(fed.forward_batch(batch).image, plain.forward_batch(batch).image)
 
 
 def test_saliency_of_averaging_variants_is_uniform_over_valid_sources() -> None:

@@ -59,8 +59,9 @@ def assert_same_state(a: dict, b: dict) -> None:
 @pytest.mark.slow
 def test_smoke_run_then_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     # Several M per batch, so the resumed run must also draw the same M at the same steps.
+    # A decaying lr too: the schedule is a function of the step, so the resumed run follows it.
     common = ["--steps", "4", "--num-sources", "1,2", "--log-every", "1", "--sample-every", "2",
-              "--eval-every", "2", "--keep-last", "3"]
+              "--eval-every", "2", "--keep-last", "3", "--lr", "1e-3", "--lr-decay", "0.5"]
     full = tmp_path / "full"
     assert main(tiny_args(tiny_data, full, *common)) == 0
     # Step 1 gives the first sample and checkpoint, so a short run always shows and keeps something.
@@ -90,6 +91,9 @@ def test_smoke_run_then_resume_matches_an_uninterrupted_run(tiny_data, tmp_path)
         for r, s in zip(train[2:], records(resumed, "train"))
     ]
     assert end_resumed["config"] == end_full["config"] | {"out": str(resumed)}
+    # Steps 3 and 4 decayed: 2/2 then 1/2 of the lr; the checkpoint holds the last step's.
+    for key in ("optim_g", "optim_d"):
+        assert [g["lr"] for g in end_full[key]["param_groups"]] == [5e-4]
 
 
 @pytest.mark.slow

@@ -65,6 +65,20 @@ def test_bad_command_lines_exit_with_status_2_and_a_message(argv, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def test_lr_decay_falls_linearly_over_the_end_of_the_run():
+    from msgen.training.loop import learning_rate
+
+    constant = TrainConfig(steps=8, lr=0.4)
+    assert [learning_rate(constant, s) for s in range(8)] == [0.4] * 8
+    decayed = TrainConfig(steps=8, lr=0.4, lr_decay=0.5)
+    assert [learning_rate(decayed, s) for s in range(8)] == pytest.approx(
+        [0.4, 0.4, 0.4, 0.4, 0.4, 0.3, 0.2, 0.1])
+    whole = TrainConfig(steps=4, lr=0.4, lr_decay=1.0)
+    assert [learning_rate(whole, s) for s in range(4)] == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match="--lr-decay"):
+        TrainConfig(lr_decay=1.5)
+
+
 def test_resume_auto_without_a_checkpoint_starts_afresh(tmp_path):
     invocation, _ = parse_args(["--resume", "auto", "--out", str(tmp_path / "new"), "--steps", "3"])
     assert invocation.resume is None and invocation.config.steps == 3
@@ -82,6 +96,7 @@ def test_paper_settings_in_the_real_data_presets():
         c = train_preset(name)
         assert (c.lr, c.betas, c.model.loss.lambda_nn, c.num_sources) == (2e-4, (0.5, 0.999), 0.01, (2,))
         assert c.model.loss.features == "vgg19"
+        assert c.lr_decay == 0 and not c.model.generator.coarse_attention
     assert train_preset("market").model.generator.image_size == (128, 64)
     assert train_preset("deepfashion").model.generator.image_size == (256, 256)
     assert train_preset("deepfashion").model.loss.neighbourhood == 5

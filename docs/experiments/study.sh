@@ -5,8 +5,8 @@
 # and constant-image rows, 95% bootstrap intervals and paired differences, and the variants
 # compared pair by pair (msgen.evaluate compare).
 #
-#   bash docs/experiments/study.sh                      # everything, CPU sized (about 15 min per variant
-#                                                       # on one quiet core of CI's 2-core machine)
+#   bash docs/experiments/study.sh                      # everything, CPU sized (3000 steps: 7 to 12 min
+#                                                       # per variant on one core of CI's 2-core machine)
 #   VARIANTS="full avg" bash docs/experiments/study.sh  # some variants (run two shells to use 2 cores)
 #   MINUTES=20 bash docs/experiments/study.sh           # stop each training after 20 minutes (it saves
 #                                                       # on SIGTERM); the next call continues it

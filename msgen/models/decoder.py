@@ -6,6 +6,12 @@ Levels are numbered as in the encoder: 0 is the finest (stride 1), R = levels - 
 - psi_r = IN(conv3x3(upsample2x(ReLU(phi_{r+1}))))   with Cd_r channels
 - phi_r = fusion_r(psi_r, xi_r) = concat(psi_r, F_r)                              (Eq. 2-5)
 - image = tanh(conv3x3(ReLU(phi_0)))
+With ``coarse_attention`` (the published code's variant) every source's skip xi_r^i gains one
+channel before the fusion: its share of the coarser level's attention, M_valid times the channel
+mean of Att_{r+1}^i upsampled x2 (1 everywhere at the deepest fused level, whose coarser level is
+the plain mean of Eq. 1). The gates g and f of level r then see which source the level below
+preferred there: deep levels see the whole pose and can tell a matching view, the finest level's
+3x3 receptive field cannot (docs/RESULTS.md).
 Channels: Cd_r is the encoder's per-stream filter count of level r (the decoder mirrors the
 encoder, as a U-Net does) and Ce_r = 2 c_r, so phi_r has c_r + 2 c_r channels.
 
@@ -131,9 +137,13 @@ class AttentionDecoder(nn.Module):
         super().__init__()
         Cd, Ce = config.decoder_filters, config.skip_channels
         R = config.levels - 1
-        phi_channels = [Cd[r] + Ce[r] for r in range(R)] + [Ce[R]]
+        # The averaging variants have no attention to pass down.
+        self.coarse_attention = config.coarse_attention and config.variant in ("full", "att2d")
+        extra = 1 if self.coarse_attention else 0
+        fused = [Ce[r] + extra for r in range(R)]
+        phi_channels = [Cd[r] + fused[r] for r in range(R)] + [Ce[R]]
         self.up = nn.ModuleList([_up_block(phi_channels[r + 1], Cd[r]) for r in range(R)])
-        self.fusion = nn.ModuleList([_fusion(config, Cd[r], Ce[r], fusion_impl) for r in range(R)])
+        self.fusion = nn.ModuleList([_fusion(config, Cd[r], fused[r], fusion_impl) for r in range(R)])
         self.to_image = nn.Sequential(
             nn.ReLU(),
             nn.Conv2d(phi_channels[0], config.image_channels, kernel_size=3, padding=1),
@@ -145,8 +155,26 @@ class AttentionDecoder(nn.Module):
         saliency = None
         for r in reversed(range(len(self.up))):
             psi = self.up[r](phi)
-            if r == 0:
-                phi, saliency = self.fusion[r](psi, skips[r], valid, return_saliency=True)
+            xi = skips[r]
+            if self.coarse_attention:
+                xi = torch.cat([xi, _coarse_share(saliency, xi, valid)], dim=2)
+            if r == 0 or self.coarse_attention:
+                phi, saliency = self.fusion[r](psi, xi, valid, return_saliency=True)
             else:
-                phi = self.fusion[r](psi, skips[r], valid)
+                phi = self.fusion[r](psi, xi, valid)
         return self.to_image(phi), saliency
+
+
+def _coarse_share(saliency: Tensor | None, xi: Tensor, valid: Tensor | None) -> Tensor:
+    """Each source's share of the coarser level's attention at xi's resolution: (B, M, 1, H, W).
+
+    saliency (B, M, H / 2, W / 2) times M_valid, nearest-upsampled x2 (the decoder's own upsampling);
+    None (the deepest fused level, below which Eq. 1 averages) gives 1 for every valid source.
+    Padded sources get 0, which the fusion ignores anyway."""
+    B, M, _, H, W = xi.shape
+    if saliency is None:
+        share = uniform_saliency(xi, valid)
+    else:
+        share = nn.functional.interpolate(saliency, size=(H, W), mode="nearest")
+    count = M if valid is None else valid.sum(dim=1).to(xi.dtype)[:, None, None, None]
+    return (share * count)[:, :, None]

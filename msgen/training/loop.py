@@ -195,6 +195,16 @@ def preset_substitutes(config: TrainConfig) -> list[str]:
     return found
 
 
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Adam's lr at 0-based step: config.lr until the last ``lr_decay * steps`` steps, then
+    falling linearly, lr * (steps - step) / n over those n steps (never 0: the last step uses lr / n)."""
+    n = round(config.lr_decay * config.steps)
+    remaining = config.steps - step
+    if n == 0 or remaining > n:
+        return config.lr
+    return config.lr * remaining / n
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -348,6 +358,14 @@ class Trainer:
         returns the (4,) losses of LOSS_NAMES, detached, on the device, without a host sync."""
         return self.step_fn(batch)
 
+    def _set_lr(self, step: int) -> None:
+        """The learning rate of step (0-based): config.lr, falling linearly over the last
+        ``lr_decay`` of the run to lr / n at its last step (n: the decay's length in steps)."""
+        lr = learning_rate(self.config, step)
+        for optimiser in (self.optim_g, self.optim_d):
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+
     def _read_losses(self, step: int) -> dict[str, float]:
         """The window's mean losses (averaged over the processes): the step's one host sync, on
         log steps and before periodic work. Raises NonFiniteLossError for a non-finite loss."""
@@ -483,7 +501,7 @@ class Trainer:
             *(f"  WARNING: preset {c.preset}: {text}" for text in preset_substitutes(c)),
             f"  data: {self.data.description}",
             f"  M per batch: {', '.join(map(str, c.num_sources))}; batch {c.batch_size} per process; "
-            f"Adam lr {c.lr} betas {tuple(c.betas)}; lambda {c.model.loss.lambda_nn}",
+            f"Adam lr {c.lr}{f' (linear decay over the last {c.lr_decay:g})' if c.lr_decay else ''} betas {tuple(c.betas)}; lambda {c.model.loss.lambda_nn}",
             *([f"  NOTE: no adversarial term (--model.loss.adversarial-weight 0): D is neither run nor trained"]
               if c.model.loss.adversarial_weight == 0 else []),
             f"  steps {self.start_step} -> {c.steps}; outputs in {self.out}",
@@ -503,6 +521,7 @@ class Trainer:
                 for step, batch in enumerate(_batches(self.loader), start=self.start_step):
                     num_sources = batch["sources"].shape[1]
                     done = step + 1
+                    self._set_lr(step)
                     self.losses.add(self.train_step(batch), done)
                     if done % c.log_every == 0:
                         self._log_losses(done, num_sources)
