@@ -71,7 +71,7 @@ class DataConfig:
     identity: str = field(default="market", metadata={"help": (
         "file name -> person: 'market' (the name before the first _, junk -1*/0000* dropped) or "
         "'deepfashion' (id + item, the name before the last _) (default: market)")})
-    # 500 identities (3000 images, seconds to generate): with 64, the default run's held-out
+    # 500 identities (seconds to generate): with 64, the default run's held-out
     # mask-SSIM fell from 0.56 to 0.50 over 5000 steps as it memorised 57 people; with 500 it rose
     # to 0.60 and held (CPU, 2026-11-24). 24 images per person (12000 images) instead of 6: with 6,
     # training's loss kept falling after 4000 steps while held-out scores stalled and the plain
