@@ -86,11 +86,12 @@ def main() -> None:
             batch = collate_tuples(items)
             maps = {0: model.generate_batch(batch).saliency}  # (B, M, H, W)
             maps.update({r: F.interpolate(s, size=model.image_size) for r, s in levels.items() if r})
+            masks = [person_mask(kp.numpy(), model.image_size) > 0 for kp in batch["target_kp"]]
             for level, saliency in maps.items():
                 saliency = saliency.cpu().numpy()
                 for b, i in enumerate(range(start, start + len(items))):
                     sources, target = tuples[i]
-                    mask = person_mask(batch["target_kp"][b].numpy(), model.image_size) > 0
+                    mask = masks[b]
                     per_tuple: dict[int, list[float]] = {}
                     for m, name in enumerate(sources[: args.sources]):
                         per_tuple.setdefault(view_steps(name, target), []).append(float(saliency[b, m][mask].mean()))

@@ -75,8 +75,10 @@ class DataConfig:
     # mask-SSIM fell from 0.56 to 0.50 over 5000 steps as it memorised 57 people; with 500 it rose
     # to 0.60 and held (CPU, 2026-11-24). 24 images per person (12000 images) instead of 6: with 6,
     # training's loss kept falling after 4000 steps while held-out scores stalled and the plain
-    # SSIM fell (the model memorised backgrounds); with 24 the same persons held out scored +0.0055
-    # [+0.0041, +0.0070] mask-SSIM at M = 5 after 3000 steps (paired, docs/RESULTS.md, 2026-12-03).
+    # SSIM fell (the model memorised backgrounds); with 24, the same persons held out, 3000 steps:
+    # +0.0055 [+0.0041, +0.0070] mask-SSIM at M = 5 with a constant lr; with the preset's lr decay
+    # -0.0002 [-0.0014, +0.0010] at M = 5 but +0.013 to +0.017 SSIM_256 at every M (paired,
+    # docs/RESULTS.md, 2026-12-03).
     identities: int = field(default=500, metadata={"help": "persons of the synthetic set, >= 1 (default: 500)"})
     images_per_identity: int = field(default=24, metadata={"help": (
         "images per synthetic person, >= 1 (default: 24)")})
@@ -143,9 +145,10 @@ class TrainConfig:
     lr: float = field(default=1e-3, metadata={"help": (
         "Adam learning rate of G and D, > 0 (the market and deepfashion presets use the paper's 2e-4)")})
     lr_decay: float = field(default=0.0, metadata={"help": (
-        "fraction of the run, at its end, over which the learning rate falls linearly to 0 (0: constant "
-        "lr, the paper's; 0.5: constant for the first half, as pix2pix). It follows --steps, so a run "
-        "resumed with more steps rises back to the lr the new schedule gives")})
+        "fraction of the run, at its end, over which the learning rate falls linearly towards 0 (to lr / n "
+        "at the last of its n steps; 0: constant lr, the paper's; 0.5: constant for the first half, as "
+        "pix2pix). It follows --steps, so a run resumed with more steps rises back to the lr the new "
+        "schedule gives")})
     betas: tuple[float, float] = field(default=(0.5, 0.999), metadata={"help": (
         "Adam betas of G and D, two comma-separated numbers in [0, 1) (the paper's 0.5,0.999)")})
     seed: int = field(default=0, metadata={"help": "seed of the weights' initialisation, the data order and the tuples"})

@@ -359,8 +359,7 @@ class Trainer:
         return self.step_fn(batch)
 
     def _set_lr(self, step: int) -> None:
-        """The learning rate of step (0-based): config.lr, falling linearly over the last
-        ``lr_decay`` of the run to lr / n at its last step (n: the decay's length in steps)."""
+        """Give both optimisers ``learning_rate(config, step)`` for step (0-based)."""
         lr = learning_rate(self.config, step)
         for optimiser in (self.optim_g, self.optim_d):
             for group in optimiser.param_groups:
@@ -491,6 +490,7 @@ class Trainer:
 
     def _banner(self) -> None:
         c, g = self.config, self.config.model.generator
+        decay = f" (linear decay over the last {c.lr_decay:g})" if c.lr_decay else ""
         world = self.dist.world_size
         for line in (
             f"msgen.train: preset {c.preset}; {world} process(es) on {self.device}; precision {c.precision}; "
@@ -501,7 +501,7 @@ class Trainer:
             *(f"  WARNING: preset {c.preset}: {text}" for text in preset_substitutes(c)),
             f"  data: {self.data.description}",
             f"  M per batch: {', '.join(map(str, c.num_sources))}; batch {c.batch_size} per process; "
-            f"Adam lr {c.lr}{f' (linear decay over the last {c.lr_decay:g})' if c.lr_decay else ''} betas {tuple(c.betas)}; lambda {c.model.loss.lambda_nn}",
+            f"Adam lr {c.lr}{decay} betas {tuple(c.betas)}; lambda {c.model.loss.lambda_nn}",
             *([f"  NOTE: no adversarial term (--model.loss.adversarial-weight 0): D is neither run nor trained"]
               if c.model.loss.adversarial_weight == 0 else []),
             f"  steps {self.start_step} -> {c.steps}; outputs in {self.out}",
