@@ -14,6 +14,9 @@ from msgen.data.synthetic import (
     SUPERSAMPLE,
     generate_synthetic,
     identity_appearance,
+    logo_area,
+    logo_contrast,
+    logo_layer,
     render_person,
     render_sample,
     sample_pose,
@@ -113,6 +116,39 @@ def test_front_and_back_look_different(identity):
     assert exactly(front_person, logo) >= 6 and exactly(back_person, logo) == 0
     assert np.abs(_torso_patch(back, kp_back).mean(0) - shirt_back).max() < 40
     assert np.abs(_torso_patch(front, kp_front).mean(0) - _torso_patch(back, kp_back).mean(0)).sum() > 60
+
+
+def test_logo_layer_is_the_logo_and_only_the_logo():
+    seen = unseen = 0
+    for index in range(12):
+        name, image, _ = render_sample(5, 3, index, SIZE)
+        plain, logo = logo_layer(5, 3, index, SIZE)
+        # plain + logo is the image without its sensor noise (at most 6 grey levels of std).
+        assert np.abs(image - (plain + logo)).mean() < 6
+        covered = np.abs(logo).sum(-1) > 0
+        if "front" in name:
+            # The logo's pixels move towards its colour from the shirt's, the rest do not change.
+            seen += 1
+            assert covered.sum() >= 6
+            direction = np.array(identity_appearance(5, 3).logo_colour, float) - identity_appearance(5, 3).shirt_front
+            assert (logo[covered] @ direction > 0).mean() > 0.9
+        if "back" in name:  # turned more than 112.5 degrees from the camera
+            unseen += 1
+            assert not covered.any()  # the logo exists on the shirt's front only
+    assert seen and unseen
+
+
+def test_logo_contrast_reads_how_much_of_the_logo_is_drawn():
+    plain, logo = next(layer for index in range(24) if logo_area((layer := logo_layer(5, 3, index, SIZE))[1]) >= 6)
+    assert logo_contrast(plain + logo, plain, logo) == pytest.approx(1.0)
+    assert logo_contrast(plain, plain, logo) == pytest.approx(0.0, abs=1e-9)
+    # Half the logo on a shirt drawn 20 levels too light, plus noise: still a half.
+    noise = np.random.default_rng(0).normal(0, 3, plain.shape)
+    assert logo_contrast(plain + 0.5 * logo + 20 + noise, plain, logo) == pytest.approx(0.5, abs=0.05)
+    # A logo drawn one pixel too far to the right counts less than one in place.
+    assert logo_contrast(plain + np.roll(logo, 1, axis=1), plain, logo) < 0.9
+    with pytest.raises(ValueError, match="not seen"):
+        logo_contrast(plain, plain, np.zeros_like(logo))
 
 
 def test_render_sample_names_its_view():

@@ -23,7 +23,7 @@ def test_no_arguments_is_the_synthetic_preset():
     invocation, _ = parse_args([])
     assert invocation.config == train_preset("synthetic")
     assert invocation.resume is None and invocation.init_from is None
-    assert invocation.config.model.loss.features == "pixel"  # no VGG weights ship with msgen
+    assert invocation.config.model.loss.features == "l1"  # no VGG weights ship with msgen
 
 
 def test_every_field_is_overridable_from_the_command_line():

@@ -483,6 +483,56 @@ def render_sample(seed: int, identity: int, index: int, size: tuple[int, int]) -
     return f"{identity:04d}_{view_name(pose.yaw)}_{index:03d}.png", image, keypoints
 
 
+def logo_layer(seed: int, identity: int, index: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """What the logo adds to image ``index`` of ``identity``, to measure whether a model draws it.
+
+    Renders the image twice without its sensor noise: as generated, and with the logo painted in
+    the shirt's front colour (the same shading, so it vanishes). Returns (plain, logo): the image
+    without the logo (H, W, 3) float32 in 0..255, and the logo's contribution (H, W, 3) float32,
+    zero wherever the logo is not seen (another view, a limb in front of it), partial on its
+    anti-aliased edge. plain + logo is the noiseless image.
+    """
+    rng = _image_rng(seed, identity, index)
+    pose = sample_pose(rng)
+    background = sample_background(rng, size)
+    appearance = identity_appearance(seed, identity)
+    with_logo, _ = render_person(appearance, pose, background)
+    plain, _ = render_person(dataclasses.replace(appearance, logo_colour=appearance.shirt_front), pose, background)
+    plain = plain.astype(np.float32)
+    return plain, with_logo.astype(np.float32) - plain
+
+
+LOGO_RING = 2  # pixels of shirt around the logo over which logo_contrast fits the shirt's colour
+
+
+def logo_area(logo: np.ndarray) -> float:
+    """The area in pixels of a logo layer (H, W, 3) (``logo_layer``), its anti-aliased edge
+    counted by the fraction it covers; 0 when the logo is not seen."""
+    magnitude = np.linalg.norm(logo, axis=-1)
+    return float(magnitude.sum() / magnitude.max()) if magnitude.max() > 0 else 0.0
+
+
+def logo_contrast(image: np.ndarray, plain: np.ndarray, logo: np.ndarray) -> float:
+    """How much of the logo an image draws: the least-squares a of image - plain = a * logo + c
+    over the logo's pixels and a ring of LOGO_RING pixels around them, c a constant colour (so a
+    shirt drawn a little too dark or light is not taken for a logo). image, plain, logo: (H, W, 3)
+    in 0..255, plain and logo from ``logo_layer`` (logo not all zero). 1: the logo as rendered;
+    0: the plain shirt; negative: the opposite of the logo's contrast."""
+    seen = np.abs(logo).sum(-1) > 0
+    if not seen.any():
+        raise ValueError("logo is all zero: the logo is not seen in this image")
+    padded = np.pad(seen, LOGO_RING)
+    H, W = seen.shape
+    width = 2 * LOGO_RING + 1
+    region = np.zeros_like(seen)
+    for dy in range(width):
+        for dx in range(width):
+            region |= padded[dy : dy + H, dx : dx + W]
+    r, d = (np.asarray(image, np.float64) - plain)[region], np.asarray(logo, np.float64)[region]
+    r, d = r - r.mean(0), d - d.mean(0)
+    return float((r * d).sum() / (d * d).sum())
+
+
 def _render_identity(args: tuple[Path, int, int, int, tuple[int, int]]) -> list[str]:
     """Render and save one identity's images; returns their annotation rows (checked)."""
     from msgen.pose.keypoints import annotation_row

@@ -6,6 +6,8 @@ Levels are numbered as in the encoder: 0 is the finest (stride 1), R = levels - 
 - psi_r = IN(conv3x3(upsample2x(ReLU(phi_{r+1}))))   with Cd_r channels
 - phi_r = fusion_r(psi_r, xi_r) = concat(psi_r, F_r)                              (Eq. 2-5)
 - image = tanh(conv3x3(ReLU(phi_0)))
+  (with ``copy_pixels`` the same conv also gives one more channel, the logit of the mask with
+  which ``msgen.models.generator`` blends in the warped source pixels; it is returned untouched)
 With ``coarse_attention`` (the published code's variant) every source's skip xi_r^i gains one
 channel before the fusion: its share of the coarser level's attention, M_valid times the channel
 mean of Att_{r+1}^i upsampled x2 (1 everywhere at the deepest fused level, whose coarser level is
@@ -144,13 +146,17 @@ class AttentionDecoder(nn.Module):
         phi_channels = [Cd[r] + fused[r] for r in range(R)] + [Ce[R]]
         self.up = nn.ModuleList([_up_block(phi_channels[r + 1], Cd[r]) for r in range(R)])
         self.fusion = nn.ModuleList([_fusion(config, Cd[r], fused[r], fusion_impl) for r in range(R)])
+        self.image_channels = config.image_channels
+        out_channels = config.image_channels + (1 if config.copies_pixels else 0)
+        # The tanh is applied in forward, to the image channels only (indices kept: 0 ReLU, 1 conv).
         self.to_image = nn.Sequential(
             nn.ReLU(),
-            nn.Conv2d(phi_channels[0], config.image_channels, kernel_size=3, padding=1),
-            nn.Tanh(),
+            nn.Conv2d(phi_channels[0], out_channels, kernel_size=3, padding=1),
         )
 
     def forward(self, skips: list[Tensor], valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """-> (image (B, 3, H, W) in [-1, 1], or (B, 4, H, W) with copy_pixels: the image and the
+        copy mask's logit; saliency (B, M, H, W))."""
         phi = masked_source_mean(skips[-1], valid)
         saliency = None
         for r in reversed(range(len(self.up))):
@@ -162,7 +168,9 @@ class AttentionDecoder(nn.Module):
                 phi, saliency = self.fusion[r](psi, xi, valid, return_saliency=True)
             else:
                 phi = self.fusion[r](psi, xi, valid)
-        return self.to_image(phi), saliency
+        out = self.to_image(phi)
+        C = self.image_channels
+        return torch.cat([torch.tanh(out[:, :C]), out[:, C:]], dim=1), saliency
 
 
 def _coarse_share(saliency: Tensor | None, xi: Tensor, valid: Tensor | None) -> Tensor:

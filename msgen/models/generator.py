@@ -4,6 +4,19 @@ G takes any number M >= 1 of sources, and a ``valid`` mask (B, M) for batches wh
 different M (padded sources are ignored: their skips never enter a mean or an attention). Its
 output does not depend on the order of the sources: E encodes each one independently, and both the
 mean of Eq. 1 and the attention of Eq. 2-4 are symmetric in the sources.
+
+With ``copy_pixels`` (not in the paper) the output also copies the sources' pixels: each source
+image is warped to the target pose with its own part affines and masks (the warp of the level-0
+skips, applied to the pixels and to a channel of ones that says where the warp lands), the warped
+sources are weighted by the finest attention Att_0 (whose weights sum to 1 over the valid
+sources), and a mask t = sigmoid(the decoder's fourth output channel) blends them in:
+
+    image = t * sum_i Att_i * warp(x_i) + (1 - t * sum_i Att_i * coverage_i) * decoded
+
+so where the warps cover the pixel, t mixes the attention's copy and the decoded image, and where
+they do not, the decoded image stays. The decoder alone redraws fine detail from features that
+every level has blurred; the copy carries it over, and its gradient reaches the attention directly
+(docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -17,7 +30,7 @@ from torch import Tensor, nn
 from msgen.models.config import GeneratorConfig, OpsConfig, ops_config
 from msgen.models.decoder import AttentionDecoder, SpatialAttentionFusion
 from msgen.models.encoder import TwoStreamEncoder
-from msgen.ops import AttentionFusion
+from msgen.ops import AttentionFusion, part_warp
 from msgen.pose import POSE_KEYS, with_pose_inputs
 
 
@@ -110,7 +123,30 @@ class Generator(nn.Module):
             _require_a_valid_source(valid)
         skips = self.encoder(sources, source_heatmaps, target_heatmap, theta, part_masks)
         image, saliency = self.decoder(skips, valid)
+        if self.config.copies_pixels:
+            C = self.config.image_channels
+            copied = self.copy_sources(sources, theta, part_masks, saliency, valid)
+            image = blend_copy(image[:, :C], image[:, C:], copied)
         return GeneratorOutput(image, saliency)
+
+    def copy_sources(self, sources: Tensor, theta: Tensor, part_masks: Tensor, saliency: Tensor,
+                     valid: Tensor | None) -> Tensor:
+        """sum_i Att_i * warp([x_i, 1]): (B, C + 1, H, W), the attention-weighted warped sources
+        in [-1, 1] times their coverage and, last, the coverage (the same weights on the warp of a
+        channel of ones, in [0, 1])."""
+        B, M, C, H, W = sources.shape
+        # Warped in [0, 1]: part_warp keeps the max over the parts, and a part whose mask is 0
+        # there gives 0, which would hide every colour below mid-grey in [-1, 1].
+        unit = (sources + 1) / 2
+        with_ones = torch.cat([unit, torch.ones_like(unit[:, :, :1])], dim=2)
+        warped = part_warp(with_ones.flatten(0, 1), theta.flatten(0, 1), part_masks.flatten(0, 1),
+                           mode=self.encoder.warp_mode, impl=self.encoder.warp_impl).view(B, M, C + 1, H, W)
+        if valid is not None:  # a padded source may hold anything; its weight is 0, but 0 * nan is nan
+            warped = torch.where(valid[:, :, None, None, None], warped, torch.zeros_like(warped))
+        fused = (saliency[:, :, None] * warped).sum(dim=1)
+        coverage = fused[:, C:]
+        # Back to [-1, 1]: coverage * (2 u - 1) for each source's share.
+        return torch.cat([2 * fused[:, :C] - coverage, coverage], dim=1)
 
     def forward_batch(self, batch: dict[str, Tensor]) -> GeneratorOutput:
         """Run on a collated batch: keys sources, source_kp, target_kp and valid (None or absent:
@@ -127,6 +163,15 @@ class Generator(nn.Module):
             batch["part_masks"],
             batch.get("valid"),
         )
+
+
+def blend_copy(decoded: Tensor, logit: Tensor, copied: Tensor) -> Tensor:
+    """t * colour + (1 - t * coverage) * decoded with t = sigmoid(logit): decoded (B, C, H, W) in
+    [-1, 1], logit (B, 1, H, W), copied (B, C + 1, H, W) = (colour, coverage) as
+    ``Generator.copy_sources`` gives -> (B, C, H, W), in [-1, 1] where coverage <= 1."""
+    trust = torch.sigmoid(logit)
+    colour, coverage = copied[:, :-1], copied[:, -1:]
+    return trust * colour + (1 - trust * coverage) * decoded
 
 
 def set_ops_impl(model: nn.Module, ops: str | OpsConfig) -> nn.Module:

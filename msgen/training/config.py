@@ -40,7 +40,7 @@ def default_workers() -> int:
     return 0 if cpus <= 2 else min(4, cpus - 1)
 
 
-# The models' "synthetic-small" (width 0.125, pixel-space NN loss) at 64x32 with 5 levels: a
+# The models' "synthetic-small" (width 0.125, L1 on the pixels) at 64x32 with 5 levels: a
 # quarter of the pixels of 128x64, so a laptop CPU shows learning within minutes. Every preset
 # trains on the "fast" ops: "auto" per op, which takes the fused kernels where they run (Triton and
 # CUDA on a GPU, the C++ warp on a CPU) and the references elsewhere.
