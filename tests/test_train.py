@@ -260,3 +260,41 @@ def test_sigterm_under_torchrun_saves_once_at_a_step_all_processes_agree_on(tiny
     assert last_step > 1 and last_step % 2 == 0, output[-3000:]  # a log step: where the processes agree
     assert f"stopped by SIGTERM after step {last_step}" in output
     assert load_checkpoint(last)["step"] == last_step
+
+
+
+def test_images_per_s_counts_each_window_s_own_steps(tmp_path, monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    import msgen.training.monitor as monitor_module
+
+    clock = iter(float(t) for t in range(100))  # one second per reading
+    monkeypatch.setattr(monitor_module, "time", SimpleNamespace(perf_counter=lambda: next(clock), time=time.time))
+    monitor = monitor_module.RunMonitor(tmp_path, total_steps=4, start_step=0, enabled=True)
+    monitor.start()  # t = 0
+    for _ in range(2):  # the loop's order: a step is counted, then its log line closes the window
+        monitor.step(8, {})  # t = 1, 2
+    monitor.log(2, {})  # t = 3: 16 images over 3 s
+    assert monitor.images_per_s == pytest.approx(16 / 3)
+    monitor.step(8, {})  # t = 4: the new window's first step, 8 images over 1 s
+    assert monitor.bar.postfix == "img/s=8.0"
+    monitor.bar.close()
+
+
+def test_the_loop_counts_a_step_before_its_log_line_closes_the_window(tiny_data, tmp_path, monkeypatch):
+    calls = []
+
+    def recorded(name):
+        original = getattr(loop.RunMonitor, name)
+
+        def wrapper(self, *args, **kwargs):
+            calls.append(name)
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    for name in ("step", "log"):
+        monkeypatch.setattr(loop.RunMonitor, name, recorded(name))
+    assert main(tiny_args(tiny_data, tmp_path / "run", "--steps", "4", "--log-every", "2",
+                          "--eval-every", "4", "--sample-every", "4")) == 0
+    assert calls == ["step", "step", "log", "step", "step", "log"]

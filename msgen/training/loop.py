@@ -523,10 +523,12 @@ class Trainer:
                     done = step + 1
                     self._set_lr(step)
                     self.losses.add(self.train_step(batch), done)
+                    # Counted before a log line closes its window, so each window's images/s counts
+                    # its own steps (after, the bar's rate read one step over no time: 10^4 img/s).
+                    # The bar shows the last logged means: reading every step's would sync.
+                    self.monitor.step(c.batch_size * self.dist.world_size, self.last_losses)
                     if done % c.log_every == 0:
                         self._log_losses(done, num_sources)
-                    # The progress bar shows the last logged means: reading every step's would sync.
-                    self.monitor.step(c.batch_size * self.dist.world_size, self.last_losses)
                     self._periodic(done)
                     received = self._stop_signal(done, signals.received)
                     if received is not None:
