@@ -17,6 +17,8 @@ from msgen.data.synthetic import (
     logo_area,
     logo_contrast,
     logo_layer,
+    logo_tuples,
+    parse_sample_name,
     render_person,
     render_sample,
     sample_pose,
@@ -156,6 +158,25 @@ def test_render_sample_names_its_view():
     identity, view, index = name[: -len(".png")].split("_")
     assert (identity, index) == ("0012", "007") and view in synthetic.VIEW_NAMES
     assert image.shape == (*SIZE, 3) and image.dtype == np.uint8 and kp.shape == (18, 2)
+    assert parse_sample_name(f"images/{name}") == (12, view, 7)
+
+
+def test_logo_tuples_keeps_the_targets_whose_logo_a_source_shows():
+    names = [render_sample(5, 3, index, SIZE)[0] for index in range(12)]
+    areas = {name: logo_area(logo_layer(5, 3, parse_sample_name(name)[2], SIZE)[1]) for name in names}
+    shown = [n for n in names if areas[n] >= 6]
+    hidden = [n for n in names if areas[n] < 6]
+    assert len(shown) >= 2 and hidden
+    tuples = [(hidden[:1] + shown[1:2], shown[0]),  # the second source shows it
+              (hidden[:1] + shown[1:2], hidden[0]),  # the target does not show it
+              (shown[1:2] + hidden[:1], shown[0])]  # the first source shows it
+    chosen = logo_tuples(tuples, 5, SIZE, num_sources=2)
+    assert list(chosen) == [0, 2]
+    plain, logo = chosen[0]
+    expected = logo_layer(5, 3, parse_sample_name(shown[0])[2], SIZE)
+    np.testing.assert_array_equal(plain, expected[0])
+    np.testing.assert_array_equal(logo, expected[1])
+    assert list(logo_tuples(tuples, 5, SIZE, num_sources=1)) == [2]
 
 
 def test_cli_writes_the_dataset(tmp_path, capsys):

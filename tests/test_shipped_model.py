@@ -19,7 +19,7 @@ import torch
 from msgen import evaluate
 from msgen.api import MultiSourceGenerator
 from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
-from msgen.data.synthetic import logo_area, logo_contrast, logo_layer
+from msgen.data.synthetic import logo_contrast, logo_tuples
 from msgen.pose import with_pose_inputs
 from msgen.training.data import open_folder
 from msgen.training.evaluation import warp_baseline
@@ -39,7 +39,7 @@ LOGO_TOLERANCE = 0.03
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory):
-    """(the evaluation's folder, the synthetic cache), with MSGEN_CACHE set for the module."""
+    """The evaluation's folder; MSGEN_CACHE stays set to its synthetic cache for the module's tests."""
     cache = tmp_path_factory.mktemp("cache")
     out = tmp_path_factory.mktemp("eval")
     mp = pytest.MonkeyPatch()
@@ -78,25 +78,22 @@ def test_the_shipped_model_beats_the_warp_baseline(report: dict) -> None:
 
 
 def _to_255(images: torch.Tensor) -> np.ndarray:
+    """As docs/experiments/logo_transfer.py scores: float 0..255, not rounded to uint8."""
     return ((images.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @pytest.mark.slow
 def test_the_shipped_model_draws_the_logos(scored: Path) -> None:
     model = MultiSourceGenerator.from_checkpoint(MODEL)
-    seed, size = model.config.data.seed, model.image_size
+    size = model.image_size
     tuples = read_tuples_csv(scored / "test_tuples.csv")
     assert len(tuples) == TUPLES
-    layer = lambda name: logo_layer(seed, int(name.split("_")[0]), int(name[:-4].split("_")[-1]), size)  # noqa: E731
-    chosen = [i for i, (sources, target) in enumerate(tuples)
-              if logo_area(layer(target)[1]) >= 6 and max(logo_area(layer(s)[1]) for s in sources[:5]) >= 6]
-    assert len(chosen) >= 40
-    batch = collate_tuples([TupleDataset(open_folder(model.config.data, size), tuples)[(i, 5)] for i in chosen])
+    layers = logo_tuples(tuples, model.config.data.seed, size, num_sources=5, min_area=6)
+    assert len(layers) >= 40
+    batch = collate_tuples([TupleDataset(open_folder(model.config.data, size), tuples)[(i, 5)] for i in layers])
     generated = _to_255(model.generate_batch(batch).image)
     warped = _to_255(warp_baseline(with_pose_inputs(batch, size)))
-    gains = []
-    for b, i in enumerate(chosen):
-        plain, logo = layer(tuples[i][1])
-        gains.append(logo_contrast(generated[b], plain, logo) - logo_contrast(warped[b], plain, logo))
+    gains = [logo_contrast(generated[b], *layer) - logo_contrast(warped[b], *layer)
+             for b, layer in enumerate(layers.values())]
     gain = float(np.mean(gains))
     assert gain > MEASURED_LOGO_MINUS_WARP - LOGO_TOLERANCE, f"logo contrast over the warp baseline {gain:+.3f}"

@@ -262,7 +262,6 @@ def test_sigterm_under_torchrun_saves_once_at_a_step_all_processes_agree_on(tiny
     assert load_checkpoint(last)["step"] == last_step
 
 
-
 def test_images_per_s_counts_each_window_s_own_steps(tmp_path, monkeypatch):
     import time
     from types import SimpleNamespace

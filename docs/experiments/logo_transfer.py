@@ -28,20 +28,16 @@ import torch
 
 from msgen.api import MultiSourceGenerator
 from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
-from msgen.data.synthetic import logo_area, logo_contrast, logo_layer
+from msgen.data.synthetic import logo_contrast, logo_tuples
 from msgen.metrics import bootstrap_interval
 from msgen.pose import with_pose_inputs
 from msgen.training.data import open_folder
 from msgen.training.evaluation import warp_baseline
 
-def parse_name(name: str) -> tuple[int, int]:
-    """(identity, index) of a synthetic file name ``<identity>_<view>_<index>.png``."""
-    parts = Path(name).stem.split("_")
-    return int(parts[0]), int(parts[-1])
-
 
 def to_255(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) float in 0..255."""
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) float in 0..255, not rounded (msgen.metrics.to_uint8
+    rounds, which moves the contrast of a 4-pixel logo in the third decimal)."""
     return ((images.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -68,16 +64,8 @@ def main() -> None:
     dataset = TupleDataset(folder, tuples)
     top = max(args.sources)
 
-    layers = {}
-    chosen = []
-    for i, (sources, target) in enumerate(tuples):
-        layer = logo_layer(data.seed, *parse_name(target), size)
-        if logo_area(layer[1]) < args.min_area:
-            continue
-        if max(logo_area(logo_layer(data.seed, *parse_name(s), size)[1]) for s in sources[:top]) < args.min_area:
-            continue
-        layers[i] = layer
-        chosen.append(i)
+    layers = logo_tuples(tuples, data.seed, size, top, args.min_area)
+    chosen = list(layers)
     print(f"{len(chosen)} of {len(tuples)} tuples: target logo >= {args.min_area:g} px, shown by a source among the first {top}")
 
     scores: dict[str, list[float]] = {}

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from msgen.api import MultiSourceGenerator
 from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
-from msgen.data.synthetic import VIEW_NAMES
+from msgen.data.synthetic import VIEW_NAMES, parse_sample_name
 from msgen.pose import person_mask
 from msgen.metrics import bootstrap_interval
 from msgen.training.data import open_folder
@@ -30,7 +30,7 @@ from msgen.training.data import open_folder
 
 def view_steps(a: str, b: str) -> int:
     """Steps of 45 degrees between the views in two synthetic file names (0 .. 4)."""
-    i, j = (VIEW_NAMES.index(Path(name).stem.split("_")[1]) for name in (a, b))
+    i, j = (VIEW_NAMES.index(parse_sample_name(name)[1]) for name in (a, b))
     d = abs(i - j) % len(VIEW_NAMES)
     return min(d, len(VIEW_NAMES) - d)
 

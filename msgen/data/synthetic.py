@@ -483,6 +483,13 @@ def render_sample(seed: int, identity: int, index: int, size: tuple[int, int]) -
     return f"{identity:04d}_{view_name(pose.yaw)}_{index:03d}.png", image, keypoints
 
 
+def parse_sample_name(name: str) -> tuple[int, str, int]:
+    """(identity, view, index) of a file name ``render_sample`` gives: ``<identity>_<view>_<index>.png``
+    (a path or a bare stem too)."""
+    identity, view, index = Path(name).stem.split("_")
+    return int(identity), view, int(index)
+
+
 def logo_layer(seed: int, identity: int, index: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """What the logo adds to image ``index`` of ``identity``, to measure whether a model draws it.
 
@@ -518,19 +525,33 @@ def logo_contrast(image: np.ndarray, plain: np.ndarray, logo: np.ndarray) -> flo
     shirt drawn a little too dark or light is not taken for a logo). image, plain, logo: (H, W, 3)
     in 0..255, plain and logo from ``logo_layer`` (logo not all zero). 1: the logo as rendered;
     0: the plain shirt; negative: the opposite of the logo's contrast."""
+    from skimage.morphology import dilation  # imported here: only the logo measure needs it
+
     seen = np.abs(logo).sum(-1) > 0
     if not seen.any():
         raise ValueError("logo is all zero: the logo is not seen in this image")
-    padded = np.pad(seen, LOGO_RING)
-    H, W = seen.shape
-    width = 2 * LOGO_RING + 1
-    region = np.zeros_like(seen)
-    for dy in range(width):
-        for dx in range(width):
-            region |= padded[dy : dy + H, dx : dx + W]
+    region = dilation(seen, np.ones((2 * LOGO_RING + 1,) * 2, dtype=bool))
     r, d = (np.asarray(image, np.float64) - plain)[region], np.asarray(logo, np.float64)[region]
     r, d = r - r.mean(0), d - d.mean(0)
     return float((r * d).sum() / (d * d).sum())
+
+
+def logo_tuples(tuples: list[tuple[list[str], str]], seed: int, size: tuple[int, int], num_sources: int,
+                min_area: float = 6.0) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The tuples (sources, target) of synthetic file names whose target's logo covers at least
+    ``min_area`` pixels and is shown as large by one of the first ``num_sources`` sources (so a model
+    could copy it): {tuple index: the target's ``logo_layer`` (plain, logo)}, in tuple order."""
+    def layer(name: str) -> tuple[np.ndarray, np.ndarray]:
+        identity, _, index = parse_sample_name(name)
+        return logo_layer(seed, identity, index, size)
+
+    chosen = {}
+    for i, (sources, target) in enumerate(tuples):
+        target_layer = layer(target)
+        if logo_area(target_layer[1]) >= min_area and any(
+                logo_area(layer(s)[1]) >= min_area for s in sources[:num_sources]):
+            chosen[i] = target_layer
+    return chosen
 
 
 def _render_identity(args: tuple[Path, int, int, int, tuple[int, int]]) -> list[str]:

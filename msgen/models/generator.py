@@ -134,13 +134,9 @@ class Generator(nn.Module):
         """sum_i Att_i * warp([x_i, 1]): (B, C + 1, H, W), the attention-weighted warped sources
         in [-1, 1] times their coverage and, last, the coverage (the same weights on the warp of a
         channel of ones, in [0, 1])."""
-        B, M, C, H, W = sources.shape
-        # Warped in [0, 1]: part_warp keeps the max over the parts, and a part whose mask is 0
-        # there gives 0, which would hide every colour below mid-grey in [-1, 1].
-        unit = (sources + 1) / 2
-        with_ones = torch.cat([unit, torch.ones_like(unit[:, :, :1])], dim=2)
-        warped = part_warp(with_ones.flatten(0, 1), theta.flatten(0, 1), part_masks.flatten(0, 1),
-                           mode=self.encoder.warp_mode, impl=self.encoder.warp_impl).view(B, M, C + 1, H, W)
+        C = sources.shape[2]
+        warped = warp_source_pixels(sources, theta, part_masks, mode=self.encoder.warp_mode,
+                                    impl=self.encoder.warp_impl)
         if valid is not None:  # a padded source may hold anything; its weight is 0, but 0 * nan is nan
             warped = torch.where(valid[:, :, None, None, None], warped, torch.zeros_like(warped))
         fused = (saliency[:, :, None] * warped).sum(dim=1)
@@ -163,6 +159,22 @@ class Generator(nn.Module):
             batch["part_masks"],
             batch.get("valid"),
         )
+
+
+def warp_source_pixels(sources: Tensor, theta: Tensor, part_masks: Tensor, *, mode: str = "bilinear",
+                       impl: str = "auto") -> Tensor:
+    """Each source image warped to the target pose with its own part affines and masks
+    (``part_warp``), in [0, 1], with one more channel: the warp of a channel of ones, how much of
+    the pixel the warp covers. In [0, 1] because part_warp keeps the max over the parts and a part
+    whose mask is 0 gives 0, which in [-1, 1] would hide every colour below mid-grey.
+
+    sources (B, M, C, H, W) in [-1, 1], theta (B, M, P, 2, 3), part_masks (B, M, P, H, W)
+    -> (B, M, C + 1, H, W)."""
+    B, M, C, H, W = sources.shape
+    unit = (sources + 1) / 2
+    with_ones = torch.cat([unit, torch.ones_like(unit[:, :, :1])], dim=2)
+    warped = part_warp(with_ones.flatten(0, 1), theta.flatten(0, 1), part_masks.flatten(0, 1), mode=mode, impl=impl)
+    return warped.view(B, M, C + 1, H, W)
 
 
 def blend_copy(decoded: Tensor, logit: Tensor, copied: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ from msgen.metrics import (
     ssim_gfla,
     to_uint8,
 )
-from msgen.ops.part_warp import part_warp
+from msgen.models.generator import warp_source_pixels
 from msgen.pose import person_mask, with_pose_inputs
 from msgen.training.data import to_device
 
@@ -142,10 +142,8 @@ def warp_baseline(batch: dict) -> Tensor:
     theta, masks = batch["theta"].float(), batch["part_masks"].float()
     valid = batch.get("valid")
     weight = torch.ones(B, M, 1, 1, 1, device=sources.device) if valid is None else valid.float().view(B, M, 1, 1, 1)
-    # Warped in [0, 1], where the warp's zeros mean "no colour", not grey.
+    warped = warp_source_pixels(sources, theta, masks)  # in [0, 1], and the coverage
     unit = (sources + 1) / 2
-    with_ones = torch.cat([unit, torch.ones_like(unit[:, :, :1])], 2)
-    warped = part_warp(with_ones.flatten(0, 1), theta.flatten(0, 1), masks.flatten(0, 1)).view(B, M, 4, H, W)
     colour = (warped[:, :, :3] * weight).sum(1)
     covered = (warped[:, :, 3:] * weight).sum(1)
     background = (unit * weight).sum(1) / weight.sum(1).clamp_min(1)
