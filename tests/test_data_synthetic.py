@@ -159,6 +159,8 @@ def test_render_sample_names_its_view():
     assert (identity, index) == ("0012", "007") and view in synthetic.VIEW_NAMES
     assert image.shape == (*SIZE, 3) and image.dtype == np.uint8 and kp.shape == (18, 2)
     assert parse_sample_name(f"images/{name}") == (12, view, 7)
+    with pytest.raises(ValueError, match="<identity>_<view>_<index>"):
+        parse_sample_name("0001_c1s1_000151_00.jpg")  # a Market-1501 name
 
 
 def test_logo_tuples_keeps_the_targets_whose_logo_a_source_shows():

@@ -486,8 +486,10 @@ def render_sample(seed: int, identity: int, index: int, size: tuple[int, int]) -
 def parse_sample_name(name: str) -> tuple[int, str, int]:
     """(identity, view, index) of a file name ``render_sample`` gives: ``<identity>_<view>_<index>.png``
     (a path or a bare stem too)."""
-    identity, view, index = Path(name).stem.split("_")
-    return int(identity), view, int(index)
+    parts = Path(name).stem.split("_")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit() or parts[1] not in VIEW_NAMES:
+        raise ValueError(f"name must be a synthetic file name <identity>_<view>_<index>.png, got {name!r}")
+    return int(parts[0]), parts[1], int(parts[2])
 
 
 def logo_layer(seed: int, identity: int, index: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
