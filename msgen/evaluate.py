@@ -42,6 +42,7 @@ from msgen.data import PoseImageFolder, TupleDataset, read_tuples_csv, write_tup
 from msgen.data.split import SPLIT_FILE, run_split
 from msgen.checkpoint import CheckpointError
 from msgen.errors import UsageError
+from msgen.pose.framing import check_sizes, image_sizes
 from msgen.metrics import (
     DATA_RANGES,
     FeatureStats,
@@ -250,6 +251,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
     folder = PoseImageFolder(root / "images", root / "annotation.csv", image_size=image_size,
                              identity_fn=identity_function(data.identity), drop_junk=data.identity == "market",
                              resize=args.resize or image_size is None)
+    if image_size is not None:
+        check_sizes(image_sizes(folder.root / n for n in folder.names), image_size, f"--data {root}", args.resize, "--resize")
     if image_size is not None and not args.resize:
         folder.verify_images()
     tuples, origin, train_names = _test_tuples(args, folder, root, data, max(args.sources))
@@ -344,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--identity", choices=IDENTITIES,
                         help="file name -> person rule (default: the checkpoint's, else market)")
     parser.add_argument("--resize", action="store_true",
-                        help="resize images of another size to the model's, keypoints rescaled (default: an error)")
+                        help="resize images of another size to the model's, keypoints rescaled; a change of aspect ratio "
+                             "squeezes people and warns (default: an error)")
     parser.add_argument("--inception-weights", type=Path,
                         help="torchvision Inception-v3 state dict for FID and IS (default: $MSGEN_INCEPTION_WEIGHTS, "
                              "else torch's hub cache)")

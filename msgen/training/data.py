@@ -33,6 +33,7 @@ from msgen.data.synthetic import generate_synthetic
 from msgen.training.config import DataConfig
 from msgen.training.distributed import Distributed, barrier
 from msgen.errors import UsageError
+from msgen.pose.framing import check_sizes, image_sizes
 
 
 def cache_root(data: DataConfig | None = None) -> Path:
@@ -110,9 +111,12 @@ def identity_function(name: str) -> Callable[[str], str]:
 def open_folder(data: DataConfig, image_size: tuple[int, int], resize: bool = True) -> PoseImageFolder:
     """The PoseImageFolder of the run's dataset folder (which must exist)."""
     root = dataset_dir(data, image_size)
-    return PoseImageFolder(root / "images", root / "annotation.csv", image_size=image_size,
-                           identity_fn=identity_function(data.identity),
-                           drop_junk=data.identity == "market", resize=resize)
+    folder = PoseImageFolder(root / "images", root / "annotation.csv", image_size=image_size,
+                             identity_fn=identity_function(data.identity),
+                             drop_junk=data.identity == "market", resize=resize)
+    if resize:  # resizing to another aspect ratio squeezes people: say so, once, with the ratio
+        check_sizes(image_sizes(folder.root / n for n in folder.names), image_size, f"--data.root {root}", True, "")
+    return folder
 
 
 def build_run_data(data: DataConfig, image_size: tuple[int, int], max_sources: int,
