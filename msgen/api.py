@@ -43,7 +43,7 @@ from msgen.checkpoint import load_generator
 from msgen.errors import UsageError
 from msgen.data.folder import rescale_keypoints
 from msgen.figures import tuple_figure
-from msgen.metrics import to_uint8
+from msgen.evaluation import to_uint8
 from msgen.models import Generator, GeneratorOutput, set_ops_impl
 from msgen.pose import body_part_affines, check_keypoints, heatmaps, is_usable, present
 from msgen.pose.detector import Detector, detect_person, read_photo
