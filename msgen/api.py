@@ -39,11 +39,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from msgen.checkpoint import load_generator
 from msgen.errors import UsageError
 from msgen.data.folder import rescale_keypoints
 from msgen.figures import tuple_figure
 from msgen.evaluation import to_uint8
+from msgen.export import load_generator
 from msgen.models import Generator, GeneratorOutput, set_ops_impl
 from msgen.pose import body_part_affines, check_keypoints, heatmaps, is_usable, present
 from msgen.pose.detector import Detector, detect_person, read_photo
@@ -158,7 +158,7 @@ class MultiSourceGenerator:
         cls, path: str | Path, device: str | torch.device = "cpu", ops: str | None = None
     ) -> MultiSourceGenerator:
         """Load the generator of a training checkpoint, or of a generator file exported by
-        ``python -m msgen.weights export`` (.safetensors), built from its own configuration.
+        ``python -m msgen.export export`` (.safetensors), built from its own configuration.
 
         ops: None keeps the checkpoint's op implementations; "reference" or "fast" switches them.
         Raises FileNotFoundError for a missing file and msgen.checkpoint.CheckpointError for a file
