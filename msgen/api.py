@@ -41,19 +41,18 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from msgen.checkpoint import load_generator
 from msgen.errors import UsageError
 from msgen.data.folder import rescale_keypoints
 from msgen.figures import tuple_figure
-from msgen.metrics import to_uint8
+from msgen.evaluation import to_uint8
+from msgen.export import load_generator
 from msgen.models import Generator, GeneratorOutput, set_ops_impl
-from msgen.pose import body_part_affines, check_keypoints, heatmaps, is_usable, present
+from msgen.pose import check_keypoints, is_usable, pose_inputs, present
 from msgen.pose.detector import Detector, detect_person, read_photo
 from msgen.pose.framing import Framing, frame_keypoints, frame_person, get_framing, has_legs, model_framing, warn_if_squeezed
 from msgen.pose.keypoints import KEYPOINT_NAMES, TORSO
 
 SourceImage = Image.Image | np.ndarray | str | Path
-HEATMAP_SIGMA = 6.0  # METHOD.md; msgen.data.TupleDataset's default, which training uses
 # How far (px) a keypoint may lie outside its image before it is taken for a size mistake.
 FRAME_TOLERANCE = 1.0
 
@@ -161,7 +160,7 @@ class MultiSourceGenerator:
         cls, path: str | Path, device: str | torch.device = "cpu", ops: str | None = None
     ) -> MultiSourceGenerator:
         """Load the generator of a training checkpoint, or of a generator file exported by
-        ``python -m msgen.weights export`` (.safetensors), built from its own configuration.
+        ``python -m msgen.export export`` (.safetensors), built from its own configuration.
 
         ops: None keeps the checkpoint's op implementations; "reference" or "fast" switches them.
         Raises FileNotFoundError for a missing file and msgen.checkpoint.CheckpointError for a file
@@ -178,25 +177,13 @@ class MultiSourceGenerator:
         return tuple(self.generator.config.image_size)
 
     def prepare(self, sources: Tensor, source_kp: Tensor, target_kp: Tensor) -> dict[str, Tensor]:
-        """The generator's inputs, computed as msgen.data.TupleDataset does for training.
+        """The generator's inputs, from ``msgen.pose.pose_inputs`` as in training and evaluation.
 
         sources (B, M, 3, H, W) in [-1, 1]; source_kp (B, M, 18, 2); target_kp (B, 18, 2), all at
         the model's size. Returns the batch dict of ``Generator.forward_batch`` on self.device.
         """
-        B, M = sources.shape[:2]
-        size = self.image_size
-        source_kp, target_kp = source_kp.float(), target_kp.float()
-        theta, masks = body_part_affines(
-            source_kp.reshape(B * M, 18, 2), target_kp[:, None].expand(B, M, 18, 2).reshape(B * M, 18, 2), size
-        )
-        batch = {
-            "sources": sources,
-            "source_heatmaps": heatmaps(source_kp, size, HEATMAP_SIGMA),
-            "target_heatmap": heatmaps(target_kp, size, HEATMAP_SIGMA),
-            "theta": theta.reshape(B, M, *theta.shape[1:]),
-            "part_masks": masks.reshape(B, M, *masks.shape[1:]),
-        }
-        return {key: value.to(self.device) for key, value in batch.items()}
+        pose = pose_inputs(source_kp.to(self.device), target_kp.to(self.device), self.image_size)
+        return {"sources": sources.to(self.device), **pose}
 
     @torch.no_grad()
     def generate_batch(self, batch: dict[str, Tensor]) -> GeneratorOutput:
@@ -213,12 +200,13 @@ class MultiSourceGenerator:
         # A file is read upright (EXIF orientation applied): phones store portraits sideways.
         pixels = read_photo(photo, name)[0] if isinstance(photo, (str, Path)) else load_image(photo, name)
         kp = detect_person(pixels, name, detector)
-        return self.frame(pixels, kp, name)
+        framed, kp = frame_person(pixels, kp, self.image_size, self.framing)
+        return framed, check_pose(kp, self.image_size, f"{name} (framed)")
 
     def frame(self, image: SourceImage, kp: np.ndarray | Tensor, name: str = "photo") -> tuple[np.ndarray, np.ndarray]:
-        """A photo and its person's keypoints (18, 2) in its pixels, framed to the model's size in
-        the model's framing: (uint8 (H, W, 3), (18, 2)). An image already at the model's size is
-        returned as it is (a dataset image, framed as the model's data were)."""
+        """A photo and its person's given keypoints (18, 2) in its pixels, framed to the model's
+        size in the model's framing: (uint8 (H, W, 3), (18, 2)). An image already at the model's
+        size is returned as it is (a dataset image, framed as the model's data were)."""
         pixels = load_image(image, name)
         kp = check_pose(kp, pixels.shape[:2], name)
         if pixels.shape[:2] == self.image_size:
