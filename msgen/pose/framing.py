@@ -22,6 +22,7 @@ Both are fractions of the frame, so they apply at any model size and aspect rati
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -229,7 +230,9 @@ def check_sizes(sizes: Sequence[tuple[int, int]], size: tuple[int, int], what: s
             f"pass {resize_option} to resize them (and their keypoints) to {H}x{W}"
         )
     if resize:
-        warn_if_squeezed(sizes, size, what, remedy=f"prepare the images at the model's aspect ratio {H}:{W} to keep people's shape")
+        g = math.gcd(H, W)
+        warn_if_squeezed(sizes, size, what, remedy=f"prepare the images at the model's aspect ratio {H // g}:{W // g} (HxW) "
+                                                    f"to keep people's shape")
 
 
 def measure_framing(poses: np.ndarray) -> dict[str, float]:
