@@ -28,7 +28,7 @@ import torch
 
 from msgen.api import MultiSourceGenerator
 from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
-from msgen.data.synthetic import logo_contrast, logo_tuples
+from logo_measure import logo_contrast, logo_tuples
 from msgen.evaluation import bootstrap_interval, count_persons
 from msgen.pose import with_pose_inputs
 from msgen.training.data import open_folder
