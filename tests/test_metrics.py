@@ -291,3 +291,15 @@ def test_load_inception_model_gives_pool_features_and_probabilities(tmp_path, fa
     features, probabilities = model(x)
     torch.testing.assert_close(features, x.mean(dim=(2, 3)))  # the avgpool output, the classifier's input
     torch.testing.assert_close(probabilities, torch.softmax(features @ weights["fc.weight"].T + weights["fc.bias"], 1))
+
+
+def test_inception_input_stays_in_its_range_when_the_resize_overshoots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bilinear weights summed in float32 gave -1.0000001 on some CPUs; the input is clamped."""
+    import msgen.evaluation.features as features
+
+    real = features.F.interpolate
+    monkeypatch.setattr(features.F, "interpolate", lambda *a, **k: real(*a, **k) * (1 + 1e-7))
+    images = np.zeros((2, 12, 9, 3), np.uint8)
+    images[1] = 255
+    x = features.images_to_inception_input(images)
+    assert x.shape == (2, 3, 299, 299) and x.min() == -1.0 and x.max() == 1.0
