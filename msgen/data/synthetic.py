@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from msgen.errors import CommandLineParser
+
 VIEW_NAMES = ("front", "frontright", "right", "backright", "back", "backleft", "left", "frontleft")
 
 # Keypoint indices in the CSV order (METHOD.md, "Data conventions").
@@ -641,7 +643,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m msgen.data.synthetic", description=__doc__.split("\n")[0])
+    parser = CommandLineParser(prog="python -m msgen.data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path,
                         help="output folder; gets images/, annotation.csv and synthetic.json (required)")
     parser.add_argument("--identities", type=int, default=500,

@@ -152,7 +152,6 @@ class Invocation:
     config: TrainConfig
     resume: Path | None
     init_from: Path | None
-    resume_step: int | None = None  # the step of the --resume checkpoint
 
 
 def _say(message: str) -> None:
@@ -207,8 +206,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Invocation, argparse.
         config = with_overrides(base, overrides)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
-    step = int(state["step"]) if resume is not None and state is not None else None
-    return Invocation(config, resume, init_from, step), args
+    return Invocation(config, resume, init_from), args
 
 
 def _load(path: Path, option: str) -> dict:
@@ -227,17 +225,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(invocation.config)
         return 0
     config = invocation.config
-    if invocation.resume_step is not None and invocation.resume_step == config.steps:
-        out = config.out or str(invocation.resume.parent.parent)
-        best = Path(out) / "checkpoints" / "best.pt"
-        print(f"msgen.train: the run in {out} is finished: {invocation.resume} is at step {config.steps} of "
-              f"--steps {config.steps}, so there is nothing to train.")
-        if best.is_file():
-            print(f"  its best model: {best}")
-        print(f"  to train further, give a larger --steps: python -m msgen.train --resume auto --out {out} "
-              f"--steps {2 * config.steps}" + (" (the lr decay follows --steps, so the lr first rises to what "
-                                               "the longer schedule gives at this step)" if config.lr_decay else ""))
-        return 0
     from msgen.training.loop import DataError, NonFiniteLossError, SetupError, TrainingInterrupted, train
 
     try:
@@ -251,9 +238,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as error:
         print(f"msgen.train: {error}", file=sys.stderr)
         return error.exit_code
-    if result.best_checkpoint is not None:  # rank 0 (the others have no outputs to name)
+    if result.start_step == result.step:
+        print(finished(result, invocation.resume, config))
+    elif result.best_checkpoint is not None:  # rank 0 (the others have no outputs to name)
         print(summary(result, config))
     return 0
+
+
+def finished(result: Any, resume: Path | None, config: TrainConfig) -> str:
+    """What --resume on a run already at its --steps says instead of training nothing."""
+    lines = [f"msgen.train: the run in {result.out} is finished: {resume} is at step {result.step} of "
+             f"--steps {config.steps}, so there is nothing to train."]
+    if result.best_checkpoint is not None:
+        lines.append(f"  its best model: {result.best_checkpoint}")
+    lines.append(f"  to train further, give a larger --steps: python -m msgen.train --resume auto --out {result.out} "
+                 f"--steps {2 * result.step}" + (" (the lr decay follows --steps, so the lr first rises to what "
+                                                 "the longer schedule gives at this step)" if config.lr_decay else ""))
+    return "\n".join(lines)
 
 
 def _duration(seconds: float) -> str:

@@ -525,6 +525,9 @@ class Trainer:
     def run(self) -> TrainResult:
         c = self.config
         started = time.monotonic()
+        if self.start_step == c.steps:  # resumed at its end: nothing to train (the CLI says how to go on)
+            self.monitor.close()
+            return self._result(0.0)
         self._banner()
         if self.start_step:
             restore_rng(self._resume_rng)
@@ -567,8 +570,10 @@ class Trainer:
                 self.monitor.print(f"parameters identical on all {self.dist.world_size} processes")
         finally:
             self.monitor.close()
+        return self._result(time.monotonic() - started)
+
+    def _result(self, seconds: float) -> TrainResult:
         last = latest_checkpoint(self.out / "checkpoints") if self.dist.is_main else None
         best = self.checkpoints.directory / BEST_NAME
-        return TrainResult(self.out, c.steps, last, dict(self.metrics), best if best.is_file() else None,
-                           self.checkpoints.best_metric, self.best_step, self.start_step,
-                           time.monotonic() - started)
+        return TrainResult(self.out, self.config.steps, last, dict(self.metrics), best if best.is_file() else None,
+                           self.checkpoints.best_metric, self.best_step, self.start_step, seconds)
