@@ -1,7 +1,7 @@
 """Benchmarks of msgen.ops.fused_attention: the reference eager, torch.compile of the reference, and
 the Triton kernels; forward (F, no autograd) and forward + backward (F+B, all eight gradients).
 
-Shapes are the fusion rows of ../shared/design/PERFORMANCE.md. Its tuples read (B, M, Ce, Cd, H, W):
+Shapes are the fusion rows of docs/PERFORMANCE.md. Its tuples read (B, M, Ce, Cd, H, W):
 xi has Ce channels and psi Cd; that is the reading under which its floor column is reproduced
 (e.g. (32,5,128,64,128,64) fp32: 939 MB forward / 3.02 TB/s = 0.311 ms). ``floor_bytes`` follows it:
 F reads psi and xi once and writes out once; F+B adds reading grad_out and xi and writing grad_psi

@@ -43,14 +43,14 @@ from torch import Tensor
 
 from msgen.errors import UsageError
 from msgen.data.folder import rescale_keypoints
-from msgen.figures import tuple_figure
+from msgen.figures import FIGURE_SCALE, tuple_figure
 from msgen.evaluation import to_uint8
 from msgen.export import load_generator
 from msgen.models import Generator, GeneratorOutput, set_ops_impl
 from msgen.pose import check_keypoints, is_usable, pose_inputs, present
 from msgen.pose.detector import Detector, detect_person, read_photo
 from msgen.pose.framing import Framing, frame_keypoints, frame_person, get_framing, has_legs, model_framing, warn_if_squeezed
-from msgen.pose.keypoints import KEYPOINT_NAMES, TORSO
+from msgen.pose.keypoints import KEYPOINT_NAMES, TORSO, order_hint
 
 SourceImage = Image.Image | np.ndarray | str | Path
 # How far (px) a keypoint may lie outside its image before it is taken for a size mistake.
@@ -97,9 +97,10 @@ def check_pose(kp: np.ndarray | Tensor, size: tuple[int, int], name: str) -> np.
     outside = ok & ((kp[:, 0] > H - 1 + FRAME_TOLERANCE) | (kp[:, 1] > W - 1 + FRAME_TOLERANCE))
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
+        hint = order_hint(kp, size, FRAME_TOLERANCE) or " Keypoints for another image size?"
         raise UsageError(
             f"{name}: point {KEYPOINT_NAMES[i]} at (y, x) = {kp[i].tolist()} lies outside the {H}x{W} image "
-            f"it belongs to (keypoints for another image size?)"
+            f"it belongs to.{hint}"
         )
     # Keypoints of a smaller image (a 64x32 annotation on a 128x64 photo) all fall in the top-left
     # quarter; a person framed as in the datasets never does, as the torso spans the centre.
@@ -133,7 +134,7 @@ class GenerationResult:
     sources: list[np.ndarray]
     target_keypoints: np.ndarray
 
-    def figure(self, target: np.ndarray | None = None, scale: int = 1) -> np.ndarray:
+    def figure(self, target: np.ndarray | None = None, scale: int = FIGURE_SCALE) -> np.ndarray:
         """Sources, target pose, result (and ``target`` when given), one saliency map per source;
         panels enlarged ``scale`` times (msgen.figures.tuple_figure)."""
         return tuple_figure(self.sources, self.target_keypoints, self.image, self.saliency, target, scale)

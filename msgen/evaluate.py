@@ -9,8 +9,10 @@ DIR is a dataset folder (DIR/images, DIR/annotation.csv, DIR/split.json), the sa
 ``msgen.train --data.root`` takes; default: the checkpoint's training data. The test tuples are
 the split's (``msgen.data.split.run_split``: split.json, else the persons held out by the
 checkpoint's data.test_fraction and data.seed, exactly as training held them out), those with
->= max(--sources) sources, truncated to each M: the same tuples at every M. With an official
-split (``msgen.data.prepare --official``) ``--sources 1`` scores the 12,000 standard pairs.
+>= max(--sources) sources, truncated to each M: the same tuples at every M; by default the first
+500 (about a minute on 2 CPU cores), ``--max-tuples all`` for every one. With an official split
+(``msgen.data.prepare --official``) ``--sources 1 --max-tuples all`` scores the 12,000 standard
+pairs. The outputs go to --out, by default runs/eval-NAME (NAME from the checkpoint's file and run).
 
 Rows: the model; the warp baseline (each source warped with its own part affines and masks, the
 warped sources averaged; no learning); a constant image of the training mean colour; the ground
@@ -42,7 +44,7 @@ import torch
 from msgen.data import PoseImageFolder, TupleDataset, read_tuples_csv, write_tuples_csv
 from msgen.data.split import SPLIT_FILE, run_split
 from msgen.checkpoint import CheckpointError
-from msgen.errors import UsageError
+from msgen.errors import CommandLineParser, UsageError
 from msgen.evaluation import (
     DATA_RANGES,
     IS_SPLITS,
@@ -72,6 +74,9 @@ from msgen.training.data import dataset_dir, ensure_synthetic, identity_function
 
 PROG = "python -m msgen.evaluate"
 MAX_TEST_TUPLES = 12000  # the standard Market-1501 test pairs
+# The default: the split's first 500 tuples, the study's set (docs/RESULTS.md), scored at M = 1, 2,
+# 3, 5 in about a minute on 2 CPU cores; all 12,000 took 23 min there. --max-tuples all scores them.
+DEFAULT_TUPLES = 500
 COLUMNS = {"ssim": "SSIM (GFLA)", "ssim_256": "SSIM_256", "mask_ssim": "mask-SSIM", "lpips": "LPIPS"}
 WARP = "warp baseline"
 
@@ -294,7 +299,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
     results = score_methods(methods, dataset, args.sources, args.device, args.batch_size,
                             args.data_range, networks, real, workers=args.workers, progress=args.progress)
     seconds = time.perf_counter() - start
-    out = args.out or (args.checkpoint.parent / f"eval-{args.checkpoint.stem}" if args.checkpoint else root / "eval")
+    out = args.out or default_out(args.checkpoint, root)
     out.mkdir(parents=True, exist_ok=True)
     write_tuples_csv(out / "test_tuples.csv", tuples)
     report = {
@@ -354,12 +359,38 @@ def compare(a_path: Path, b_path: Path, method: str = "model", seed: int = 0) ->
     return "\n".join(lines) + "\n"
 
 
+def default_out(checkpoint: Path | None, data: Path) -> Path:
+    """runs/eval-NAME under the working directory, never beside the checkpoint (which may lie in
+    the repository, as docs/models/ does): NAME is RUN-STEM for a run's checkpoint
+    (runs/RUN/checkpoints/best.pt -> runs/eval-RUN-best), else the checkpoint's stem, else the data
+    folder's name (reference rows only)."""
+    if checkpoint is None:
+        return Path("runs") / f"eval-{Path(data).resolve().name}"
+    parent = checkpoint.resolve().parent
+    name = f"{parent.parent.name}-{checkpoint.stem}" if parent.name == "checkpoints" else checkpoint.stem
+    return Path("runs") / f"eval-{name}"
+
+
+def _tuple_count(text: str) -> int:
+    if text == "all":
+        return MAX_TEST_TUPLES
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'all', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1 or 'all', got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", ""),
+    parser = CommandLineParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--checkpoint", type=Path,
-                        help="a training checkpoint (.pt) for the model row; default: none (reference rows only)")
+                        help="the model row's model: a training checkpoint (.pt, e.g. runs/NAME/checkpoints/best.pt) "
+                             "or an exported generator (.safetensors, e.g. docs/models/synthetic-full.safetensors); "
+                             "default: none (reference rows only)")
     parser.add_argument("--data", type=Path,
                         help="dataset folder (DIR/images, DIR/annotation.csv, DIR/split.json); "
                              "default: the checkpoint's training data")
@@ -367,11 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the M to score, each >= 1 (default: 1 2 3 5)")
     parser.add_argument("--tuples", type=Path,
                         help="a test tuple CSV (from_0,...,to) instead of the split's tuples (default: the split's)")
-    parser.add_argument("--max-tuples", type=int, default=MAX_TEST_TUPLES,
-                        help=f"score at most this many tuples, the split's first ones (default: {MAX_TEST_TUPLES})")
+    parser.add_argument("--max-tuples", type=_tuple_count, default=DEFAULT_TUPLES, metavar="N|all",
+                        help=f"score at most this many tuples, the split's first ones; 'all': up to "
+                             f"{MAX_TEST_TUPLES}, every tuple of a standard test set (default: {DEFAULT_TUPLES}, "
+                             f"about a minute on 2 CPU cores at M = 1 2 3 5)")
     parser.add_argument("--out", type=Path,
                         help="output folder for evaluation.json (every score, per tuple too) and evaluation.md "
-                             "(the table) (default: eval-<checkpoint name> beside the checkpoint, else DIR/eval)")
+                             "(the table) (default: runs/eval-RUN-STEM for runs/RUN/checkpoints/STEM.pt, "
+                             "runs/eval-STEM for another checkpoint, runs/eval-DATA without one)")
     parser.add_argument("--data-range", choices=DATA_RANGES, default="255",
                         help="data range of SSIM_256 and mask-SSIM: 255, or minmax (max - min of the generated "
                              "image, GFLA's ssim_256) (default: 255)")
@@ -413,7 +447,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _compare_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"{PROG} compare", description="Pair two evaluation.json files tuple by tuple.")
+    parser = CommandLineParser(prog=f"{PROG} compare", description="Pair two evaluation.json files tuple by tuple.")
     parser.add_argument("a", type=Path, help="evaluation.json of run A")
     parser.add_argument("b", type=Path, help="evaluation.json of run B (the same tuples)")
     parser.add_argument("--method", default="model", help="the row compared in both files (default: model)")

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from msgen.checkpoint import CheckpointError, load_checkpoint, load_module_state
-from msgen.errors import UsageError
+from msgen.errors import CommandLineParser, UsageError
 from msgen.models import Generator
 from msgen.training.config import TrainConfig, config_from_dict
 
@@ -96,7 +96,7 @@ def load_generator_weights(path: str | Path, map_location: str | torch.device = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m msgen.export", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m msgen.export", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write a training checkpoint's generator as safetensors")
     export.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (.pt)")

@@ -29,6 +29,9 @@ from msgen.pose.draw import draw_pose
 
 GAP = 4
 LABEL_HEIGHT = 12
+# The enlargement of a generation's figure by default (``GenerationResult.figure()`` and
+# ``python -m msgen.generate --figure-scale``): 64x32 panels at scale 1 are too small to read.
+FIGURE_SCALE = 2
 BACKGROUND = (255, 255, 255)
 # Colour scale of the saliency maps: anchors at 0, 0.25, 0.5, 0.75, 1 (dark blue to yellow).
 _SCALE = np.array(

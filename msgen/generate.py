@@ -5,7 +5,7 @@
 
 Writes OUT_DIR/generated.png (the result, at the model's image size) and OUT_DIR/figure.png
 (the sources, the target pose as a skeleton, the result and one saliency map per source, panels
-enlarged --figure-scale times).
+enlarged --figure-scale times); OUT_DIR defaults to runs/generated.
 
 Keypoints of a source: its file name's row in ``--keypoints`` (an annotation CSV, keypoints at the
 image's stored size), else detected in the photo (msgen.pose.detector, needs the pose extra
@@ -40,8 +40,8 @@ from PIL import Image
 from msgen.api import MultiSourceGenerator, load_image
 from msgen.checkpoint import CheckpointError
 from msgen.data.folder import IMAGE_SUFFIXES
-from msgen.errors import UsageError
-from msgen.figures import save_png
+from msgen.errors import CommandLineParser, UsageError
+from msgen.figures import FIGURE_SCALE, save_png
 from msgen.pose import NUM_KEYPOINTS, read_annotations
 from msgen.pose.detector import Detector
 
@@ -165,11 +165,12 @@ def _positive_int(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", ""),
+    parser = CommandLineParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]).replace("``", ""))
     parser.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT",
-                        help="a training checkpoint (.pt, e.g. runs/x/checkpoints/best.pt); required")
+                        help="the model: a training checkpoint (.pt, e.g. runs/NAME/checkpoints/best.pt) or an "
+                             "exported generator (.safetensors, e.g. docs/models/synthetic-full.safetensors); required")
     parser.add_argument("--sources", type=Path, nargs="+", required=True, metavar="PHOTO",
                         help="M >= 1 photos of one person (PNG/JPEG, any size); required")
     parser.add_argument("--target-pose", required=True, metavar="T",
@@ -178,10 +179,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keypoints", "--source-keypoints", dest="keypoints", type=Path, metavar="CSV",
                         help="annotation CSV (name:keypoints_y:keypoints_x) with rows for some or all images, keyed "
                              "by file name (default: none; keypoints are detected in each photo)")
-    parser.add_argument("--out", type=Path, default=Path("generated"), metavar="DIR",
-                        help="output folder for generated.png and figure.png (default ./generated)")
-    parser.add_argument("--figure-scale", type=_positive_int, default=2, metavar="N",
-                        help="integer enlargement of the figure's panels (default 2)")
+    parser.add_argument("--out", type=Path, default=Path("runs/generated"), metavar="DIR",
+                        help="output folder for generated.png and figure.png, created if needed "
+                             "(default: runs/generated, which git ignores)")
+    parser.add_argument("--figure-scale", type=_positive_int, default=FIGURE_SCALE, metavar="N",
+                        help=f"integer enlargement of the figure's panels (default: {FIGURE_SCALE}, as result.figure())")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     parser.add_argument("--ops", choices=("reference", "fast"),
                         help="op implementations: reference (PyTorch) or fast (fused kernels) (default: the checkpoint's)")
@@ -216,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("always", UserWarning)
             paths = run(args)
     except (FileNotFoundError, ValueError, CheckpointError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     for warning in caught:
         print(f"{PROG}: warning: {warning.message}", file=sys.stderr)

@@ -18,6 +18,20 @@ if not torch.cuda.is_available():
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _seeded_global_generators() -> None:
+    """torch's, NumPy's legacy and Python's global generators seeded before every test, so a test
+    that draws from them gives the same numbers in any process and any order (tests/test_seeding.py
+    checks that no test draws from an unseeded generator of its own)."""
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+
+
 def shared_data_path() -> Path:
     """The real Market-1501 material beside the checkout (MSGEN_SHARED_DATA overrides)."""
     return Path(os.environ.get("MSGEN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from msgen.errors import UsageError
+from msgen.errors import CommandLineParser, UsageError
 
 DEFAULT_PANELS = ("train:loss_nn", "eval:mask_ssim")
 # Distinguishable on white, in the order runs are given.
@@ -127,7 +127,7 @@ def plot_curves(runs: dict[str, Sequence[dict]], panels: Sequence[str] = DEFAULT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python docs/experiments/training_curves.py", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python docs/experiments/training_curves.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=DIR",
                         help="a run to draw: its label and its folder (or log.jsonl); repeat for several runs")
     parser.add_argument("--panel", action="append", metavar="KIND:KEY",

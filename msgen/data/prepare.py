@@ -31,7 +31,7 @@ from pathlib import Path
 
 from msgen.data.folder import DROP_REASONS, JUNK_PREFIXES, PoseImageFolder, deepfashion_identity, market_identity
 from msgen.data.split import SPLIT_FILE, derive_split, official_split, write_split
-from msgen.errors import UsageError
+from msgen.errors import CommandLineParser, UsageError
 from msgen.pose import is_usable, read_annotations
 
 DATASETS = {
@@ -149,7 +149,7 @@ def prepare(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+    parser = CommandLineParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS),

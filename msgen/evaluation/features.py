@@ -191,7 +191,10 @@ def images_to_inception_input(images: np.ndarray) -> Tensor:
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
     batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return F.interpolate(batch, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
+    resized = F.interpolate(batch, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
+    # Bilinear weights summed in float32 can land a hair outside the inputs' range (-1.0000001 on
+    # some CPUs' vector paths); the network's input range is [-1, 1].
+    return resized.clamp_(-1.0, 1.0)
 
 
 def inception_weights_path(weights: str | Path | None) -> Path:

@@ -5,7 +5,8 @@ Keypoints are float (..., 18, 2) as (y, x) pixels of the stored image, -1 = miss
 - heatmaps: Gaussian keypoint heatmaps (batched torch).
 - person_mask: Ma et al.'s person mask for mask-SSIM / mask-IS.
 - parts: the 10 body parts' backward affines and target-side masks (batched torch).
-- affine: moving those affines to a feature map's grid.
+- affine: moving those affines to a feature map's grid; ``part_warp_inputs``: theta and masks for
+  msgen.ops.part_warp on any feature map, from keypoints (the drop-in for another generator).
 - inputs: all of the generator's pose tensors for a batch of keypoints, on their device.
 - draw: pictures of poses and parts; annotate: keypoints for new photos (optional mediapipe).
 - detector: finding the person in a photo (a Detector interface; MediaPipe, the pose extra).
@@ -13,7 +14,7 @@ Keypoints are float (..., 18, 2) as (y, x) pixels of the stored image, -1 = miss
 ``python -m msgen.pose`` lists the tools that run as scripts.
 """
 
-from msgen.pose.affine import affines_at_stride
+from msgen.pose.affine import affines_at_stride, part_warp_inputs
 from msgen.pose.heatmaps import HEATMAP_SIGMA, heatmaps
 from msgen.pose.inputs import POSE_KEYS, pose_inputs, with_pose_inputs
 from msgen.pose.keypoints import (
@@ -58,6 +59,7 @@ __all__ = [
     "heatmaps",
     "is_usable",
     "part_masks_at",
+    "part_warp_inputs",
     "person_mask",
     "pose_inputs",
     "present",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msgen.errors import UsageError
+from msgen.errors import CommandLineParser, UsageError
 from msgen.pose.detector import (
     MAX_SIDE,
     MIN_SIDE,
@@ -154,7 +154,7 @@ def format_accuracy(report: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", ""),
+    parser = CommandLineParser(prog=PROG, description=__doc__.split("\n\n")[0].replace("``", ""),
                                      epilog=__doc__.split("\n\n")[2].replace("``", ""))  # fmt: skip
     parser.add_argument("images", nargs="*", type=Path, help="image files to annotate (PNG/JPEG, any size)")
     parser.add_argument("--out", type=Path, help="annotation CSV to write (required unless --evaluate)")

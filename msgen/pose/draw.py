@@ -7,7 +7,6 @@ target pose by the part affines (msgen.ops.part_warp_reference).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from PIL import Image
 from skimage.draw import disk, line_aa
 from skimage.morphology import erosion
 
+from msgen.errors import CommandLineParser
 from msgen.pose.keypoints import KEYPOINT_NAMES, LIMBS, NUM_KEYPOINTS, check_keypoints, present, read_annotations
 from msgen.pose.parts import body_part_affines
 
@@ -136,7 +136,7 @@ def _load(path: Path) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m msgen.pose.draw", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m msgen.pose.draw", description=__doc__.split("\n\n")[0])
     parser.add_argument("annotations", type=Path, help="annotation CSV (name:keypoints_y:keypoints_x)")
     parser.add_argument("source", type=Path, help="image whose pose to draw")
     parser.add_argument("target", type=Path, nargs="?", help="optional target image: adds parts and the warp")

@@ -71,6 +71,26 @@ def check_keypoints(kp: np.ndarray | torch.Tensor, name: str = "keypoints") -> N
         )
 
 
+def fits(kp: np.ndarray, size: tuple[int, int], tolerance: float = 0.0) -> bool:
+    """Whether every present point of one pose (18, 2) (y, x) lies inside an (H, W) image, allowing
+    ``tolerance`` pixels past its last row and column."""
+    kp = np.asarray(kp, dtype=np.float64)
+    ok = present(kp)
+    H, W = size
+    return bool(((kp[ok, 0] <= H - 1 + tolerance) & (kp[ok, 1] <= W - 1 + tolerance)).all())
+
+
+def order_hint(kp: np.ndarray, size: tuple[int, int], tolerance: float = 0.0) -> str:
+    """For keypoints that do not fit their (H, W) image: a hint (a sentence starting with a space)
+    when they would fit it as (x, y) pairs, the usual order elsewhere (OpenPose, MediaPipe, PIL);
+    "" otherwise. msgen's poses are (y, x)."""
+    kp = np.asarray(kp, dtype=np.float64)
+    if fits(kp, size, tolerance) or not fits(kp[..., ::-1], size, tolerance):
+        return ""
+    return (" They fit the image as (x, y) pairs: msgen's keypoints are (y, x) = (row, column); "
+            "swap the two columns (kp[:, ::-1]).")
+
+
 def is_usable(kp: np.ndarray | torch.Tensor) -> bool | np.ndarray | torch.Tensor:
     """Whether the four torso points (Rsho, Lsho, Rhip, Lhip) are present: (..., 18, 2) -> (...)."""
     torso = [KEYPOINT_INDEX[n] for n in TORSO]

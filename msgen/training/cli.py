@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from msgen.checkpoint import CheckpointError, load_checkpoint, newest_valid_checkpoint
-from msgen.errors import UsageError
+from msgen.errors import CommandLineParser, UsageError
 from msgen.training.config import PRESETS, TrainConfig, config_from_dict, train_preset, with_overrides
 
 # Fields that are not options: the preset is chosen by --preset, before any override applies.
@@ -75,15 +75,8 @@ def _flag(path: str) -> str:
     return path.replace("_", "-")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line ``error: ...`` (status 2), not 45 options of usage."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"error: {message} (python -m msgen.train --help lists the options)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandLineParser(
         prog="python -m msgen.train",
         description=(
             "Train the multi-source generator. With no arguments: the 'synthetic' preset, on the GPU "
@@ -105,15 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: none)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved configuration and exit without training (default: off)")
-    defaults = TrainConfig()
-    group = parser.add_argument_group("configuration (TrainConfig fields; defaults of the synthetic preset)")
+    presets = {name: make() for name, make in PRESETS.items()}
+    group = parser.add_argument_group(
+        "configuration (TrainConfig fields; each default is the synthetic preset's, and where another "
+        "preset differs its value follows; with --resume/--init-from the checkpoint's)")
     # Run-level options first, then data.*, then model.* (a stable sort keeps the field order).
     for path, hint, text in sorted(_leaf_fields(TrainConfig), key=lambda leaf: leaf[0].count(".")):
-        default = _lookup(defaults, path)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         # argparse %-formats help strings; a literal % in a field's text must be doubled.
-        # A text that states its default itself (a field's own wording) keeps it; else it is added.
-        help_text = (text if "(default:" in text else f"{text} (default: {shown})").replace("%", "%%").strip()
+        help_text = _with_defaults(text, path, presets).replace("%", "%%").strip()
         if hint is bool:
             group.add_argument(f"--{_flag(path)}", dest=path, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
@@ -122,6 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
                                default=argparse.SUPPRESS, metavar=path.rsplit(".", 1)[-1].upper(),
                                help=help_text)
     return parser
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
+def _with_defaults(text: str, path: str, presets: dict[str, TrainConfig]) -> str:
+    """The field's help with the default in effect: the synthetic preset's (the CLI's default),
+    then the other presets' where they differ, so --help never shows a value no run uses.
+
+    A text that states its default itself (a field's own wording) keeps it."""
+    values = {name: _shown(_lookup(config, path)) for name, config in presets.items()}
+    default = values.pop("synthetic")
+    differing: dict[str, list[str]] = {}
+    for name, value in values.items():
+        if value != default:
+            differing.setdefault(value, []).append(name)
+    others = "; ".join(f"--preset {' and '.join(names)}: {value}" for value, names in differing.items())
+    if "(default:" in text:
+        return f"{text} ({others})" if others else text
+    return f"{text} (default: {default}{'; ' + others if others else ''})"
 
 
 def _lookup(config: Any, path: str) -> Any:
@@ -209,10 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_config:
         print(invocation.config)
         return 0
+    config = invocation.config
     from msgen.training.loop import DataError, NonFiniteLossError, SetupError, TrainingInterrupted, train
 
     try:
-        train(invocation.config, resume=invocation.resume, init_from=invocation.init_from)
+        result = train(config, resume=invocation.resume, init_from=invocation.init_from)
     except NonFiniteLossError as error:
         print(f"msgen.train: stopped: {error}", file=sys.stderr)
         return 1
@@ -222,4 +238,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as error:
         print(f"msgen.train: {error}", file=sys.stderr)
         return error.exit_code
+    if result.start_step == result.step:
+        print(finished(result, invocation.resume, config))
+    elif result.best_checkpoint is not None:  # rank 0 (the others have no outputs to name)
+        print(summary(result, config))
     return 0
+
+
+def finished(result: Any, resume: Path | None, config: TrainConfig) -> str:
+    """What --resume on a run already at its --steps says instead of training nothing."""
+    lines = [f"msgen.train: the run in {result.out} is finished: {resume} is at step {result.step} of "
+             f"--steps {config.steps}, so there is nothing to train."]
+    if result.best_checkpoint is not None:
+        lines.append(f"  its best model: {result.best_checkpoint}")
+    lines.append(f"  to train further, give a larger --steps: python -m msgen.train --resume auto --out {result.out} "
+                 f"--steps {2 * result.step}" + (" (the lr decay follows --steps, so the lr first rises to what "
+                                                 "the longer schedule gives at this step)" if config.lr_decay else ""))
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def summary(result: Any, config: TrainConfig) -> str:
+    """What a finished run (a msgen.training.loop.TrainResult) left and how to go on, in lines."""
+    best = result.best_checkpoint
+    if result.best_metric is None:
+        score = "the newest checkpoint: no held-out evaluation ran (--eval-every)"
+    else:
+        at = f" at step {result.best_step}" if result.best_step is not None else ""
+        per_m = ", ".join(f"M = {m}: {result.metrics[f'mask_ssim_m{m}']:.3f}" for m in config.num_sources
+                          if f"mask_ssim_m{m}" in result.metrics)
+        score = (f"held-out mask-SSIM {result.best_metric:.4f}{at} (mean over M of {config.data.eval_tuples} "
+                 f"held-out tuples; the last evaluation: {per_m or 'none'})")
+    lines = [
+        f"msgen.train: finished steps {result.start_step} -> {result.step} in {_duration(result.seconds)}",
+        f"  best model: {best} ({score})",
+        f"  samples: {result.out / 'samples'}; curves: tensorboard --logdir {result.out / 'tensorboard'}",
+        f"  generate: python -m msgen.generate --checkpoint {best} --sources IMAGE... --target-pose POSE",
+        f"  evaluate: python -m msgen.evaluate --checkpoint {best}",
+        f"  train further: python -m msgen.train --resume auto --out {result.out} --steps {2 * result.step}",
+    ]
+    return "\n".join(lines)

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from msgen.checkpoint import (
+    BEST_NAME,
     CheckpointError,
     CheckpointManager,
     capture_rng,
@@ -54,7 +55,7 @@ from msgen.checkpoint import (
 )
 from msgen.errors import UsageError
 from msgen.data import collate_tuples, to_device
-from msgen.models import Discriminator, Generator, NearestNeighbourLoss, VGGWeightsNotFound
+from msgen.models import Discriminator, FeatureSpaceWarning, Generator, NearestNeighbourLoss, VGGWeightsNotFound
 from msgen.pose import with_pose_inputs
 from msgen.training import distributed
 from msgen.training.config import TrainConfig, config_to_dict
@@ -148,12 +149,19 @@ class _StopSignals:
 
 @dataclass
 class TrainResult:
-    """Where a finished run stands."""
+    """Where a finished run stands: its folder, last step and checkpoint, the last evaluation's
+    metrics, and best.pt with its step and mask-SSIM (None where no evaluation ran, or the best
+    was saved before a resume)."""
 
     out: Path
     step: int
     last_checkpoint: Path | None
     metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: Path | None = None
+    best_metric: float | None = None
+    best_step: int | None = None
+    start_step: int = 0
+    seconds: float = 0.0
 
 
 def train(config: TrainConfig, resume: str | Path | None = None, init_from: str | Path | None = None) -> TrainResult:
@@ -267,7 +275,9 @@ class Trainer:
         self.G = Generator(config.model.generator).to(self.device)
         self.D = Discriminator(config.model.discriminator).to(self.device)
         try:
-            self.nn_loss = NearestNeighbourLoss.from_config(config.model.loss).to(self.device)
+            with warnings.catch_warnings():  # the banner's NOTE line says which space the loss compares
+                warnings.simplefilter("ignore", FeatureSpaceWarning)
+                self.nn_loss = NearestNeighbourLoss.from_config(config.model.loss).to(self.device)
         except VGGWeightsNotFound as error:
             raise SetupError(f"{error} (on the command line: --model.loss.features pixel)") from error
         for substitute in preset_substitutes(config):
@@ -323,12 +333,14 @@ class Trainer:
         self.losses = LossWindow(self.device)
         self.last_losses: dict[str, float] = {}
         self.last_saved_step: int | None = None
+        self.best_step: int | None = None
         self.last_save_time = time.monotonic()
         # Created last, once everything above is known to work, so a refused run writes nothing.
         if state.is_main:
             for stale in remove_stale_temporaries(self.out / "checkpoints"):
                 print(f"msgen.train: removed {stale}, left by a save that did not finish", file=sys.stderr)
-        self.monitor = RunMonitor(self.out, config.steps, self.start_step, enabled=state.is_main)
+        self.monitor = RunMonitor(self.out, config.steps, self.start_step, enabled=state.is_main,
+                                  adversarial=config.model.loss.adversarial_weight != 0)
 
     def _load(self, checkpoint: dict[str, Any], path: str | Path, full: bool) -> None:
         try:
@@ -421,6 +433,8 @@ class Trainer:
                 "metrics": dict(self.metrics),
             }
             metric = self.metrics.get("mask_ssim") if evaluated else None
+            if self.checkpoints.is_better(metric) or self.checkpoints.best_metric is None:
+                self.best_step = step  # CheckpointManager's rule for best.pt
             self.checkpoints.save(step, state, metric)
         distributed.barrier(self.dist)
         self.last_saved_step = step
@@ -510,6 +524,10 @@ class Trainer:
 
     def run(self) -> TrainResult:
         c = self.config
+        started = time.monotonic()
+        if self.start_step == c.steps:  # resumed at its end: nothing to train (the CLI says how to go on)
+            self.monitor.close()
+            return self._result(0.0)
         self._banner()
         if self.start_step:
             restore_rng(self._resume_rng)
@@ -552,5 +570,10 @@ class Trainer:
                 self.monitor.print(f"parameters identical on all {self.dist.world_size} processes")
         finally:
             self.monitor.close()
+        return self._result(time.monotonic() - started)
+
+    def _result(self, seconds: float) -> TrainResult:
         last = latest_checkpoint(self.out / "checkpoints") if self.dist.is_main else None
-        return TrainResult(self.out, c.steps, last, dict(self.metrics))
+        best = self.checkpoints.directory / BEST_NAME
+        return TrainResult(self.out, self.config.steps, last, dict(self.metrics), best if best.is_file() else None,
+                           self.checkpoints.best_metric, self.best_step, self.start_step, seconds)

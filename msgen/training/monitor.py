@@ -22,8 +22,12 @@ from tqdm import tqdm
 class RunMonitor:
     """Progress bar, TensorBoard writer and JSONL log of one run (no-ops when not ``enabled``)."""
 
-    def __init__(self, out: Path, total_steps: int, start_step: int, enabled: bool) -> None:
+    def __init__(self, out: Path, total_steps: int, start_step: int, enabled: bool,
+                 adversarial: bool = True) -> None:
+        """adversarial: whether the run has an adversarial term; without one the progress bar leaves
+        out D's loss and G's adversarial loss (always 0 there; log.jsonl keeps every loss)."""
         self.enabled = enabled
+        self._hidden = set() if adversarial else {"loss_d", "loss_g_adv"}
         self.out = out
         self._window_images = 0
         self._window_start = time.perf_counter()
@@ -57,7 +61,7 @@ class RunMonitor:
         if not self.enabled:
             return
         rate = self._window_images / max(time.perf_counter() - self._window_start, 1e-9)
-        self.bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in losses.items()}
+        self.bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in losses.items() if k not in self._hidden}
                              | {"img/s": f"{rate:.1f}"}, refresh=False)
         self.bar.update(1)
 

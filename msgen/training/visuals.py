@@ -2,7 +2,9 @@
 
 One column per tuple; rows, top to bottom: the M sources, the target pose (its heatmaps with the
 skeleton drawn over them), the generated image, the ground truth, then one saliency map per source
-(the channel mean of the finest attention, white = this source supplies the pixel).
+(the channel mean of the finest attention, white = this source supplies the pixel). Each row is
+labelled on the left ("source 1", "pose", "result", "real", "saliency 1") and each column on top
+(the held-out tuple's number, "#1"), so a grid reads without this docstring.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import colorsys
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from msgen.evaluation import to_uint8  # the one conversion, shared with evaluation and generation
 from msgen.pose.keypoints import LIMBS, present
 
 GAP = 2  # pixels of white between cells
+LABEL_HEIGHT = 12  # the column labels' band; PIL's default bitmap font is 11 px high
 # One hue per limb, so left and right are told apart as in OpenPose renderings.
 _LIMB_COLOURS = [
     tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / len(LIMBS), 0.9, 1.0)) for i in range(len(LIMBS))
@@ -43,8 +46,36 @@ def saliency_image(saliency: Tensor) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
+def row_labels(num_sources: int) -> list[str]:
+    """The grid's row labels, top to bottom."""
+    return ([f"source {i + 1}" for i in range(num_sources)] + ["pose", "result", "real"]
+            + [f"saliency {i + 1}" for i in range(num_sources)])
+
+
+def _text_width(text: str, font: ImageFont.ImageFont) -> int:
+    left, _, right, _ = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)
+    return right - min(left, 0)
+
+
+def _labelled(grid: np.ndarray, rows: list[str], columns: int, cell: tuple[int, int]) -> np.ndarray:
+    """``grid`` with a band of row labels on its left and column labels ("#1", ...) on top."""
+    font = ImageFont.load_default()
+    H, W = cell
+    left = max(_text_width(text, font) for text in rows) + 2 * GAP
+    canvas = Image.new("RGB", (left + grid.shape[1], LABEL_HEIGHT + grid.shape[0]), (255, 255, 255))
+    canvas.paste(Image.fromarray(grid), (left, LABEL_HEIGHT))
+    draw = ImageDraw.Draw(canvas)
+    for r, text in enumerate(rows):
+        draw.text((GAP, LABEL_HEIGHT + r * (H + GAP) + max(0, (H - LABEL_HEIGHT) // 2)), text, fill=(0, 0, 0), font=font)
+    for b in range(columns):
+        text = f"#{b + 1}"
+        draw.text((left + b * (W + GAP) + max(0, (W - _text_width(text, font)) // 2), 0), text, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas).copy()
+
+
 def sample_grid(batch: dict[str, Tensor], generated: Tensor, saliency: Tensor) -> np.ndarray:
-    """The grid of one batch: uint8 (rows * (H + GAP) - GAP, B * (W + GAP) - GAP, 3).
+    """The grid of one batch, labelled: uint8 (LABEL_HEIGHT + rows * (H + GAP) - GAP,
+    label width + B * (W + GAP) - GAP, 3); the cells' rows are ``row_labels(M)``.
 
     batch holds "sources" (B, M, 3, H, W), "target" (B, 3, H, W), "target_heatmap" (B, 18, H, W),
     "target_kp" (B, 18, 2); generated (B, 3, H, W); saliency (B, M, H, W).
@@ -65,4 +96,4 @@ def sample_grid(batch: dict[str, Tensor], generated: Tensor, saliency: Tensor) -
     for b, cells in enumerate(columns):
         for r, cell in enumerate(cells):
             grid[r * (H + GAP) : r * (H + GAP) + H, b * (W + GAP) : b * (W + GAP) + W] = cell
-    return grid
+    return _labelled(grid, row_labels(M), B, (H, W))

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+
 VIEW_NAMES = ("front", "frontright", "right", "backright", "back", "backleft", "left", "frontleft")
 
 # Keypoint indices in the CSV order (METHOD.md, "Data conventions").

@@ -97,7 +97,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m msgen.data.synthetic", description=__doc__.split("\n")[0])
+    parser = CommandLineParser(prog="python -m msgen.data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path,
                         help="output folder; gets images/, annotation.csv and synthetic.json (required)")
     parser.add_argument("--identities", type=int, default=500,
