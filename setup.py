@@ -102,5 +102,5 @@ setup(
     package_dir={"msgen.kernels": "kernels"},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    package_data={"msgen": ["_build_info.json"]},
+    package_data={"msgen": ["_build_info.json", "assets/*.safetensors"]},
 )

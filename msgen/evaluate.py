@@ -1,5 +1,5 @@
-"""``python -m msgen.evaluate``: the table the field reports (FID, LPIPS, SSIM, mask-SSIM, IS) per M,
-with reference rows and 95% intervals.
+"""``python -m msgen.evaluate``: the table the field reports (FID, KID, LPIPS, SSIM, mask-SSIM, IS)
+per M, with reference rows and 95% intervals.
 
     python -m msgen.evaluate --checkpoint CKPT [--data DIR] [--sources 1 2 3 5] [--out OUT]
     python -m msgen.evaluate --data DIR --identity market          # the reference rows only
@@ -18,14 +18,18 @@ Rows: the model; the warp baseline (each source warped with its own part affines
 warped sources averaged; no learning); a constant image of the training mean colour; the ground
 truth (FID and IS of the test images themselves). Columns (docs/EVALUATION.md): SSIM as GFLA's
 script computes it (51x51 window; images >= 51x51), SSIM_256 (Gaussian window, data range
---data-range), mask-SSIM, LPIPS (v0.1 AlexNet), FID (Inception-v3 pool features, real set = the
-split's training images, its statistics cached in DIR/.msgen-cache/), IS and mask-IS (10 splits). Per-tuple metrics carry a 95% bootstrap
+--data-range), mask-SSIM, LPIPS (v0.1 AlexNet), FID (TF graph) and KID (the TF 2015-12-05 FID
+Inception graph's pool features, pytorch-fid's and clean-fid's network), FID (torchvision, GFLA)
+(torchvision's Inception-v3, GFLA's script), IS and mask-IS (10 splits; they need a classifier
+head, which only torchvision's Inception-v3 file holds). The real set is the split's training
+images; its features are cached in DIR/.msgen-cache/. Per-tuple metrics carry a 95% bootstrap
 interval over PERSONS (a person's tuples are not independent: persons are drawn with replacement,
 all their tuples kept), and evaluation.json keeps every per-tuple score, each tuple's person
 (``tuple_persons``, beside ``tuple_names``) and the PAIRED intervals of the differences (model at the largest M minus the smallest; model minus warp baseline at
-each M); ``compare`` pairs two runs' evaluation.json tuple by tuple. The network weights come
-from the options, environment variables or torch's hub cache; without them a column says
-"unavailable" and why. Nothing is downloaded.
+each M); ``compare`` pairs two runs' evaluation.json tuple by tuple. The FID graph and LPIPS
+come from msgen's cache (``python -m msgen.weights fetch`` puts them there), the options or
+their environment variables; without them a column says "unavailable" and why. Evaluation
+downloads nothing.
 """
 
 from __future__ import annotations
@@ -58,10 +62,12 @@ from msgen.evaluation import (
     count_persons,
     ground_truth_method,
     inception_weights_path,
+    load_fid_inception,
     load_inception_model,
     load_lpips,
     mean_colour,
     paired_difference,
+    real_fid_features,
     real_statistics,
     score_methods,
     summarise,
@@ -87,10 +93,28 @@ def _fmt(summary: dict | None) -> str:
     return f"{summary['mean']:.3f} [{summary['low']:.3f}, {summary['high']:.3f}]"
 
 
+SET_COLUMNS = {"fid_tf": "FID (TF graph)", "kid": "KID", "fid": "FID (torchvision, GFLA)", "is": "IS",
+               "mask_is": "mask-IS"}
+TIMED = {"ssim": "SSIM_256 and SSIM (GFLA)", "mask_ssim": "mask-SSIM", "lpips": "LPIPS",
+         "fid_tf": "FID (TF graph) and KID: the graph's features", "inception": "torchvision Inception-v3 (FID, IS)"}
+
+
+def _set_cell(row: dict, key: str, notes: dict) -> str:
+    value = row.get(key)
+    if value is None:
+        note = "is" if key == "mask_is" else key
+        return "unavailable" if note in notes else "—"
+    if key == "kid":
+        return f"{value[0]:.4f} ± {value[1]:.4f}"
+    if key in ("is", "mask_is"):
+        return f"{value[0]:.2f} ± {value[1]:.2f}"
+    return f"{value:.2f}"
+
+
 def markdown_table(report: dict) -> str:
     """The table as Markdown: one line per (method, M), then the notes."""
     notes = report["notes"]
-    header = ["method", "M", *COLUMNS.values(), "FID", "IS", "mask-IS"]
+    header = ["method", "M", *COLUMNS.values(), *SET_COLUMNS.values()]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in report["rows"]:
         cells = [row["method"], str(row["M"]) if row["per_m"] else "any"]
@@ -101,16 +125,19 @@ def markdown_table(report: dict) -> str:
                 cells.append(_fmt(row["metrics"][key]))
             else:
                 cells.append("unavailable" if key in notes else "—")
-        cells.append(f"{row['fid']:.2f}" if row["fid"] is not None else ("unavailable" if "fid" in notes else "—"))
-        for key in ("is", "mask_is"):
-            value = row[key]
-            cells.append(f"{value[0]:.2f} ± {value[1]:.2f}" if value is not None else ("unavailable" if "is" in notes else "—"))
+        cells += [_set_cell(row, key, notes) for key in SET_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"{report['num_tuples']} test tuples: {report['tuples']}. Mean [95% bootstrap interval over "
-              f"persons]; IS: mean ± std over {IS_SPLITS} splits. SSIM_256 data range: {report['data_range']}.",
+              f"persons]; KID: mean ± std over subsets; IS: mean ± std over {IS_SPLITS} splits. SSIM_256 data "
+              f"range: {report['data_range']}. FID and KID real set: {report.get('real_set')}.",
               _rests_on(report)]
-    names = {**COLUMNS, "fid": "FID", "is": "IS and mask-IS"}
+    names = {**COLUMNS, **SET_COLUMNS, "is": "IS and mask-IS"}
     lines += [f"{names[key]} unavailable: {reason}." for key, reason in notes.items()]
+    timed = report.get("timings") or {}
+    if any(timed.get(f"{key}_images") for key in TIMED):
+        lines += ["", "Seconds per 100 scored images (tuples of one row at one M), this run's device:"]
+        lines += [f"- {label}: {100 * timed[key] / timed[f'{key}_images']:.2f} s"
+                  for key, label in TIMED.items() if timed.get(f"{key}_images")]
     if report["paired"]:
         lines += ["", "Paired differences (same tuples; 95% bootstrap interval of the mean difference):", ""]
         for item in report["paired"]:
@@ -134,14 +161,28 @@ def _rests_on(report: dict) -> str:
     return "Each M rests on: " + "; ".join(f"M = {m}: {text}" for m, text in sorted(counts.items())) + "."
 
 
+NO_HEAD = ("they need an Inception classifier head: the FID (TF graph) file holds the network up to its "
+           "pool features only, and torchvision's Inception-v3 (--inception-weights) is not here")
+
+
 def _networks(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Networks, dict[str, str]]:
     networks, notes = Networks(batch_size=args.batch_size), {}
+    if args.fid_tf:
+        try:
+            networks.fid_inception = load_fid_inception(args.fid_weights, args.device)
+            networks.fid_inception_note = None
+        except MetricUnavailable as error:
+            notes["fid_tf"] = notes["kid"] = str(error)
+            log(f"FID (TF graph), KID: unavailable: {error}")
+    else:
+        notes["fid_tf"] = notes["kid"] = "left out (--no-fid-tf)"
     try:
         networks.inception = load_inception_model(args.inception_weights, args.device)
         networks.inception_note = None
     except MetricUnavailable as error:
-        notes["fid"] = notes["is"] = str(error)
-        log(f"FID, IS: unavailable: {error}")
+        notes["fid"] = str(error)
+        notes["is"] = f"{NO_HEAD} ({error})"
+        log(f"FID (torchvision, GFLA), IS: unavailable: {error}")
     try:
         networks.lpips = load_lpips(args.alexnet_weights, args.lpips_heads, args.device)
         networks.lpips_note = None
@@ -190,6 +231,7 @@ def _rows(results: Sequence[MethodResult], methods: Sequence[Method], seed: int)
             "method": result.method, "M": result.num_sources, "per_m": method.per_m, "pairwise": method.pairwise,
             "metrics": {k: summarise(v, seed, result.persons) for k, v in result.per_tuple.items()},
             "fid": result.fid, "is": result.inception, "mask_is": result.mask_inception,
+            "fid_tf": result.fid_tf, "kid": result.kid,
         })
     return rows
 
@@ -243,6 +285,32 @@ def _cached_real_statistics(args: argparse.Namespace, folder: PoseImageFolder, r
     return stats
 
 
+def _cached_real_fid_features(args: argparse.Namespace, folder: PoseImageFolder, root: Path, names: Sequence[str],
+                              networks: Networks, log: Callable[[str], None]) -> np.ndarray:
+    """The real set's FID Inception (TF graph) features (N, 2048), cached in DIR/.msgen-cache/: the
+    key covers the weights file's sha256 (from msgen's manifest, else its path), the image size
+    and the image names."""
+    from msgen.weights import FID_INCEPTION_FILE, cache_dir
+
+    manifest = cache_dir() / "manifest.json"
+    weights = str(args.fid_weights) if args.fid_weights else (
+        json.loads(manifest.read_text()).get(FID_INCEPTION_FILE, {}).get("sha256", "") if manifest.is_file() else "")
+    key = hashlib.sha256(json.dumps([weights, list(folder.image_size), list(names)]).encode()).hexdigest()[:16]
+    path = root / ".msgen-cache" / f"fid-tf-real-{key}.npy"
+    if path.is_file():
+        log(f"FID (TF graph) real set: cached features {path}")
+        return np.load(path)
+    features = real_fid_features(folder, names, networks.fid_inception, args.batch_size, args.progress, args.device)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npy")
+        np.save(tmp, features)
+        tmp.replace(path)
+    except OSError as error:
+        log(f"FID (TF graph) real set: not cached ({error})")
+    return features
+
+
 def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: None) -> dict:
     """Evaluate and write OUT/evaluation.md, evaluation.json and test_tuples.csv; returns the report."""
     model = None
@@ -288,16 +356,20 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
     if model is not None:
         methods.append(Method("model", lambda batch: model.generate_batch(batch).image))
     methods += [Method(WARP, warp_baseline), constant_method(mean_colour(folder, train_names)), ground_truth_method()]
-    real = None
+    real = real_features = None
+    real_names = train_names
+    if args.max_real and args.max_real < len(train_names):  # evenly spaced: every person, not the first ones
+        real_names = [train_names[i] for i in np.linspace(0, len(train_names) - 1, args.max_real).round().astype(int)]
     if networks.inception is not None:
-        real_names = train_names
-        if args.max_real and args.max_real < len(train_names):  # evenly spaced: every person, not the first ones
-            real_names = [train_names[i] for i in np.linspace(0, len(train_names) - 1, args.max_real).round().astype(int)]
         real = _cached_real_statistics(args, folder, root, real_names, networks, log)
+    if networks.fid_inception is not None:
+        real_features = _cached_real_fid_features(args, folder, root, real_names, networks, log)
     start = time.perf_counter()
     dataset = TupleDataset(folder, tuples)
+    timings: dict[str, float] = {}
     results = score_methods(methods, dataset, args.sources, args.device, args.batch_size,
-                            args.data_range, networks, real, workers=args.workers, progress=args.progress)
+                            args.data_range, networks, real, workers=args.workers, progress=args.progress,
+                            real_features=real_features, timings=timings)
     seconds = time.perf_counter() - start
     out = args.out or default_out(args.checkpoint, root)
     out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +377,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
     report = {
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "data": str(root), "tuples": origin, "num_tuples": len(tuples), "data_range": args.data_range,
-        "sources": args.sources, "notes": notes, "seconds": seconds,
+        "sources": args.sources, "notes": notes, "seconds": seconds, "timings": timings,
         "real_set": f"{len(train_names) if not args.max_real else min(args.max_real, len(train_names))} training images",
         "rows": _rows(results, methods, args.seed), "paired": _paired(results, args.seed),
         "tuple_names": [[*s, t] for s, t in tuples],
@@ -414,17 +486,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resize", action="store_true",
                         help="resize images of another size to the model's, keypoints rescaled; a change of aspect ratio "
                              "squeezes people and warns (default: an error)")
+    parser.add_argument("--fid-tf", action=argparse.BooleanOptionalAction, default=True,
+                        help="FID (TF graph) and KID on the FID Inception graph (default: on; --no-fid-tf leaves "
+                             "them out: the graph costs about 6 GFLOP per image)")
+    parser.add_argument("--fid-weights", type=Path,
+                        help="the converted FID Inception graph (.safetensors) (default: the one `python -m "
+                             "msgen.weights fetch` put in msgen's cache)")
     parser.add_argument("--inception-weights", type=Path,
-                        help="torchvision Inception-v3 state dict for FID and IS (default: $MSGEN_INCEPTION_WEIGHTS, "
-                             "else torch's hub cache)")
+                        help="torchvision Inception-v3 state dict for FID (torchvision, GFLA) and IS (default: "
+                             "$MSGEN_INCEPTION_WEIGHTS, else torch's hub cache)")
     parser.add_argument("--alexnet-weights", type=Path,
                         help="torchvision AlexNet state dict for LPIPS (default: $MSGEN_ALEXNET_WEIGHTS, else "
-                             "torch's hub cache)")
+                             "msgen's cache (python -m msgen.weights fetch), else torch's hub cache)")
     parser.add_argument("--lpips-heads", type=Path,
-                        help="LPIPS v0.1 AlexNet linear heads (default: $MSGEN_LPIPS_HEADS, else the lpips "
-                             "package's weights/v0.1/alex.pth)")
+                        help="LPIPS v0.1 AlexNet linear heads (default: $MSGEN_LPIPS_HEADS, else msgen's cache, "
+                             "else the lpips package's weights/v0.1/alex.pth)")
     parser.add_argument("--max-real", type=int, default=None,
-                        help="use at most this many training images as FID's real set (default: all)")
+                        help="use at most this many training images as the real set of FID and KID (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
     parser.add_argument("--batch-size", type=int, default=16, help="tuples per batch, >= 1 (default: 16)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes, >= 0 (default: 0)")

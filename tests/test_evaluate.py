@@ -54,10 +54,24 @@ class StandInInception(nn.Module):
         return features, self.fc(features).softmax(1)
 
 
+class StandInFIDInception(nn.Module):
+    """Pool features of the TF graph's input convention: (N, 3, 299, 299) in [-1, 1) -> (N, 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(3, 8, 5, stride=8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert tuple(x.shape[-2:]) == (299, 299) and x.min() >= -1 and x.max() < 1
+        return self.conv(x).relu().mean((2, 3))
+
+
 @pytest.fixture
 def stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(1)
     heads = [torch.rand(1, c, 1, 1) for c in (64, 192, 384, 256, 256)]
+    monkeypatch.setattr(evaluate, "load_fid_inception", lambda weights, device: StandInFIDInception())
     monkeypatch.setattr(evaluate, "load_inception_model", lambda weights, device: StandInInception())
     monkeypatch.setattr(evaluate, "load_lpips", lambda *args: LPIPS(alexnet_features(), heads))
 
@@ -77,6 +91,7 @@ def test_whole_run_with_stand_in_networks_gives_every_column(run: dict, stand_in
     assert n == 12
     for row in report["rows"]:
         assert row["fid"] is not None and np.isfinite(row["fid"]) and row["is"] is not None
+        assert np.isfinite(row["fid_tf"]) and len(row["kid"]) == 2 and np.isfinite(row["kid"]).all()
         if row["pairwise"]:
             assert set(row["metrics"]) == {"ssim", "ssim_256", "mask_ssim", "lpips"}
             for summary in row["metrics"].values():
@@ -93,6 +108,7 @@ def test_whole_run_with_stand_in_networks_gives_every_column(run: dict, stand_in
     # compare pairs the runs tuple by tuple: a run against itself differs by exactly 0.
     assert evaluate.main(["compare", str(out / "evaluation.json"), str(out / "evaluation.json")]) == 0
     assert "+0.0000 [+0.0000, +0.0000]" in capsys.readouterr().out
+    assert "| FID (TF graph) | KID | FID (torchvision, GFLA) |" in printed
     assert evaluate.main([*argv[:-3], "--out", str(out / "again"), "--no-progress"]) == 0
     again = json.loads((out / "again" / "evaluation.json").read_text())
     assert [row["fid"] for row in again["rows"]] == [row["fid"] for row in report["rows"]]
@@ -101,6 +117,7 @@ def test_whole_run_with_stand_in_networks_gives_every_column(run: dict, stand_in
 
 def test_without_weights_the_columns_say_why(run: dict, monkeypatch, tmp_path, capsys) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setenv("MSGEN_CACHE", str(tmp_path / "empty-cache"))  # no converted networks either
     for name in ("MSGEN_INCEPTION_WEIGHTS", "MSGEN_ALEXNET_WEIGHTS"):
         monkeypatch.delenv(name, raising=False)
     # Heads present (whether or not the lpips package is installed here), the backbone missing.
@@ -112,9 +129,12 @@ def test_without_weights_the_columns_say_why(run: dict, monkeypatch, tmp_path, c
                           "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "LPIPS unavailable: no AlexNet weights" in printed
-    assert "FID unavailable: no Inception-v3" in printed
+    assert "FID (torchvision, GFLA) unavailable: no Inception-v3" in printed
+    assert "FID (TF graph) unavailable" in printed and "msgen.weights fetch" in printed
+    assert "IS and mask-IS unavailable: they need an Inception classifier head" in printed
     report = json.loads((out / "evaluation.json").read_text())
     assert all(row["fid"] is None and "lpips" not in row["metrics"] for row in report["rows"])
+    assert all(row["fid_tf"] is None and row["kid"] is None for row in report["rows"])
 
 
 def test_scores_match_a_direct_computation(run: dict) -> None:

@@ -3,9 +3,11 @@ relu1_2 loader and its documented substitutes."""
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,14 @@ from msgen.models import (
     nearest_neighbour_loss,
 )
 from msgen.models.config import LossConfig
-from msgen.models.losses import TORCHVISION_VGG19_FILE, WEIGHTS_ENV, person_weight_map
+from msgen.models.losses import (
+    CAFFE_MEAN_BGR,
+    SHIPPED_VGG19,
+    SHIPPED_VGG19_SHA256,
+    TORCHVISION_VGG19_FILE,
+    WEIGHTS_ENV,
+    person_weight_map,
+)
 
 
 def naive_nearest_neighbour(
@@ -272,22 +281,75 @@ def test_caffe_scaled_input_gives_the_published_codes_distance_scale(tmp_path: P
 def test_vgg_weights_from_the_environment_and_from_the_hub_cache(
     tmp_path: Path, no_cached_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # torchvision's file in the hub cache is used when asked for by name ("torchvision"); the
+    # default is the shipped original VGG-19 (the paper's), which a file in the cache never replaces.
     images = torch.rand(1, 3, 6, 4) * 2 - 1
     from_env, from_hub = vgg19_state_dict(1), vgg19_state_dict(2)
     cached = no_cached_weights / "checkpoints" / TORCHVISION_VGG19_FILE
     cached.parent.mkdir(parents=True)
     torch.save(from_hub, cached)
-    torch.testing.assert_close(VGG19Features()(images), expected_relu1_2(from_hub, images), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(VGG19Features("torchvision")(images), expected_relu1_2(from_hub, images), rtol=1e-4, atol=1e-3)
+    assert VGG19Features().source == str(SHIPPED_VGG19)
     torch.save(from_env, tmp_path / "env.pth")
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "env.pth"))
     torch.testing.assert_close(VGG19Features()(images), expected_relu1_2(from_env, images), rtol=1e-4, atol=1e-3)
 
 
-def test_without_weights_the_error_names_the_substitutes(no_cached_weights: Path) -> None:
-    with pytest.raises(VGGWeightsNotFound, match='features="pixel"'):
-        VGG19Features()
+def test_missing_weights_say_what_was_expected(no_cached_weights: Path) -> None:
     with pytest.raises(VGGWeightsNotFound, match="nowhere.pth"):
         NearestNeighbourLoss("vgg19", weights="nowhere.pth")
+    with pytest.raises(VGGWeightsNotFound, match="hub cache"):
+        VGG19Features("torchvision")
+
+
+def published_relu1_2(images: torch.Tensor) -> torch.Tensor:
+    """relu1_2 as the published code's Keras VGG19 computes it, straight from the source npz:
+    RGB [-1, 1] -> BGR 0-255 minus the Caffe mean, then conv1_1, relu, conv1_2, relu."""
+    data = np.load(SOURCE_NPZ)
+    bgr = ((images + 1) * 127.5)[:, [2, 1, 0]] - torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    weight = {name: torch.from_numpy(data[name]) for name in data.files}
+    x = F.relu(F.conv2d(bgr, weight["conv1_1_weight_OIHW_BGR"], weight["conv1_1_bias"], padding=1))
+    return F.relu(F.conv2d(x, weight["conv1_2_weight_OIHW_BGR"], weight["conv1_2_bias"], padding=1))
+
+
+SOURCE_NPZ = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_caffe_conv1_1_to_conv2_2.npz"
+
+
+def test_the_shipped_vgg19_is_the_papers_and_runs_without_a_warning(no_cached_weights: Path) -> None:
+    assert hashlib.sha256(SHIPPED_VGG19.read_bytes()).hexdigest() == SHIPPED_VGG19_SHA256
+    from safetensors import safe_open
+
+    with safe_open(str(SHIPPED_VGG19), "pt") as handle:
+        metadata = handle.metadata()
+    assert "CC BY 4.0" in metadata["licence"] and "Simonyan" in metadata["licence"]
+    assert metadata["channel_order"] == "BGR"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the paper's loss: no FeatureSpaceWarning, no other warning
+        loss = NearestNeighbourLoss.from_config(LossConfig())
+    assert loss.vgg is not None and loss.vgg.paper and "paper" in loss.feature_space
+    with pytest.raises(ValueError, match="caffe"):
+        VGG19Features(input_scale="torchvision")
+    if not SOURCE_NPZ.is_file():
+        pytest.skip(f"the source npz is not here ({SOURCE_NPZ}): the feature check needs it")
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(2, 3, 9, 7, generator=g) * 2 - 1
+    torch.testing.assert_close(loss.vgg(images), published_relu1_2(images), rtol=1e-5, atol=1e-3)
+
+
+def test_a_damaged_shipped_file_is_refused(tmp_path: Path, no_cached_weights: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import msgen.models.losses as losses
+
+    damaged = tmp_path / SHIPPED_VGG19.name
+    data = bytearray(SHIPPED_VGG19.read_bytes())
+    data[-1] ^= 1
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(losses, "SHIPPED_VGG19", damaged)
+    with pytest.raises(VGGWeightsNotFound, match="damaged"):
+        VGG19Features()
+    monkeypatch.setattr(losses, "SHIPPED_VGG19", tmp_path / "gone.safetensors")
+    with pytest.raises(VGGWeightsNotFound, match="missing"):
+        VGG19Features()
 
 
 def test_a_state_dict_that_is_not_vgg19_is_rejected(

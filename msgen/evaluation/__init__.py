@@ -7,6 +7,9 @@
 - ``ssim``: SSIM_256, GFLA's SSIM, mask-SSIM, ``to_uint8``;
 - ``features``: Inception-v3 loading, ``FeatureStats`` and ``frechet_distance`` (FID), the
   Inception Score (whole and streamed), ``MetricUnavailable``;
+- ``inception_tf``: the TF FID Inception graph as msgen's module (``FIDInception``), its input
+  (``images_to_fid_input``) and loading (``load_fid_inception``, weights from msgen/weights.py);
+- ``kid``: the Kernel Inception Distance on the same features;
 - ``lpips``: LPIPS v0.1 AlexNet and its loading;
 - ``intervals``: ``bootstrap_interval`` and ``paired_difference``, resampling persons.
 
@@ -26,6 +29,8 @@ from msgen.evaluation.evaluator import (
     MethodResult,
     Networks,
     evaluate,
+    fid_features,
+    real_fid_features,
     real_statistics,
     score_methods,
     summarise,
@@ -50,7 +55,9 @@ from msgen.evaluation.features import (
     load_inception,
     load_inception_model,
 )
+from msgen.evaluation.inception_tf import FIDInception, images_to_fid_input, load_fid_inception
 from msgen.evaluation.intervals import BOOTSTRAP_RESAMPLES, bootstrap_interval, count_persons, paired_difference
+from msgen.evaluation.kid import kernel_inception_distance, mmd2_unbiased
 from msgen.evaluation.lpips import (
     ALEXNET_ENV,
     ALEXNET_TAPS,
@@ -66,6 +73,13 @@ from msgen.evaluation.lpips import (
 from msgen.evaluation.ssim import DATA_RANGES, GFLA_SSIM_WINDOW, apply_mask, mask_ssim, ssim, ssim_gfla, to_uint8
 
 __all__ = [
+    "real_fid_features",
+    "fid_features",
+    "mmd2_unbiased",
+    "kernel_inception_distance",
+    "load_fid_inception",
+    "images_to_fid_input",
+    "FIDInception",
     "ALEXNET_ENV",
     "ALEXNET_TAPS",
     "BOOTSTRAP_RESAMPLES",

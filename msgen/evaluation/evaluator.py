@@ -10,15 +10,19 @@ first M sources (TupleDataset items ``(i, m)``).
 Per tuple (kept for paired comparisons, with the tuple's person from ``tuple_persons``, so that
 intervals resample persons): SSIM in GFLA's form (``ssim_gfla``), SSIM_256
 (``ssim``, its data range as chosen), mask-SSIM (both images masked with the TARGET's person
-mask), LPIPS. Per set: FID against the real set's Inception statistics, IS and mask-IS (10
-splits). The images are scored as uint8, as saved PNGs would be. Inception features and IS
-sums are accumulated batch by batch (``FeatureStats``, ``StreamingInceptionScore``), so no
-image set is held in memory.
+mask), LPIPS. Per set: FID (TF graph) and KID on the FID Inception graph's pool features
+(``msgen.evaluation.inception_tf``) against the real set's; FID (torchvision, GFLA) against the
+real set's torchvision Inception-v3 statistics, IS and mask-IS (10 splits) when torchvision's
+Inception-v3 is there. The images are scored as uint8, as saved PNGs would be. torchvision
+Inception features and IS sums are accumulated batch by batch (``FeatureStats``,
+``StreamingInceptionScore``); the TF graph's features are kept (N x 2048 float32 per row and M)
+because KID draws subsets of them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,7 +39,9 @@ from msgen.evaluation.features import (
     StreamingInceptionScore,
     images_to_inception_input,
 )
+from msgen.evaluation.inception_tf import images_to_fid_input
 from msgen.evaluation.intervals import bootstrap_interval, count_persons
+from msgen.evaluation.kid import kernel_inception_distance
 from msgen.evaluation.ssim import apply_mask, ssim, ssim_gfla, to_uint8
 from msgen.pose import person_mask, with_pose_inputs
 
@@ -64,7 +70,18 @@ class Networks:
     inception_note: str | None = "not requested"
     lpips: Callable[[Tensor, Tensor], Tensor] | None = None
     lpips_note: str | None = "not requested"
+    # The TF FID Inception graph: (N, 3, 299, 299) in [-1, 1) -> (N, 2048) pool features.
+    fid_inception: Callable[[Tensor], Tensor] | None = None
+    fid_inception_note: str | None = "not requested"
     batch_size: int = 32
+
+
+def fid_features(network: Callable[[Tensor], Tensor], images: np.ndarray, batch_size: int = 32,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """The FID Inception graph's pool features of uint8 images (N, H, W, 3): (N, 2048) float32."""
+    parts = [network(images_to_fid_input(images[start : start + batch_size]).to(device)).float().cpu().numpy()
+             for start in range(0, len(images), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, 2048), np.float32)
 
 
 @dataclass
@@ -76,9 +93,21 @@ class MethodResult:
     num_sources: int
     per_tuple: dict[str, np.ndarray] = field(default_factory=dict)
     persons: list[str] = field(default_factory=list)
-    fid: float | None = None
+    fid: float | None = None  # torchvision's Inception-v3 (GFLA's FID)
     inception: tuple[float, float] | None = None
     mask_inception: tuple[float, float] | None = None
+    fid_tf: float | None = None  # the TF FID Inception graph
+    kid: tuple[float, float] | None = None  # mean, std over subsets, same features as fid_tf
+
+
+def real_fid_features(folder: PoseImageFolder, names: Sequence[str], network: Callable[[Tensor], Tensor],
+                      batch_size: int = 32, progress: bool = False, device: torch.device | str = "cpu") -> np.ndarray:
+    """The FID Inception graph's features of the real set (the training images ``names``): (N, 2048)."""
+    parts = []
+    for start in _progress(range(0, len(names), batch_size), progress, "real set (FID, TF graph)"):
+        images = to_uint8(torch.stack([folder.load(n)[0] for n in names[start : start + batch_size]]))
+        parts.append(fid_features(network, images, batch_size, device))
+    return np.concatenate(parts)
 
 
 def real_statistics(folder: PoseImageFolder, names: Sequence[str], inception: InceptionModel, batch_size: int = 32,
@@ -120,12 +149,21 @@ def score_methods(
     workers: int = 0,
     autocast: Callable[[], object] = contextlib.nullcontext,
     progress: bool = False,
+    real_features: np.ndarray | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[MethodResult]:
     """Score every method on the first ``count`` tuples (all: None) at every M of ``num_sources``.
 
-    networks: Inception (FID with ``real``, IS) and LPIPS; a metric whose network is None is left
-    out (its arrays/values absent). Returns one MethodResult per (method, M) it applies to.
+    networks: torchvision's Inception (FID with ``real``, IS), the FID Inception graph (FID (TF
+    graph) and KID with ``real_features`` (N, 2048)) and LPIPS; a metric whose network is None is
+    left out (its arrays/values absent). ``timings``, when given, receives per metric ("ssim":
+    SSIM_256 and GFLA's, "mask_ssim", "lpips", "fid_tf": the graph's features (the FID and KID
+    sums after them take well under a second), "inception": torchvision's) the seconds spent and
+    the images scored, as "<metric>" and "<metric>_images", summed over rows and M. Returns one
+    MethodResult per (method, M) it applies to.
     """
+    timings = {} if timings is None else timings
+    clock = time.perf_counter
     networks = networks or Networks()
     device = torch.device(device)
     count = len(dataset) if count is None else min(count, len(dataset))
@@ -143,6 +181,7 @@ def score_methods(
         scores = {method.name: {key: [] for key in PAIRWISE} for method in active}
         feats = {method.name: FeatureStats() for method in active}
         inception = {method.name: (StreamingInceptionScore(count), StreamingInceptionScore(count)) for method in active}
+        tf_features: dict[str, list[np.ndarray]] = {method.name: [] for method in active}
         batches = [[(i, m) for i in range(start, min(start + batch_size, count))] for start in range(0, count, batch_size)]
         loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_tuples, num_workers=workers)
         for batch in loader:
@@ -159,16 +198,27 @@ def score_methods(
                 if method.pairwise:
                     record = scores[method.name]
                     for f, r, fm, rm in zip(fake_u8, real_u8, fake_masked, real_masked):
+                        start = clock()
                         record["ssim_256"].append(ssim(f, r, data_range))
-                        record["mask_ssim"].append(ssim(fm, rm, data_range))
                         if gfla_fits:
                             record["ssim"].append(ssim_gfla(f, r))
+                        middle = clock()
+                        record["mask_ssim"].append(ssim(fm, rm, data_range))
+                        _tick(timings, "ssim", middle - start, 1)
+                        _tick(timings, "mask_ssim", clock() - middle, 1)
                     if networks.lpips is not None:
+                        start = clock()
                         # From the uint8 images, as the published scripts read saved PNGs.
                         x0 = torch.from_numpy(fake_u8).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
                         x1 = torch.from_numpy(real_u8).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
                         record["lpips"] += networks.lpips(x0, x1).float().cpu().tolist()
+                        _tick(timings, "lpips", clock() - start, len(fake_u8))
+                if networks.fid_inception is not None:
+                    start = clock()
+                    tf_features[method.name].append(fid_features(networks.fid_inception, fake_u8, networks.batch_size, device))
+                    _tick(timings, "fid_tf", clock() - start, len(fake_u8))
                 if networks.inception is not None:
+                    start = clock()
                     for start in range(0, len(fake_u8), networks.batch_size):
                         part = slice(start, start + networks.batch_size)
                         features, probs = networks.inception(images_to_inception_input(fake_u8[part]))
@@ -176,9 +226,17 @@ def score_methods(
                         inception[method.name][0].add(probs.double().cpu().numpy())
                         inception[method.name][1].add(
                             networks.inception(images_to_inception_input(fake_masked[part]))[1].double().cpu().numpy())
+                    _tick(timings, "inception", clock() - start, len(fake_u8))
         for method in active:
             result = current[method.name]
             result.per_tuple = {k: np.asarray(v) for k, v in scores[method.name].items() if v}
+            generated = np.concatenate(tf_features[method.name]) if tf_features[method.name] else None
+            if generated is not None and real_features is not None and len(generated) >= 2:
+                stats, real_stats = FeatureStats(), FeatureStats()
+                stats.add(generated)
+                real_stats.add(real_features)
+                result.fid_tf = stats.frechet_distance(real_stats)
+                result.kid = kernel_inception_distance(generated, real_features)
             if networks.inception is not None:
                 if real is not None and feats[method.name].count >= 2:
                     result.fid = feats[method.name].frechet_distance(real)
@@ -189,6 +247,11 @@ def score_methods(
     if progress:
         bar.close()
     return results
+
+
+def _tick(timings: dict[str, float], metric: str, seconds: float, images: int) -> None:
+    timings[metric] = timings.get(metric, 0.0) + seconds
+    timings[f"{metric}_images"] = timings.get(f"{metric}_images", 0) + images
 
 
 def summarise(values: np.ndarray, seed: int = 0, persons: Sequence[str] | None = None) -> dict[str, float]:

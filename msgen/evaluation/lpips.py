@@ -1,7 +1,8 @@
 """LPIPS v0.1 (Zhang et al. 2018), AlexNet variant, as the ``lpips`` package computes it, and its
 loading: the ``lpips`` package's linear heads (weights/v0.1/alex.pth, shipped in its wheel) on
-torchvision's ImageNet AlexNet features (METHOD.md, "Evaluation"). Nothing is downloaded; without
-a file ``load_lpips`` raises ``MetricUnavailable`` with the reason.
+torchvision's ImageNet AlexNet features (METHOD.md, "Evaluation"), as ``python -m msgen.weights
+fetch`` converts them into msgen's cache, or local files. Without them ``load_lpips`` raises
+``MetricUnavailable`` with the reason.
 """
 
 from __future__ import annotations
@@ -120,21 +121,52 @@ def _load_state(path: Path) -> dict[str, Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _converted(produces: str) -> dict[str, Tensor] | None:
+    """A network ``python -m msgen.weights fetch`` converted into msgen's cache, or None."""
+    from msgen.weights import NetworkUnavailable, load_converted
+
+    try:
+        return load_converted(produces)
+    except NetworkUnavailable:
+        return None
+
+
 def load_lpips(alexnet_weights: str | Path | None = None, heads: str | Path | None = None,
                device: str | torch.device = "cpu") -> LPIPS:
-    """LPIPS v0.1 AlexNet with torchvision's ImageNet AlexNet weights (``alexnet_weights``,
-    $MSGEN_ALEXNET_WEIGHTS or torch's hub cache) and lpips' heads. Raises MetricUnavailable."""
-    heads_path, weights_path = lpips_heads_file(heads), _alexnet_file(alexnet_weights)
-    head_state = _load_state(heads_path)
+    """LPIPS v0.1 AlexNet: the ImageNet AlexNet trunk and lpips' v0.1 heads, each from, in order:
+    the argument, its environment variable ($MSGEN_ALEXNET_WEIGHTS, $MSGEN_LPIPS_HEADS), the
+    files ``python -m msgen.weights fetch`` converted into msgen's cache, then torchvision's file in
+    torch's hub cache (trunk) or the installed lpips package (heads). Raises MetricUnavailable."""
+    from msgen.weights import ALEXNET_FILE, LPIPS_HEADS_FILE
+
+    fetch = "; or run `python -m msgen.weights fetch`"
+    explicit_heads = heads is not None or os.environ.get(LPIPS_HEADS_ENV)
+    head_state = None if explicit_heads else _converted(LPIPS_HEADS_FILE)
+    heads_origin = "msgen's cache"
+    if head_state is None:
+        try:
+            heads_path = lpips_heads_file(heads)
+        except MetricUnavailable as error:
+            raise MetricUnavailable(f"{error}{'' if explicit_heads else fetch}") from None
+        head_state, heads_origin = _load_state(heads_path), str(heads_path)
     try:
         head_list = [head_state[f"lin{i}.model.1.weight"] for i in range(len(ALEXNET_TAPS))]
     except KeyError as error:
-        raise MetricUnavailable(f"no LPIPS heads: {heads_path} lacks {error}") from None
-    state = _load_state(weights_path)
+        raise MetricUnavailable(f"no LPIPS heads: {heads_origin} lacks {error}") from None
+    explicit_trunk = alexnet_weights is not None or os.environ.get(ALEXNET_ENV)
+    state = None if explicit_trunk else _converted(ALEXNET_FILE)
+    trunk_origin = "msgen's cache"
+    if state is None:
+        try:
+            weights_path = _alexnet_file(alexnet_weights)
+        except MetricUnavailable as error:
+            raise MetricUnavailable(f"{error}{'' if explicit_trunk else fetch}") from None
+        state, trunk_origin = _load_state(weights_path), str(weights_path)
     features = alexnet_features()
+    taps = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     try:
-        features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+        # The trunk's conv layers only: LPIPS never reaches the classifier.
+        features.load_state_dict(taps)
     except RuntimeError as error:
-        raise MetricUnavailable(f"no AlexNet weights: {weights_path} is not torchvision's AlexNet: {error}") from None
+        raise MetricUnavailable(f"no AlexNet weights: {trunk_origin} is not torchvision's AlexNet: {error}") from None
     return LPIPS(features, head_list).to(device)
-

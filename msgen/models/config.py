@@ -198,26 +198,28 @@ class DiscriminatorConfig:
 class LossConfig:
     """The generator's reconstruction term and its weight (Eq. 8).
 
-    features: "vgg19" (relu1_2, needs weights: see msgen.models.losses.VGG19Features), or the
+    features: "vgg19" (relu1_2, shipped weights: see msgen.models.losses.VGG19Features), or the
         documented substitutes "pixel" (nearest-neighbour loss on the RGB pixels) and "l1"
         (channel-summed L1, no neighbourhood).
     neighbourhood: k of the k x k search window (3 for 128x64, 5 for 256x256).
-    vgg_weights: a local VGG-19 state dict; None reads MSGEN_VGG19_WEIGHTS, then torch's hub cache.
+    vgg_weights: a local VGG-19 state dict or "torchvision" (torch's hub cache); None reads
+        MSGEN_VGG19_WEIGHTS, then the shipped original VGG-19 (the paper's).
     vgg_input: how images are scaled for the VGG (see the field's help).
     """
 
     features: str = field(default="vgg19", metadata={"help": (
         "what the nearest-neighbour reconstruction loss compares: 'vgg19' (relu1_2 features, the "
-        "paper's; needs VGG-19 weights), 'pixel' (the NN loss on RGB pixels, a substitute without "
-        "weights) or 'l1' (plain L1 on the pixels, no neighbourhood)")})
+        "paper's; the weights ship with msgen), 'pixel' (the NN loss on RGB pixels, a substitute) "
+        "or 'l1' (plain L1 on the pixels, no neighbourhood)")})
     neighbourhood: int = field(default=3, metadata={"help": (
         "k of the k x k window the NN loss searches, odd (3 for 128x64 images, 5 for 256x256)")})
     lambda_nn: float = field(default=0.01, metadata={"help": (
         "weight of the reconstruction term in G's loss (the paper's 0.01 is for VGG features; with "
         "'pixel' features use about 100)")})
     vgg_weights: str | None = field(default=None, metadata={"help": (
-        "path of a local VGG-19 state dict; none reads MSGEN_VGG19_WEIGHTS, then torch's hub cache "
-        "(nothing is downloaded)")})
+        "path of a local torchvision VGG-19 state dict, or 'torchvision' for torchvision's file in "
+        "torch's hub cache; none reads MSGEN_VGG19_WEIGHTS, then the original VGG-19 msgen ships "
+        "(the paper's; nothing is downloaded)")})
     adversarial_weight: float = field(default=1.0, metadata={"help": (
         "weight of the adversarial term in G's loss, total = w * L_GAN + lambda_nn * L_NN "
         "(1: the paper's Eq. 8; 0 trains G on the reconstruction term alone)")})
@@ -226,9 +228,10 @@ class LossConfig:
         "1 + w * (union of the target's part masks), the pose-mask loss of Ma et al. 2017 "
         "(0: the paper's unweighted loss)")})
     vgg_input: str = field(default="caffe", metadata={"help": (
-        "input scale of the VGG-19: 'caffe' (0-255 RGB minus the ImageNet mean, no std division, the "
-        "scale of the published code's VGG, for which lambda 0.01 was chosen; relu1_2 distances ~58x "
-        "those of 'torchvision') or 'torchvision' ([0, 1] normalised by mean/std)")})
+        "input scale of the VGG-19: 'caffe' (0-255 minus the ImageNet mean, no std division, the "
+        "published code's input, for which lambda 0.01 was chosen; BGR for the shipped weights, RGB "
+        "for torchvision's; relu1_2 distances ~58x those of 'torchvision') or 'torchvision' ([0, 1] "
+        "RGB normalised by mean/std, for torchvision's weights only)")})
 
     def __post_init__(self) -> None:
         if self.features not in FEATURES:

@@ -6,14 +6,18 @@ is averaged, the valid sources are SUMMED (L_M-GAN = sum over i, Eq. 6-7), the b
 
 Nearest-neighbour loss: features phi of both images; for each location of phi(generated), the
 minimum over the k x k neighbourhood in phi(target) of the channel-summed L1 distance; mean over
-locations and batch. The features are VGG-19 relu1_2 (``VGG19Features``), which need pretrained
-weights; msgen ships none and cannot download them, so the substitutes are explicit choices:
-"pixel" (the same loss on the RGB pixels) and "l1" (channel-summed L1, no neighbourhood). The loss
-object warns at construction which feature space it uses, and never falls back to random features.
+locations and batch. The features are VGG-19 relu1_2 (``VGG19Features``). msgen ships the two
+layers this needs (msgen/assets/vgg19_caffe_relu1_2.safetensors, the original ImageNet weights of
+Simonyan & Zisserman, CC BY 4.0, see NOTICE), so the paper's loss runs offline as is; a
+torchvision VGG-19 state dict is an option. The substitutes "pixel" (the same loss on the RGB
+pixels) and "l1" (channel-summed L1, no neighbourhood) are explicit choices. Any feature space
+but the paper's (the shipped weights, Caffe input) warns at construction which one it is, and
+random features are never used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Callable
@@ -29,6 +33,12 @@ from msgen.models.config import FEATURES, VGG_INPUTS, LossConfig
 WEIGHTS_ENV = "MSGEN_VGG19_WEIGHTS"
 # The file name torchvision gives VGG19_Weights.IMAGENET1K_V1 in torch's hub cache.
 TORCHVISION_VGG19_FILE = "vgg19-dcbb9e9d.pth"
+# conv1_1 and conv1_2 of the original VGG-19, made by scripts/make_vgg19_weights.py; the sha256
+# is checked at every load so that a damaged or replaced file cannot train a model unnoticed.
+SHIPPED_VGG19 = Path(__file__).resolve().parents[1] / "assets" / "vgg19_caffe_relu1_2.safetensors"
+SHIPPED_VGG19_SHA256 = "36f3c2091af5616148fc584c1100ea013e5117335ed202810090e5998be1c94b"
+# The Caffe/Keras input of the original weights: BGR, 0-255, minus this mean (B, G, R), no std.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 # ImageNet statistics that torchvision's VGG weights expect, for images in [0, 1].
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -163,6 +173,16 @@ class VGGWeightsNotFound(FileNotFoundError):
 
 
 def _find_vgg_weights(weights: str | os.PathLike | None) -> Path:
+    """``weights`` (a path, or "torchvision": torchvision's file in torch's hub cache), else
+    $MSGEN_VGG19_WEIGHTS, else the shipped file."""
+    if weights is not None and str(weights) == "torchvision":
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_VGG19_FILE
+        if not cached.is_file():
+            raise VGGWeightsNotFound(
+                f"weights='torchvision': torchvision's VGG-19 is not in torch's hub cache ({cached}); "
+                "msgen downloads nothing: put the file there, give its path, or leave the weights "
+                "unset for the shipped VGG-19 (the paper's)")
+        return cached
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
@@ -173,50 +193,58 @@ def _find_vgg_weights(weights: str | os.PathLike | None) -> Path:
         if not path.is_file():
             raise VGGWeightsNotFound(f"{WEIGHTS_ENV}={str(path)!r}: no such file")
         return path
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_VGG19_FILE
-    if cached.is_file():
-        return cached
-    raise VGGWeightsNotFound(
-        "No pretrained VGG-19 weights for the nearest-neighbour loss. Give a torchvision VGG-19 "
-        f"state dict (.pth or .safetensors) as weights=PATH or in ${WEIGHTS_ENV}, or put "
-        f"torchvision's download at {cached}. Without weights, choose a documented substitute: "
-        'features="pixel" (nearest-neighbour loss on pixels) or features="l1". msgen never uses '
-        "random VGG features."
-    )
+    return SHIPPED_VGG19
 
 
-def _load_state_dict(path: Path) -> dict[str, Tensor]:
+def _check_shipped(path: Path) -> None:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    if digest != SHIPPED_VGG19_SHA256:
+        raise VGGWeightsNotFound(
+            f"the shipped VGG-19 file {path} is {'missing' if digest == 'missing' else f'damaged (sha256 {digest})'}; "
+            f"expected sha256 {SHIPPED_VGG19_SHA256}: reinstall msgen, or remake it with "
+            "scripts/make_vgg19_weights.py")
+
+
+def _load_state_dict(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The state dict in ``path`` and its metadata (a safetensors header's, else empty)."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
-        return load_file(str(path))
+        with safe_open(str(path), "pt") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state dict (found {type(state).__name__})")
-    return state
+    return state, {}
 
 
 class VGG19Features(nn.Module):
     """VGG-19 up to relu1_2, frozen: images (B, 3, H, W) in [-1, 1] -> (B, 64, H, W).
 
-    ``input_scale``: "caffe" feeds 0-255 RGB minus the ImageNet mean (255 * mean), no division
-    by the std: the magnitude of the published code's Caffe-style VGG input (0-255 BGR, mean
-    subtracted), for which the paper's lambda = 0.01 was chosen. It is the torchvision input
-    times 255 * std (about 58), so relu1_2 activations and the NN distances are about 58x those
-    of "torchvision" ([0, 1] normalised by mean and std, what the weights were trained on); with
-    "torchvision" lambda = 0.01 would leave the reconstruction term ~58x weaker than the paper's.
+    Weights come from, in order: ``weights`` (a local VGG-19 state dict with torchvision's keys
+    ``features.0.weight`` ..., or "torchvision": torchvision's file in torch's hub cache),
+    ``$MSGEN_VGG19_WEIGHTS``, else the file msgen ships (the original ImageNet VGG-19 of
+    Simonyan & Zisserman that the published code used through Keras; sha256 checked).
+    ``source`` names the file used; ``paper`` is True for the shipped file.
 
-    Weights come from, in order: ``weights`` (a local torchvision VGG-19 state dict, keys
-    ``features.0.weight`` ...), ``$MSGEN_VGG19_WEIGHTS``, torchvision's file in torch's hub cache.
-    Raises VGGWeightsNotFound when there are none. ``source`` names the file used.
+    Input: a file whose safetensors metadata says ``channel_order: BGR`` (the shipped one) holds
+    the original Caffe weights and is fed as the published code fed them: BGR, 0-255, minus the
+    mean ``CAFFE_MEAN_BGR``, no std. Other (torchvision) files take RGB and ``input_scale``:
+    "caffe" feeds 0-255 RGB minus the ImageNet mean (255 * mean), no division by the std: the
+    magnitude of the published code's input, for which the paper's lambda = 0.01 was chosen. It
+    is the torchvision input times 255 * std (about 58), so relu1_2 activations and NN distances
+    are about 58x those of "torchvision" ([0, 1] normalised by mean and std, what torchvision's
+    weights were trained on). Raises VGGWeightsNotFound when a named file is missing.
     """
 
     def __init__(self, weights: str | os.PathLike | None = None, input_scale: str = "caffe") -> None:
         super().__init__()
         if input_scale not in VGG_INPUTS:
             raise ValueError(f"input_scale must be one of {VGG_INPUTS}, got {input_scale!r}")
-        self.input_scale = input_scale
         path = _find_vgg_weights(weights)
+        self.paper = path == SHIPPED_VGG19
+        if self.paper:
+            _check_shipped(path)
         # Layer indices as in torchvision's vgg19().features, so its state dict keys fit as is.
         self.features = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=3, padding=1),
@@ -224,7 +252,12 @@ class VGG19Features(nn.Module):
             nn.Conv2d(64, 64, kernel_size=3, padding=1),
             nn.ReLU(),
         )
-        state = _load_state_dict(path)
+        state, metadata = _load_state_dict(path)
+        self.bgr = metadata.get("channel_order") == "BGR"
+        if self.bgr and input_scale != "caffe":
+            raise ValueError(f"input_scale={input_scale!r}: {path} holds the original Caffe VGG-19, "
+                             "which takes 'caffe' input only (BGR, 0-255, mean subtracted)")
+        self.input_scale = input_scale
         wanted = self.features.state_dict().keys()
         missing = [key for key in wanted if f"features.{key}" not in state]
         if missing:
@@ -236,10 +269,16 @@ class VGG19Features(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self.source = str(path)
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+        if self.bgr:
+            self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.ones(1, 3, 1, 1))
+        else:
+            self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, images: Tensor) -> Tensor:
+        if self.bgr:
+            return self.features(127.5 * (images.flip(1) + 1) - self.mean)
         unit = (images + 1) / 2  # [0, 1] RGB
         if self.input_scale == "caffe":
             return self.features(255 * (unit - self.mean))
@@ -249,9 +288,9 @@ class VGG19Features(nn.Module):
 class NearestNeighbourLoss(nn.Module):
     """L_NN of Eq. 8: forward(generated (B, 3, H, W), target (B, 3, H, W)) -> scalar.
 
-    features: "vgg19" (relu1_2, needs weights, see VGG19Features), "pixel" or "l1" (the
-    documented substitutes). Construction warns (FeatureSpaceWarning) which space is used, and
-    ``feature_space`` says it in words.
+    features: "vgg19" (relu1_2, the shipped weights unless others are named, see VGG19Features),
+    "pixel" or "l1" (the documented substitutes). ``feature_space`` says in words which space is
+    used; construction warns it (FeatureSpaceWarning) unless it is the paper's (the shipped VGG-19).
     """
 
     def __init__(
@@ -270,21 +309,25 @@ class NearestNeighbourLoss(nn.Module):
         self.vgg = VGG19Features(weights, vgg_input) if features == "vgg19" else None
         # "l1" is the same loss with a 1 x 1 neighbourhood: the channel-summed L1 per pixel.
         self.neighbourhood = 1 if features == "l1" else neighbourhood
-        if self.vgg is not None:
+        if self.vgg is not None and self.vgg.paper:
+            self.feature_space = ("VGG-19 relu1_2 features (the paper's: original ImageNet weights, "
+                                  "Caffe input BGR 0-255 minus the mean, shipped with msgen)")
+        elif self.vgg is not None:
             self.feature_space = (f"VGG-19 relu1_2 features ({vgg_input}-scaled input; "
                                   f"weights: {self.vgg.source})")
         elif features == "pixel":
-            self.feature_space = "pixels (substitute for VGG-19 relu1_2: no pretrained weights)"
+            self.feature_space = "pixels (a substitute for the paper's VGG-19 relu1_2)"
         else:
             self.feature_space = (
-                "pixels, plain L1 (substitute for VGG-19 relu1_2: no pretrained weights)"
+                "pixels, plain L1 (a substitute for the paper's VGG-19 relu1_2)"
             )
-        warnings.warn(
-            f"nearest-neighbour loss compares {self.feature_space}, "
-            f"{self.neighbourhood}x{self.neighbourhood} neighbourhood",
-            FeatureSpaceWarning,
-            stacklevel=2,
-        )
+        if self.vgg is None or not self.vgg.paper:
+            warnings.warn(
+                f"nearest-neighbour loss compares {self.feature_space}, "
+                f"{self.neighbourhood}x{self.neighbourhood} neighbourhood",
+                FeatureSpaceWarning,
+                stacklevel=2,
+            )
 
     @classmethod
     def from_config(cls, config: LossConfig) -> NearestNeighbourLoss:

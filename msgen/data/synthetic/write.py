@@ -25,6 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from msgen.data.synthetic.render import example_grid, render_sample
+from msgen.errors import CommandLineParser
 
 def _render_identity(args: tuple[Path, int, int, int, tuple[int, int]]) -> list[str]:
     """Render and save one identity's images; returns their annotation rows (checked)."""
