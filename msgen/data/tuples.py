@@ -4,6 +4,11 @@ METHOD.md, "Data conventions": all M + 1 images of a tuple are distinct images o
 tuples are sampled at random with a seed, as many per person as it has ordered pairs, n * (n - 1)
 for n images (enumerating all M + 1 permutations is infeasible); test persons are disjoint from
 training persons; evaluating at several M truncates the same tuples to their first M sources.
+
+Every person serves every M it can: with ``min_sources`` below ``num_sources`` a person of n
+images gets tuples of min(n - 1, num_sources) sources, so a person with 2 images still serves
+M = 1 (real sets have many such persons: 85 of market-real's 135). Truncating a tuple to its first
+m sources then serves any m up to its own count.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import permutations
 from pathlib import Path
 
@@ -25,7 +30,8 @@ Tuple = tuple[list[str], str]  # (M source names, target name)
 class SampledTuples(list):
     """The sampled tuples (a list of ``(sources, target)``) and the identities that were skipped.
 
-    ``skipped_identities`` lists the identities with fewer than M + 1 images, which give no tuple.
+    ``skipped_identities`` lists the identities with too few images (fewer than min_sources + 1),
+    which give no tuple.
     """
 
     def __init__(self, tuples: list[Tuple], skipped_identities: list[str]):
@@ -50,17 +56,24 @@ def _distinct_orderings(n: int, k: int, count: int, rng: np.random.Generator) ->
 
 
 def sample_tuples(
-    identities: Mapping[str, Sequence[str]], num_sources: int, seed: int, max_tuples: int | None = None
+    identities: Mapping[str, Sequence[str]], num_sources: int, seed: int, max_tuples: int | None = None,
+    min_sources: int | None = None,
 ) -> SampledTuples:
-    """Sample ``(sources, target)`` tuples of M = ``num_sources`` sources, n * (n - 1) per identity.
+    """Sample ``(sources, target)`` tuples of up to M = ``num_sources`` sources, n * (n - 1) per identity.
 
-    identities: {identity: its image names}. Every tuple holds M + 1 distinct images of one identity
-    and no tuple repeats. Identities with fewer than M + 1 images are skipped and listed in the
-    result's ``skipped_identities``. The tuples are shuffled; ``max_tuples`` keeps the first ones.
-    The result depends only on the arguments (identities are visited in sorted order).
+    identities: {identity: its image names}. Every tuple holds distinct images of one identity and
+    no tuple repeats. An identity of n images gets tuples of min(n - 1, num_sources) sources when
+    n - 1 >= ``min_sources`` (default ``num_sources``: every tuple has exactly M sources); the
+    others are skipped and listed in the result's ``skipped_identities``. The tuples are shuffled;
+    ``max_tuples`` keeps the first ones. The result depends only on the arguments (identities are
+    visited in sorted order); with every identity holding num_sources + 1 images or more it does
+    not depend on ``min_sources``.
     """
     if num_sources < 1:
         raise ValueError(f"num_sources must be >= 1, got {num_sources}")
+    min_sources = num_sources if min_sources is None else min_sources
+    if not 1 <= min_sources <= num_sources:
+        raise ValueError(f"min_sources must be in [1, num_sources={num_sources}], got {min_sources}")
     if max_tuples is not None and max_tuples < 0:
         raise ValueError(f"max_tuples must be >= 0 or None, got {max_tuples}")
     rng = np.random.default_rng(seed)
@@ -71,10 +84,11 @@ def sample_tuples(
         if len(set(names)) != len(names):
             raise ValueError(f"identity {identity!r} lists an image twice")
         n = len(names)
-        if n < num_sources + 1:
+        if n < min_sources + 1:
             skipped.append(identity)
             continue
-        for order in _distinct_orderings(n, num_sources + 1, n * (n - 1), rng):
+        k = min(n - 1, num_sources)
+        for order in _distinct_orderings(n, k + 1, n * (n - 1), rng):
             tuples.append(([names[i] for i in order[:-1]], names[order[-1]]))
     order = rng.permutation(len(tuples))
     if max_tuples is not None:
@@ -82,7 +96,7 @@ def sample_tuples(
     if skipped:
         logger.info(
             "sample_tuples: skipped %d of %d identities with fewer than %d images",
-            len(skipped), len(identities), num_sources + 1,
+            len(skipped), len(identities), min_sources + 1,
         )
     return SampledTuples([tuples[i] for i in order], skipped)
 
@@ -157,3 +171,18 @@ def read_tuples_csv(path: str | Path, num_sources: int | None = None) -> list[Tu
             raise ValueError(f"{path}:{line}: the images of a tuple must be distinct, got {names}")
         tuples.append((names[:num_sources], names[-1]))
     return tuples
+
+
+def persons_serving(identities: Mapping[str, Sequence[str]], num_sources: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """{M: (persons, images)}: the identities with M + 1 images or more, which can serve M, and
+    their images, for each M of ``num_sources``."""
+    counts = [len(names) for names in identities.values()]
+    return {m: (sum(1 for n in counts if n >= m + 1), sum(n for n in counts if n >= m + 1))
+            for m in sorted(set(num_sources))}
+
+
+def tuple_persons(tuples: Sequence[Tuple], identity_fn: Callable[[str], str], num_sources: Iterable[int]) -> dict[int, int]:
+    """{M: the number of persons among the tuples of M sources or more}: how many persons the
+    scores at M rest on (a tuple's person is its target's)."""
+    return {m: len({identity_fn(target) for sources, target in tuples if len(sources) >= m})
+            for m in sorted(set(num_sources))}
