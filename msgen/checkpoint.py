@@ -36,6 +36,7 @@ from torch import nn
 from msgen.errors import UsageError
 
 FORMAT_VERSION = 1
+GENERATOR_FORMAT = "msgen-generator-1"  # the metadata "format" of an exported generator (msgen.export)
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 _TEMPORARY = re.compile(r"^\..+\.(tmp|link)$")  # atomic_save's and _mark_best's temporary names
 BEST_NAME = "best.pt"
@@ -262,30 +263,20 @@ class CheckpointManager:
             old.unlink(missing_ok=True)
 
 
-def build_generator(config: Any, state: Mapping[str, torch.Tensor], path: str | Path,
-                    map_location: str | torch.device = "cpu") -> nn.Module:
-    """The generator of ``config`` (a TrainConfig) holding the weights ``state``, in eval mode; a
-    state of another model size raises CheckpointError naming ``path``."""
-    from msgen.models import Generator
+def read_generator_metadata(path: str | Path) -> dict[str, str]:
+    """The safetensors metadata of an exported generator file (``msgen.export``: "format",
+    "config" as JSON, "step"); UsageError naming the file if it is not one."""
+    from safetensors import SafetensorError, safe_open
 
-    generator = Generator(config.model.generator)
-    load_module_state(generator, state, "generator", path)
-    return generator.to(map_location).eval()
-
-
-def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
-    """The generator of a training checkpoint, or of a file exported by ``python -m msgen.weights
-    export`` (.safetensors), in eval mode, and its TrainConfig.
-
-    The generator is built from the file's own configuration (``config.model.generator``), so
-    any model size loads; its ops run on the implementations that configuration names.
-    """
-    if Path(path).suffix == ".safetensors":
-        from msgen.weights import load_generator_weights
-
-        return load_generator_weights(path, map_location)
-    from msgen.training.config import config_from_dict
-
-    state = load_checkpoint(path, map_location=map_location)
-    config = config_from_dict(state["config"])
-    return build_generator(config, state["generator"], path, map_location), config
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UsageError(f"{path} is not a safetensors file ({error})") from None
+    if metadata.get("format") != GENERATOR_FORMAT:
+        raise UsageError(f"{path} is not an msgen generator file (format {metadata.get('format')!r}, "
+                         f"expected {GENERATOR_FORMAT!r}; export one with python -m msgen.export export)")
+    return metadata

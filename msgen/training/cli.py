@@ -200,12 +200,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Invocation, argparse.
 
 def _load_init(path: Path) -> dict:
     """What --init-from starts from: a training checkpoint, or an exported generator (.safetensors,
-    ``python -m msgen.weights export``), whose metadata holds the configuration it trained with."""
+    ``python -m msgen.export export``), whose metadata holds the configuration it trained with."""
     if path.suffix != ".safetensors":
         return _load(path, "--init-from")
     import json
 
-    from msgen.weights import read_metadata
+    from msgen.checkpoint import read_generator_metadata as read_metadata
 
     try:
         return {"config": json.loads(read_metadata(path)["config"])}

@@ -23,12 +23,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-import torch
-from torch import Tensor
-from dataclasses import replace
 
 from msgen.data import PoseImageFolder, TupleDataset, deepfashion_identity, market_identity, sample_tuples
 from msgen.data.folder import DROP_REASONS
@@ -155,17 +151,18 @@ def folder_rules(root: Path) -> dict | None:
     return {"identity": identity, "framing": framing, "image_size": tuple(size) if size else None}
 
 
-def resolve_rules(data: DataConfig, image_size: tuple[int, int]) -> tuple[DataConfig, list[str]]:
+def resolve_rules(data: DataConfig, image_size: tuple[int, int] | None) -> tuple[DataConfig, list[str]]:
     """``data`` with identity and framing made concrete, and the notices to show.
 
     The dataset folder's summary.json gives them; an option that differs from it overrides it
     with a notice; a folder without one gets the Market rule with a notice naming it. The
     synthetic set (no data.root) is Market-like: Market's rules, no notice. A folder whose images
-    have another size than the model's gets a notice that they are resized.
+    have another size than the model's (``image_size``; None: no model yet) gets a notice that they
+    are resized.
     """
     if data.root is None:
         return replace(data, identity=data.identity or "market", framing=data.framing or "market"), []
-    root = dataset_dir(data, image_size)
+    root = dataset_dir(data, image_size or (0, 0))
     rules, notices, resolved = folder_rules(root), [], {}
     for key in ("identity", "framing"):
         given, folder = getattr(data, key), (rules or {}).get(key)
@@ -183,7 +180,7 @@ def resolve_rules(data: DataConfig, image_size: tuple[int, int]) -> tuple[DataCo
                        f"rule for its {' and '.join(missing)} (person = the name before the first _; Market-1501 "
                        f"crops); set --data.{missing[0]} otherwise")
     size = (rules or {}).get("image_size")
-    if size is not None and tuple(size) != tuple(image_size):
+    if size is not None and image_size is not None and tuple(size) != tuple(image_size):
         notices.append(f"NOTE: the images of {root} are {size[0]}x{size[1]} (HxW), the model's {image_size[0]}x"
                        f"{image_size[1]}: they are resized when loaded")
     return replace(data, **resolved), notices
@@ -246,7 +243,3 @@ def build_run_data(data: DataConfig, image_size: tuple[int, int], num_sources: i
                    f"  images dropped by the folder: {dropped or 'none'}")
     return RunData(TupleDataset(folder, train_tuples), TupleDataset(folder, held_tuples[:held_count]), description,
                    split, [len(s) for s, _ in train_tuples], held_by_m)
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in batch.items()}

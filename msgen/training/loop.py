@@ -54,13 +54,13 @@ from msgen.checkpoint import (
     restore_rng,
 )
 from msgen.errors import UsageError
-from msgen.data import collate_tuples
+from msgen.data import collate_tuples, to_device
 from msgen.models import Discriminator, Generator, NearestNeighbourLoss, VGGWeightsNotFound
 from msgen.pose import with_pose_inputs
 from msgen.training import distributed
 from msgen.training.config import TrainConfig, config_to_dict
-from msgen.training.data import build_run_data, ensure_synthetic, resolve_rules, to_device
-from msgen.training.evaluation import evaluate
+from msgen.training.data import build_run_data, ensure_synthetic, resolve_rules
+from msgen.evaluation import evaluate
 from msgen.training.monitor import RunMonitor
 from msgen.training.sampler import StepBatchSampler, step_weights
 from msgen.training.step import LOSS_NAMES, LossWindow, TrainingStep
@@ -342,14 +342,14 @@ class Trainer:
 
     def _load_init(self, path: Path) -> None:
         """--init-from: the weights of a training checkpoint (G and D), or of an exported generator
-        (.safetensors, ``msgen.weights``): G only, D starts from its initialisation."""
+        (.safetensors, ``msgen.export``): G only, D starts from its initialisation."""
         self.init_note = None
         if path.suffix != ".safetensors":
             self._load(load_checkpoint(path), path, full=False)
             return
         from safetensors.torch import load_file
 
-        from msgen.weights import read_metadata
+        from msgen.checkpoint import read_generator_metadata as read_metadata
 
         read_metadata(path)  # a UsageError naming the file when it is not an exported generator
         try:
