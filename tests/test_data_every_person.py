@@ -46,6 +46,19 @@ def test_a_person_serves_the_m_its_images_allow():
     assert tuple_persons(tuples, market_identity, [1, 2, 3]) == {1: 4, 2: 3, 3: 2}
 
 
+def test_tuple_csv_keeps_tuples_of_fewer_sources(tmp_path):
+    from msgen.data.tuples import read_tuples_csv, write_tuples_csv
+
+    tuples = [(["a_1.png", "a_2.png"], "a_3.png"), (["b_1.png"], "b_2.png")]
+    write_tuples_csv(tmp_path / "t.csv", tuples)
+    assert (tmp_path / "t.csv").read_text().splitlines()[2] == "b_1.png,,b_2.png"
+    assert read_tuples_csv(tmp_path / "t.csv") == tuples
+    assert read_tuples_csv(tmp_path / "t.csv", 1) == [(["a_1.png"], "a_3.png"), (["b_1.png"], "b_2.png")]
+    (tmp_path / "gap.csv").write_text("from_0,from_1,to\n,a_1.png,a_3.png\n")
+    with pytest.raises(ValueError, match="gap.csv:2: empty image name"):
+        read_tuples_csv(tmp_path / "gap.csv")
+
+
 def test_min_sources_changes_nothing_when_every_person_has_enough_images():
     identities = _identities({"0001": 6, "0002": 7, "0003": 9})
     assert sample_tuples(identities, 5, seed=2, min_sources=1) == sample_tuples(identities, 5, seed=2)

@@ -125,24 +125,27 @@ def split_by_identity(
 
 
 def write_tuples_csv(path: str | Path, tuples: Sequence[Tuple]) -> None:
-    """Write tuples (all with the same M) as CSV with the header ``from_0,...,from_{M-1},to``."""
+    """Write tuples as CSV with the header ``from_0,...,from_{M-1},to``, M the largest number of
+    sources; a tuple of fewer sources leaves its last source fields empty (a person with few
+    images serves the small M only)."""
     if not tuples:
         raise ValueError("tuples is empty: nothing to write")
-    num_sources = len(tuples[0][0])
+    num_sources = max(len(sources) for sources, _ in tuples)
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow([f"from_{i}" for i in range(num_sources)] + ["to"])
         for index, (sources, target) in enumerate(tuples):
-            if len(sources) != num_sources:
-                raise ValueError(f"tuple {index} has {len(sources)} sources, tuple 0 has {num_sources}")
-            writer.writerow([*sources, target])
+            if not sources:
+                raise ValueError(f"tuple {index} has no source")
+            writer.writerow([*sources, *[""] * (num_sources - len(sources)), target])
 
 
 def read_tuples_csv(path: str | Path, num_sources: int | None = None) -> list[Tuple]:
-    """Read a tuple CSV; ``num_sources`` keeps each tuple's first M sources (None: all of them).
+    """Read a tuple CSV; ``num_sources`` keeps each tuple's first M sources (None: all of them; a
+    tuple of fewer sources, its last source fields empty, keeps those it has).
 
     Raises ValueError naming the file and line of a bad header, a row with the wrong number of
-    fields, an empty name or a tuple whose images are not distinct.
+    fields, an empty name (other than trailing sources) or a tuple whose images are not distinct.
     """
     path = Path(path)
     with open(path, newline="") as file:
@@ -165,11 +168,15 @@ def read_tuples_csv(path: str | Path, num_sources: int | None = None) -> list[Tu
         names = [field.strip() for field in row]
         if len(names) != available + 1:
             raise ValueError(f"{path}:{line}: {len(names)} fields, expected {available + 1}")
-        if not all(names):
+        sources = names[:-1]
+        while sources and not sources[-1]:
+            sources.pop()
+        names = [*sources, names[-1]]
+        if not sources or not all(names):
             raise ValueError(f"{path}:{line}: empty image name")
         if len(set(names)) != len(names):
             raise ValueError(f"{path}:{line}: the images of a tuple must be distinct, got {names}")
-        tuples.append((names[:num_sources], names[-1]))
+        tuples.append((sources[:num_sources], names[-1]))
     return tuples
 
 
