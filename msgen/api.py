@@ -13,18 +13,20 @@ msgen.pose.detector.Detector as ``detector=``):
     result = model.generate(["a.jpg", "b.jpg"], target_keypoints=model.pose_of("c.jpg"))
 
 Each source without keypoints has its person detected and is cropped and resized around that
-person to the model's frame, in the datasets' framing (msgen.pose.framing); ``pose_of`` does the
-same for a photo whose pose is wanted and returns the pose in the model's frame.
+person to the model's frame, in the framing of the model's training data (``config.data.framing``:
+"market" or "full-body", msgen.pose.framing); ``pose_of`` does the same for a photo whose pose is
+wanted and returns the pose in the model's frame.
 
 Conventions: keypoints are (18, 2) (y, x) pixels of the image they belong to, -1 = missing
 (msgen.pose.keypoints). Every pose must be usable (Rsho, Lsho, Rhip, Lhip present: the torso part
 warp needs them), as the datasets require.
 
-Size policy: a source image of another size than the model's (H, W) is resized to (H, W)
-(bilinear) and its keypoints rescaled with the pixel-centre convention of
-``msgen.data.folder.rescale_keypoints``, the same policy as ``PoseImageFolder(resize=True)``; a
-warning says so when the aspect ratio changes by more than 5 %. Target keypoints are in the output
-image's pixels, (H, W), unless ``target_size`` names the size of the image they come from.
+Size policy: a source image at the model's (H, W) with its keypoints is used as it is (a dataset
+image); one of another size is framed around its person by its keypoints, as a detected photo is
+(one scale for both axes, never squeezed). Target keypoints are in the output image's pixels,
+(H, W), unless ``target_size`` names the size of the image they come from: then they are framed
+the same way. A target pose without knees and ankles is placed at the scale of its torso, and a
+warning says that the legs are left to the model. ``fit_to_size`` resizes without framing.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from msgen.export import load_generator
 from msgen.models import Generator, GeneratorOutput, set_ops_impl
 from msgen.pose import check_keypoints, is_usable, pose_inputs, present
 from msgen.pose.detector import Detector, detect_person, read_photo
-from msgen.pose.framing import frame_person
+from msgen.pose.framing import Framing, frame_keypoints, frame_person, get_framing, has_legs, model_framing, warn_if_squeezed
 from msgen.pose.keypoints import KEYPOINT_NAMES, TORSO
 
 SourceImage = Image.Image | np.ndarray | str | Path
@@ -115,10 +117,7 @@ def fit_to_size(image: np.ndarray, kp: np.ndarray, size: tuple[int, int], name: 
     H, W = size
     if (h, w) == (H, W):
         return image, kp
-    if abs((h / w) / (H / W) - 1) > 0.05:
-        warnings.warn(
-            f"{name} is {h}x{w} (HxW); resizing it to the model's {H}x{W} changes its aspect ratio", stacklevel=3
-        )
+    warn_if_squeezed([(h, w)], size, name)
     resized = np.asarray(Image.fromarray(image).resize((W, H), Image.BILINEAR))
     return resized, rescale_keypoints(kp, (h, w), (H, W))
 
@@ -147,10 +146,14 @@ class MultiSourceGenerator:
     with one model. ``generate_batch`` runs collated tensors (msgen.data's batch format).
     """
 
-    def __init__(self, generator: Generator, device: str | torch.device = "cpu", config: object | None = None):
+    def __init__(self, generator: Generator, device: str | torch.device = "cpu", config: object | None = None,
+                 framing: str | Framing | None = None):  # fmt: skip
+        """framing: how photos are framed for the model ("market", "full-body"); default: the
+        framing of the model's training data as its configuration records it ("market" if none)."""
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval()
         self.config = config
+        self.framing = get_framing(framing) if framing is not None else model_framing(config)
 
     @classmethod
     def from_checkpoint(
@@ -197,8 +200,36 @@ class MultiSourceGenerator:
         # A file is read upright (EXIF orientation applied): phones store portraits sideways.
         pixels = read_photo(photo, name)[0] if isinstance(photo, (str, Path)) else load_image(photo, name)
         kp = detect_person(pixels, name, detector)
-        framed, kp = frame_person(pixels, kp, self.image_size)
+        framed, kp = frame_person(pixels, kp, self.image_size, self.framing)
         return framed, check_pose(kp, self.image_size, f"{name} (framed)")
+
+    def frame(self, image: SourceImage, kp: np.ndarray | Tensor, name: str = "photo") -> tuple[np.ndarray, np.ndarray]:
+        """A photo and its person's given keypoints (18, 2) in its pixels, framed to the model's
+        size in the model's framing: (uint8 (H, W, 3), (18, 2)). An image already at the model's
+        size is returned as it is (a dataset image, framed as the model's data were)."""
+        pixels = load_image(image, name)
+        kp = check_pose(kp, pixels.shape[:2], name)
+        if pixels.shape[:2] == self.image_size:
+            return pixels, kp
+        framed, kp = frame_person(pixels, kp, self.image_size, self.framing)
+        return framed, check_pose(kp, self.image_size, f"{name} (framed)")
+
+    def frame_target(self, kp: np.ndarray | Tensor, size: tuple[int, int] | None = None, name: str = "target pose") -> np.ndarray:
+        """A target pose (18, 2) of an image of ``size`` (None: the model's) in the model's frame:
+        framed like a photo's person when ``size`` differs from the model's (one scale for both
+        axes). Warns when the pose has no knee or ankle: it is placed at its torso's scale and the
+        legs are left to the model, rather than stretched to the frame."""
+        size = tuple(size) if size is not None else self.image_size
+        kp = check_pose(kp, size, name)
+        if size != self.image_size:
+            kp = check_pose(frame_keypoints(kp, self.image_size, self.framing), self.image_size, f"{name} (framed)")
+        if not has_legs(kp):
+            warnings.warn(
+                f"{name} has no knees or ankles: it is placed at the scale of its torso ({self.framing.name} framing) "
+                f"and the generated person's legs are the model's guess; give a pose with legs to set them",
+                UserWarning, stacklevel=3,
+            )  # fmt: skip
+        return kp
 
     def pose_of(self, photo: SourceImage, name: str = "photo", detector: Detector | None = None) -> np.ndarray:
         """The pose (18, 2) of a photo's person in the model's frame, ready as ``target_keypoints``."""
@@ -216,10 +247,11 @@ class MultiSourceGenerator:
 
         source_images: M paths, PIL images or uint8 (h, w, 3) arrays.
         source_keypoints: M poses (18, 2) (y, x), each in its own image's pixels (that image is
-            resized to the model's size); None for all, or None in place of one pose: that source
-            is a photo whose person is detected (``detector``, default MediaPipe) and framed.
+            framed by them when it is not at the model's size); None for all, or None in place of
+            one pose: that source is a photo whose person is detected (``detector``, default
+            MediaPipe) and framed.
         target_keypoints: (18, 2) in the output image's pixels, or in an image of ``target_size``
-            (``pose_of(photo)`` gives a photo's pose in the output's pixels).
+            (then framed to the output; ``pose_of(photo)`` gives a photo's pose in the output's pixels).
         """
         if isinstance(source_images, (str, Path, Image.Image, np.ndarray)) and not (
             isinstance(source_images, np.ndarray) and source_images.ndim == 4
@@ -234,21 +266,20 @@ class MultiSourceGenerator:
             raise UsageError(f"source_keypoints holds {len(source_keypoints)} poses for {M} source images")
         if target_keypoints is None:
             raise UsageError("target_keypoints is required: an (18, 2) pose, e.g. model.pose_of('photo.jpg')")
-        size = self.image_size
         images, poses = [], []
         for i, (image, kp) in enumerate(zip(source_images, source_keypoints)):
             if kp is None:
                 pixels, kp = self.frame_photo(image, f"source_images[{i}]", detector)
             else:
-                pixels = load_image(image, f"source_images[{i}]")
-                kp = check_pose(kp, pixels.shape[:2], f"source_keypoints[{i}]")
-                pixels, kp = fit_to_size(pixels, kp, size, f"source_images[{i}]")
+                pixels, kp = self.frame(load_image(image, f"source_images[{i}]"), kp, f"source_keypoints[{i}]")
             images.append(pixels)
             poses.append(kp)
-        target = check_pose(target_keypoints, target_size or size, "target_keypoints")
-        if target_size is not None and tuple(target_size) != size:
-            target = rescale_keypoints(target, tuple(target_size), size)
+        return self.generate_framed(images, poses, self.frame_target(target_keypoints, target_size, "target_keypoints"))
 
+    def generate_framed(self, images: Sequence[np.ndarray], poses: Sequence[np.ndarray], target: np.ndarray) -> GenerationResult:
+        """``generate`` on inputs already in the model's frame: M uint8 (H, W, 3) images, their M
+        poses (18, 2) and the target pose (18, 2), all at the model's (H, W) (``frame``,
+        ``frame_photo`` and ``frame_target`` make them)."""
         sources = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         batch = self.prepare(sources[None], torch.from_numpy(np.stack(poses))[None], torch.from_numpy(target)[None])
         output = self.generate_batch(batch)

@@ -8,17 +8,21 @@ Writes OUT_DIR/generated.png (the result, at the model's image size) and OUT_DIR
 enlarged --figure-scale times).
 
 Keypoints of a source: its file name's row in ``--keypoints`` (an annotation CSV, keypoints at the
-image's stored size; the image is resized to the model's size), else detected in the photo
-(msgen.pose.detector, needs the pose extra ``pip install 'msgen[pose]'``), and the photo cropped
-and resized around its person to the model's frame as the datasets frame people. The target
-pose T is one of:
+image's stored size), else detected in the photo (msgen.pose.detector, needs the pose extra
+``pip install 'msgen[pose]'``). A photo not at the model's size is cropped and resized around its
+person to the model's frame (one scale for both axes, never squeezed), in the framing of the
+model's training data ("market" crops or "full-body" photos, as its checkpoint records; "market"
+for checkpoints that record none). The target pose T is one of:
 - a JSON file: ``{"keypoints": [[y, x], ... 18 pairs]}``, ``{"keypoints_y": [...], "keypoints_x":
   [...]}`` or a bare list of 18 [y, x] pairs; an optional ``"size": [H, W]`` names the image the
-  keypoints belong to (default: the model's image size);
+  keypoints belong to (default: the model's image size; another size is framed like a photo);
 - an annotation CSV holding exactly one row;
 - the name of a row of ``--keypoints`` (its size is that of the image of that name beside the CSV,
   or the model's image size when there is no such image);
 - a photo: its row in ``--keypoints``, else the pose detected in it, framed as a source would be.
+
+A target pose without knees and ankles (a close-up) is placed at its torso's scale, and a warning
+says that the legs are then the model's guess.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from msgen.api import MultiSourceGenerator, check_pose, fit_to_size, load_image
+from msgen.api import MultiSourceGenerator, load_image
 from msgen.checkpoint import CheckpointError
 from msgen.data.folder import IMAGE_SUFFIXES
 from msgen.errors import UsageError
@@ -122,8 +127,7 @@ class Inputs:
                 f"{name} is {pixels.shape[0]}x{pixels.shape[1]} (HxW), but its row in --keypoints {self.csv_path} "
                 f"belongs to the {row_size[0]}x{row_size[1]} image of that name beside the CSV"
             )
-        kp = check_pose(kp, pixels.shape[:2], f"{name} (its row in --keypoints {self.csv_path})")
-        return fit_to_size(pixels, kp, self.model.image_size, name)
+        return self.model.frame(pixels, kp, f"{name} (its row in --keypoints {self.csv_path})")
 
     def target(self, spec: str) -> tuple[np.ndarray, tuple[int, int] | None]:
         """The target keypoints and the (H, W) of the image they belong to (None: the model's size)."""
@@ -196,9 +200,9 @@ def run(args: argparse.Namespace, detector: Detector | None = None) -> dict[str,
     inputs = Inputs(model, annotations, args.keypoints, detector)
     framed = [inputs.photo(path, f"--sources {path}") for path in args.sources]
     target_kp, target_size = inputs.target(args.target_pose)
-    check_pose(target_kp, target_size or model.image_size, f"--target-pose {args.target_pose}")
+    target = model.frame_target(target_kp, target_size, f"--target-pose {args.target_pose}")
     images, kps = zip(*framed)
-    result = model.generate(list(images), list(kps), target_kp, target_size=target_size)
+    result = model.generate_framed(list(images), list(kps), target)
     return {
         "generated": save_png(result.image, args.out / "generated.png"),
         "figure": save_png(result.figure(scale=args.figure_scale), args.out / "figure.png"),
@@ -208,10 +212,14 @@ def run(args: argparse.Namespace, detector: Detector | None = None) -> dict[str,
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        paths = run(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            paths = run(args)
     except (FileNotFoundError, ValueError, CheckpointError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    for warning in caught:
+        print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
     for what, path in paths.items():
         print(f"{what}: {path}")
     return 0

@@ -7,6 +7,7 @@ training code path's file format); the images are the built-in synthetic people 
 from __future__ import annotations
 
 import json
+import warnings
 import sys
 from pathlib import Path
 
@@ -475,3 +476,81 @@ def test_cli_reads_phone_photos_upright(setup: dict, photos: dict, monkeypatch) 
     image.save(sideways, exif=exif)
     again = run_cli(setup, *argv, sources=[str(sideways), *(str(p) for p in photos["sources"][1:])])
     np.testing.assert_array_equal(load(again / "generated.png"), upright)
+
+
+# --- framing: --keypoints photos, target poses of other sizes, poses without legs -------------------
+
+
+def _shape(kp: np.ndarray) -> float:
+    """Shoulder width over torso length: what a squeeze changes and framing keeps."""
+    shoulders, hips = kp[[2, 5]], kp[[8, 11]]
+    return float(np.linalg.norm(shoulders[0] - shoulders[1]) / (hips[:, 0].mean() - shoulders[:, 0].mean()))
+
+
+def test_keypoint_photos_and_target_poses_of_other_sizes_are_framed_not_squeezed(setup: dict, tmp_path: Path) -> None:
+    from msgen.pose.framing import frame_keypoints, frame_person
+
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    name = setup["sources"][0]
+    # The person on a wide photo (another aspect ratio than the model's 2:1) with its keypoints.
+    photo, photo_kp = as_photo(load(setup["images"] / name), setup["annotations"][name], tmp_path / "wide.png", scale=2)
+    assert abs((photo.shape[0] / photo.shape[1]) / (SIZE[0] / SIZE[1]) - 1) > 0.05
+    target = setup["annotations"][setup["target"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no squeeze, no warning
+        result = model.generate([photo], [photo_kp], target)
+    expected, expected_kp = frame_person(photo, photo_kp, SIZE, model.framing)
+    np.testing.assert_array_equal(result.sources[0], expected)
+    assert abs(_shape(expected_kp) / _shape(photo_kp) - 1) < 0.02
+    # A target pose of a 300x300 image: framed (its shape kept), not rescaled to 64x32.
+    square = np.where(target >= 0, target * 4 + 20, -1).astype(np.float32)
+    framed_target = model.generate([photo], [photo_kp], square, target_size=(300, 300)).target_keypoints
+    np.testing.assert_allclose(framed_target, frame_keypoints(square, SIZE, model.framing), atol=1e-5)
+    assert abs(_shape(framed_target) / _shape(target) - 1) < 0.02
+    # The command line frames the --keypoints row of a photo of another size the same way.
+    write_annotations(tmp_path / "photo.csv", {"wide.png": photo_kp, setup["target"]: target})
+    out = run_cli(setup, "--keypoints", str(tmp_path / "photo.csv"), "--target-pose", setup["target"],
+                  sources=[str(tmp_path / "wide.png")])  # fmt: skip
+    np.testing.assert_array_equal(load(out / "generated.png"), result.image)
+
+
+def test_a_model_frames_photos_as_its_training_data_were(setup: dict) -> None:
+    from types import SimpleNamespace
+
+    from msgen.pose.framing import FULL_BODY, MARKET
+
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    assert model.framing is MARKET  # its configuration records no framing: Market's, as before
+    generator = model.generator
+    full_body = MultiSourceGenerator(generator, config=SimpleNamespace(data=SimpleNamespace(framing="full-body")))
+    assert full_body.framing is FULL_BODY
+    assert MultiSourceGenerator(generator, config=model.config, framing="full-body").framing is FULL_BODY
+
+
+def test_a_target_pose_without_legs_says_so(setup: dict, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    model = MultiSourceGenerator.from_checkpoint(setup["checkpoint"])
+    name = setup["sources"][0]
+    target = setup["annotations"][setup["target"]].copy()
+    legless = target.copy()
+    legless[[9, 10, 12, 13]] = -1  # knees and ankles
+    with pytest.warns(UserWarning, match="target_keypoints has no knees or ankles: it is placed at the scale of its torso"):
+        result = model.generate([setup["images"] / name], [setup["annotations"][name]], legless)
+    np.testing.assert_array_equal(result.target_keypoints, legless)  # at the model's size: as given
+    # A legless pose of another size is placed by its torso: shoulders and hips where the dataset
+    # puts them, not stretched so that the hips reach the bottom.
+    big = np.where(legless >= 0, legless * 3, -1).astype(np.float32)
+    with pytest.warns(UserWarning, match="no knees or ankles"):
+        framed = model.generate([setup["images"] / name], [setup["annotations"][name]], big,
+                                target_size=(SIZE[0] * 3, SIZE[1] * 3)).target_keypoints  # fmt: skip
+    hips = framed[[8, 11], 0].mean()
+    assert abs(hips - model.framing.row("hip", SIZE[0])) < 0.51
+    assert abs(_shape(framed) / _shape(legless) - 1) < 0.02
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.generate([setup["images"] / name], [setup["annotations"][name]], target)  # with legs: no warning
+    # The command line says it as a warning line.
+    as_json = tmp_path / "legless.json"
+    as_json.write_text(json.dumps({"keypoints": legless.tolist()}))
+    run_cli(setup, "--keypoints", str(setup["csv"]), "--target-pose", str(as_json))
+    err = capsys.readouterr().err
+    assert f"{generate.PROG}: warning: --target-pose {as_json} has no knees or ankles" in err

@@ -12,9 +12,10 @@ import pytest
 
 from msgen.errors import UsageError
 from msgen.pose import KEYPOINT_NAMES, read_annotations
-from msgen.pose.annotate import accuracy, main as annotate_main
+from msgen.pose.annotate import accuracy, format_accuracy, main as annotate_main
 from msgen.pose.detector import (
-    MEDIAPIPE_INDEX, Detector, detect_person, drop_folded_legs, landmarks_to_keypoints, pad_for_detector,
+    CUT_GAP, FACING_AWAY_DEPTH, HIP_DROP, KNEE_EDGE, MEDIAPIPE_INDEX, Detector, detect_person, drop_folded_legs,
+    facing_away, landmarks_to_keypoints, lower_cut_hips, openpose_conventions, pad_for_detector,
 )  # fmt: skip
 from msgen.pose.keypoints import KEYPOINT_INDEX as K
 
@@ -171,8 +172,80 @@ def test_accuracy_counts_points_both_have():
     found["a"][K["nose"]] = -1
     report = accuracy(found, truth)
     assert report["images"] == 2 and report["found"] == 1
-    assert report["keypoints"]["Rsho"] == {"count": 1, "median_px": 5.0, "within": 1.0}
+    assert report["keypoints"]["Rsho"] == {"count": 1, "median_px": 5.0, "within": 1.0, "within_far": 1.0,
+                                           "signed_median": [3.0, 4.0], "missed": 0, "extra": 0}  # fmt: skip
     assert report["keypoints"]["nose"]["count"] == 0 and report["all"]["count"] == 4
+
+
+def test_accuracy_reports_signed_error_missed_and_extra_points_and_images_without_a_person():
+    truth = {name: frontal_pose() for name in ("a", "b", "c")}
+    found = {"a": frontal_pose(), "b": frontal_pose()}
+    found["a"][K["Rsho"]] += [-7.0, 0.0]  # 7 px too high: outside 5 px, inside 10
+    found["b"][K["Rsho"]] += [-12.0, 1.0]  # outside both
+    found["a"][K["nose"]] = -1  # missed
+    found["b"][K["Leye"]] = (10, 30)  # not annotated: extra
+    report = accuracy(found, truth)
+    rsho = report["keypoints"]["Rsho"]
+    assert rsho["within"] == 0.0 and rsho["within_far"] == 0.5
+    assert rsho["signed_median"] == [-9.5, 0.5]  # the median of (-7, 0) and (-12, 1), per axis
+    assert report["keypoints"]["nose"]["missed"] == 1 and report["keypoints"]["Leye"]["extra"] == 1
+    assert report["all"]["missed"] == 1 and report["all"]["extra"] == 1
+    assert report["not_found"] == ["c"]
+    table = format_accuracy(report)
+    assert "| within 10 px |" in table and "| Rsho | 2 | 9.5 | 0 % | 50 % | (-9.5, +0.5) | 0 | 0 |" in table
+    assert "no person found in 1: c" in table
+
+
+def world_landmarks(nose_depth: float) -> np.ndarray:
+    """MediaPipe world landmarks (33, 3) (x, y, z metres, z away from the camera) of an upright
+    person, the nose ``nose_depth`` m behind the ears' midpoint (negative: in front of it)."""
+    world = np.zeros((33, 3))
+    world[7], world[8] = (0.07, -0.6, 0.0), (-0.07, -0.6, 0.0)  # left and right ear
+    world[0] = (0.0, -0.6, nose_depth)
+    return world
+
+
+def test_facing_away_by_the_noses_depth_behind_the_ears():
+    assert not facing_away(world_landmarks(-0.10))  # facing the camera: nose about 10 cm in front of the ears
+    assert not facing_away(world_landmarks(FACING_AWAY_DEPTH - 0.01))
+    assert facing_away(world_landmarks(FACING_AWAY_DEPTH + 0.01))
+
+
+def test_back_view_conventions_drop_the_face_and_put_the_right_side_on_the_right():
+    # MediaPipe labelled a back view as if frontal: its right shoulder on the image's left.
+    kp = frontal_pose()
+    for name, yx in {"Leye": (10, 28), "Reye": (10, 36), "Lear": (12, 24), "Rear": (12, 40), "Relb": (48, 16),
+                     "Lelb": (48, 48), "Rkne": (90, 24), "Lkne": (90, 40)}.items():  # fmt: skip
+        kp[K[name]] = yx
+    facing = openpose_conventions(kp, away=False)
+    np.testing.assert_array_equal(facing, kp)  # facing the camera: as MediaPipe gave it
+    back = openpose_conventions(kp, away=True)
+    assert (back[[K["nose"], K["Leye"], K["Reye"]]] == -1).all()
+    np.testing.assert_array_equal(back[[K["Lear"], K["Rear"]]], kp[[K["Lear"], K["Rear"]]])  # OpenPose marks ears
+    assert back[K["Rsho"], 1] > back[K["Lsho"], 1]  # the person's right on the image's right
+    for right, left in (("Rsho", "Lsho"), ("Relb", "Lelb"), ("Rhip", "Lhip"), ("Rkne", "Lkne")):
+        np.testing.assert_array_equal(back[K[right]], kp[K[left]])
+        np.testing.assert_array_equal(back[K[left]], kp[K[right]])
+    # Already the right way round: the sides stay.
+    again = openpose_conventions(back, away=True)
+    np.testing.assert_array_equal(again, back)
+
+
+def test_hips_of_a_shot_with_the_legs_cut_off_are_lowered():
+    kp = frontal_pose()  # shoulders at row 30, hips at 66: torso 36 px
+    torso = 36.0
+    cut_height = int(66 + 0.5 * CUT_GAP * torso)  # the bottom edge 0.6 torso below the hips
+    lowered = lower_cut_hips(kp, cut_height)
+    np.testing.assert_array_equal(lowered[[K["Rhip"], K["Lhip"]], 0], np.rint(66 + HIP_DROP * torso))
+    np.testing.assert_array_equal(lowered[[K["Rhip"], K["Lhip"]], 1], kp[[K["Rhip"], K["Lhip"]], 1])
+    # A knee guessed at the edge is dropped with it; one well above the edge means the legs are seen.
+    with_knee = kp.copy()
+    with_knee[K["Rkne"]] = (cut_height - 1 - 0.5 * KNEE_EDGE * torso, 24)
+    assert (lower_cut_hips(with_knee, cut_height)[K["Rkne"]] == -1).all()
+    with_knee[K["Rkne"]] = (cut_height - 1 - 1.5 * KNEE_EDGE * torso, 24)
+    np.testing.assert_array_equal(lower_cut_hips(with_knee, cut_height), with_knee)
+    # The whole body in the image: unchanged.
+    np.testing.assert_array_equal(lower_cut_hips(kp, int(66 + 1.5 * CUT_GAP * torso)), kp)
 
 
 def test_python_m_msgen_pose_lists_and_runs_its_tools(tmp_path):
@@ -254,6 +327,22 @@ def test_mediapipe_on_a_real_photo_of_one_person(mediapipe_detector):
 
 
 @pytest.mark.data
+def test_mediapipe_gives_no_face_points_on_back_views(shared_data, mediapipe_detector):
+    """Two market-real crops seen from behind (their OpenPose annotations have no nose and no eyes):
+    no face points, and the person's right shoulder on the image's right, as OpenPose marks it."""
+    from PIL import Image
+
+    folder, truth, _ = _market(shared_data, 0)
+    for name in ("1132_c2s3_071752_01.png", "0270_c1s1_058306_03.png"):
+        assert (truth[name][[K["nose"], K["Leye"], K["Reye"]]] == -1).all()
+        people = mediapipe_detector.detect(np.asarray(Image.open(folder / "images" / name).convert("RGB")))
+        assert len(people) == 1, name
+        kp = people[0]
+        assert (kp[[K["nose"], K["Leye"], K["Reye"]]] == -1).all(), name
+        assert kp[K["Rsho"], 1] > kp[K["Lsho"], 1], name
+
+
+@pytest.mark.data
 @pytest.mark.usefixtures("require_mediapipe")
 def test_annotate_evaluate_reports_per_keypoint_accuracy(shared_data, tmp_path, capsys):
     import json
@@ -265,3 +354,5 @@ def test_annotate_evaluate_reports_per_keypoint_accuracy(shared_data, tmp_path, 
     assert set(report["keypoints"]) == set(KEYPOINT_NAMES) and report["all"]["median_px"] < 5
     table = capsys.readouterr().out
     assert f"person found in {report['found']} of 12 images" in table and "| Rear |" in table
+    assert "| within 10 px |" in table and "| missed | extra |" in table
+    assert report["all"]["within_far"] >= report["all"]["within"] and len(report["not_found"]) == 12 - report["found"]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from msgen.data.synthetic import generate_synthetic
 from msgen.pose import is_usable, read_annotations
+from msgen.errors import UsageError
 from msgen.pose.framing import (
-    ANKLE_Y, CENTRE_X, HIP_Y, KNEE_Y, REFERENCE_SIZE, SHOULDER_Y, frame_person, framing_box, measure_framing,
+    ANKLE_Y, CENTRE_X, FRAMINGS, FULL_BODY, HIP_Y, KNEE_Y, MARKET, REFERENCE_SIZE, SHOULDER_Y, check_sizes,
+    frame_keypoints, frame_person, framing_box, get_framing, measure_framing, model_framing, warn_if_squeezed,
 )  # fmt: skip
 from msgen.pose.keypoints import KEYPOINT_INDEX as K
 
@@ -88,3 +92,111 @@ def test_framing_constants_are_the_market_annotations_medians(shared_data):
     expected = {"shoulder_y": SHOULDER_Y, "hip_y": HIP_Y, "knee_y": KNEE_Y, "ankle_y": ANKLE_Y, "centre_x": CENTRE_X}
     for key, value in expected.items():
         assert abs(measured[key] - value) <= 0.5, (key, measured[key], value)
+
+
+# --- framings per dataset, close-ups, squeezes ------------------------------------------------------
+
+
+def _legs_cut(image: np.ndarray, kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo cut a little below the hips (a close-up without legs): knees and ankles gone."""
+    cut = int(round(_mid(kp, "Rhip", "Lhip")[0] + 4))
+    legless = kp.copy()
+    legless[legless[:, 0] > cut - 1] = -1
+    return np.ascontiguousarray(image[:cut]), legless
+
+
+@pytest.mark.parametrize("framing", ["market", "full-body"])
+def test_a_close_up_keeps_the_scale_of_its_visible_body(people, framing):
+    """A person photographed whole and the same photo with the legs cut off are framed at the same
+    scale (sized by the torso when no knee or ankle is seen), not enlarged to fill the frame."""
+    for image, kp in people:
+        photo = np.asarray(Image.fromarray(image).resize((64 * 3, 128 * 3), Image.BICUBIC))
+        photo_kp = np.where(kp >= 0, (kp + 0.5) * 3 - 0.5, -1).astype(np.float32)
+        if not (photo_kp[[K["Rank"], K["Lank"]]] >= 0).all():
+            continue
+        _, whole = frame_person(photo, photo_kp, (128, 128), framing)
+        close_up, close_kp = _legs_cut(photo, photo_kp)
+        framed, legless = frame_person(close_up, close_kp, (128, 128), framing)
+        torso = _mid(whole, "Rhip", "Lhip")[0] - _mid(whole, "Rsho", "Lsho")[0]
+        torso_close = _mid(legless, "Rhip", "Lhip")[0] - _mid(legless, "Rsho", "Lsho")[0]
+        # The synthetic people's torso-to-legs proportion is near the framings' (a few % apart).
+        assert abs(torso_close / torso - 1) < 0.12, (torso_close, torso)
+        f = get_framing(framing)
+        assert abs(_mid(legless, "Rsho", "Lsho")[0] - f.row("shoulder", 128)) < 0.51
+        assert abs(_mid(legless, "Rhip", "Lhip")[0] - f.row("hip", 128)) < 0.51  # the torso at the dataset's scale
+        assert not (legless[[K["Rkne"], K["Lkne"], K["Rank"], K["Lank"]]] >= 0).any()
+        # Below the photo's edge the frame holds the photo's border colour, not the person stretched.
+        border = np.concatenate([close_up[0], close_up[-1], close_up[:, 0], close_up[:, -1]])
+        assert np.abs(framed[-1].astype(int) - np.median(border, 0)).max() <= 1
+
+
+def test_framings_place_people_at_their_own_positions_and_keep_their_shape(people):
+    image, kp = people[0]
+    for name, framing in FRAMINGS.items():
+        assert get_framing(name) is framing
+        framed_kp = frame_keypoints(kp, (256, 256), name)
+        assert abs(_mid(framed_kp, "Rsho", "Lsho")[0] - framing.row("shoulder", 256)) < 0.51
+        # One scale for both axes: shoulder width over torso length as in the photo.
+        def shape(p: np.ndarray) -> float:
+            width = np.linalg.norm(p[K["Rsho"]] - p[K["Lsho"]])
+            return width / (_mid(p, "Rhip", "Lhip")[0] - _mid(p, "Rsho", "Lsho")[0])
+        assert abs(shape(framed_kp) / shape(kp) - 1) < 1e-4
+        np.testing.assert_allclose(frame_person(image, kp, (256, 256), name)[1], framed_kp)
+    assert get_framing(None) is MARKET and MARKET.row("shoulder", 128) == pytest.approx(SHOULDER_Y)
+    with pytest.raises(ValueError, match="framing must be one of market, full-body, got 'deepfashion'"):
+        get_framing("deepfashion")
+
+
+def test_a_model_uses_the_framing_its_configuration_records():
+    from types import SimpleNamespace
+
+    assert model_framing(None) is MARKET
+    assert model_framing(SimpleNamespace(data=SimpleNamespace(root=None))) is MARKET  # recorded before framings
+    assert model_framing(SimpleNamespace(data=SimpleNamespace(framing="full-body"))) is FULL_BODY
+
+
+def test_a_change_of_aspect_ratio_warns_once_with_the_ratio():
+    with pytest.warns(UserWarning) as caught:
+        message = warn_if_squeezed([(256, 256)] * 5 + [(128, 64)], (64, 32), "--data.root x")
+    assert len(caught) == 1 and str(caught[0].message) == message
+    assert "5 image(s) of 256x256 (HxW)" in message and "2.00x as tall" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_if_squeezed([(128, 64), (130, 64)], (64, 32), "x") is None  # within 5 %
+    with pytest.raises(UsageError, match=r"--data d: 1 of 2 images are not the model's 64x32 .* pass --resize"):
+        check_sizes([(64, 32), (128, 128)], (64, 32), "--data d", resize=False, resize_option="--resize")
+
+
+def test_evaluate_names_resize_and_warns_of_squeezes(tmp_path, capsys):
+    """python -m msgen.evaluate on a folder of 64x64 images with a 64x32 model: the error names
+    --resize; with --resize the squeeze is announced with its ratio."""
+    from msgen import evaluate
+    from msgen.models import Generator, preset
+    from msgen.checkpoint import CheckpointManager
+    from msgen.training.config import TrainConfig, config_to_dict
+
+    config = TrainConfig(model=preset("synthetic-small", image_size=(64, 32), levels=4))
+    checkpoint = CheckpointManager(tmp_path / "ckpt", keep_last=1).save(
+        0, {"config": config_to_dict(config), "generator": Generator(config.model.generator).state_dict()})
+    data = generate_synthetic(tmp_path / "data", identities=4, images_per_identity=3, size=(64, 64), seed=2)
+    argv = ["--checkpoint", str(checkpoint), "--data", str(data), "--sources", "1", "--out", str(tmp_path / "eval"), "--no-progress"]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not the model's 64x32" in err and "pass --resize" in err
+    with pytest.warns(UserWarning, match=r"2.00x as tall relative to their width"):
+        evaluate.main([*argv, "--resize", "--max-tuples", "1"])
+
+
+def test_training_on_another_aspect_ratio_warns_once_with_the_ratio(tmp_path):
+    from msgen.training.config import DataConfig
+    from msgen.training.data import open_folder
+
+    data = generate_synthetic(tmp_path / "data", identities=3, images_per_identity=3, size=(64, 64), seed=4)
+    with pytest.warns(UserWarning) as caught:
+        folder = open_folder(DataConfig(root=str(data), dataset="folder"), (64, 32))
+    squeezes = [w for w in caught if "aspect ratio" in str(w.message)]
+    assert len(squeezes) == 1 and "9 image(s) of 64x64 (HxW) are resized to 64x32" in str(squeezes[0].message)
+    assert "2.00x as tall" in str(squeezes[0].message) and len(folder) == 9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_folder(DataConfig(root=str(data), dataset="folder"), (128, 128))  # same aspect ratio: silent

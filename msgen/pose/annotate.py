@@ -6,7 +6,8 @@ the standard annotation CSV in each image's stored pixels. An image without a de
 
 ``python -m msgen.pose.annotate --evaluate DIR`` instead measures the detector against a dataset
 folder's annotations (DIR/images, DIR/annotation.csv): how many people it finds and, per keypoint,
-the median pixel error and the share within 5 px (the figures in docs/POSE.md).
+the median pixel error, the shares within 5 and 10 px, the median signed error, missed and extra
+points, and the images where no person was found (the figures in docs/POSE.md).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from msgen.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, present
 
 PROG = "python -m msgen.pose.annotate"
 WITHIN_PX = 5.0
+WITHIN_FAR_PX = 10.0
 
 
 def detect_stored(path: Path, detector: Detector, name: str) -> np.ndarray | None:
@@ -66,32 +68,50 @@ def annotate(paths: Iterable[Path], detector: Detector) -> tuple[dict[str, np.nd
     return result, undetected
 
 
-def accuracy(found: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray], within: float = WITHIN_PX) -> dict:
+def accuracy(
+    found: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray], within: float = WITHIN_PX, within_far: float = WITHIN_FAR_PX
+) -> dict:
     """Detected keypoints against reference annotations of the same images.
 
     found: {name: (18, 2)} for the images where a person was found; truth: {name: (18, 2)} for all.
-    Per keypoint, over the images where both have it: count, median error (px, Euclidean) and
-    share within ``within`` px; plus the same over all points and the detection counts.
+    Per keypoint, over the images where both have it: count, median error (px, Euclidean), shares
+    within ``within`` and ``within_far`` px, and the median signed error (dy, dx) = detected minus
+    annotated (a consistent offset shows there, not in the Euclidean median). Over the found images:
+    ``missed`` (annotated, not detected) and ``extra`` (detected, not annotated: e.g. a face on a
+    back view, which the annotations leave out). Plus the same over all points, the detection
+    counts and ``not_found``, the images without a person.
     """
-    errors: dict[str, list[float]] = {name: [] for name in KEYPOINT_NAMES}
+    errors: dict[str, list[np.ndarray]] = {name: [] for name in KEYPOINT_NAMES}
+    missed = dict.fromkeys(KEYPOINT_NAMES, 0)
+    extra = dict.fromkeys(KEYPOINT_NAMES, 0)
     for image, kp in found.items():
         ref = truth[image]
-        both = present(kp) & present(ref)
-        for i in np.flatnonzero(both):
-            errors[KEYPOINT_NAMES[i]].append(float(np.linalg.norm(kp[i] - ref[i])))
+        has, annotated = present(kp), present(ref)
+        for i in np.flatnonzero(has & annotated):
+            errors[KEYPOINT_NAMES[i]].append(kp[i].astype(np.float64) - ref[i])
+        for i in np.flatnonzero(annotated & ~has):
+            missed[KEYPOINT_NAMES[i]] += 1
+        for i in np.flatnonzero(has & ~annotated):
+            extra[KEYPOINT_NAMES[i]] += 1
 
-    def summary(values: list[float]) -> dict:
+    def summary(values: list[np.ndarray], missed: int, extra: int) -> dict:
         if not values:
-            return {"count": 0, "median_px": None, "within": None}
-        v = np.asarray(values)
-        return {"count": len(v), "median_px": float(np.median(v)), "within": float(np.mean(v <= within))}
+            return {"count": 0, "median_px": None, "within": None, "within_far": None, "signed_median": None,
+                    "missed": missed, "extra": extra}  # fmt: skip
+        d = np.asarray(values).reshape(-1, 2)
+        e = np.linalg.norm(d, axis=1)
+        return {"count": len(e), "median_px": float(np.median(e)), "within": float(np.mean(e <= within)),
+                "within_far": float(np.mean(e <= within_far)), "signed_median": np.median(d, axis=0).tolist(),
+                "missed": missed, "extra": extra}  # fmt: skip
 
     return {
         "images": len(truth),
         "found": len(found),
+        "not_found": sorted(set(truth) - set(found)),
         "within_px": within,
-        "all": summary([e for v in errors.values() for e in v]),
-        "keypoints": {name: summary(v) for name, v in errors.items()},
+        "within_far_px": within_far,
+        "all": summary([e for v in errors.values() for e in v], sum(missed.values()), sum(extra.values())),
+        "keypoints": {name: summary(v, missed[name], extra[name]) for name, v in errors.items()},
     }
 
 
@@ -111,19 +131,25 @@ def evaluate(folder: Path, detector: Detector, limit: int | None = None) -> dict
 
 
 def format_accuracy(report: dict) -> str:
-    """The accuracy report as a Markdown table (one row per keypoint, then all points)."""
-    w = report["within_px"]
+    """The accuracy report as a Markdown table (one row per keypoint, then all points), then the
+    images without a person."""
+    w, far = report["within_px"], report["within_far_px"]
     lines = [
         f"person found in {report['found']} of {report['images']} images",
         "",
-        f"| keypoint | points compared | median error (px) | within {w:g} px |",
-        "| --- | ---: | ---: | ---: |",
+        f"| keypoint | points compared | median error (px) | within {w:g} px | within {far:g} px "
+        f"| signed median (dy, dx) | missed | extra |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     rows = [*report["keypoints"].items(), ("all", report["all"])]
     for name, s in rows:
         median = "-" if s["median_px"] is None else f"{s['median_px']:.1f}"
         share = "-" if s["within"] is None else f"{100 * s['within']:.0f} %"
-        lines.append(f"| {name} | {s['count']} | {median} | {share} |")
+        share_far = "-" if s["within_far"] is None else f"{100 * s['within_far']:.0f} %"
+        signed = "-" if s["signed_median"] is None else "({:+.1f}, {:+.1f})".format(*s["signed_median"])
+        lines.append(f"| {name} | {s['count']} | {median} | {share} | {share_far} | {signed} | {s['missed']} | {s['extra']} |")
+    if report["not_found"]:
+        lines += ["", f"no person found in {len(report['not_found'])}: {', '.join(report['not_found'])}"]
     return "\n".join(lines)
 
 

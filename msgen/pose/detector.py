@@ -37,6 +37,26 @@ MEDIAPIPE_INDEX = {
     "Lear": 8, "Rear": 7,
 }  # fmt: skip
 MIN_VISIBILITY = 0.5
+# OpenPose marks no nose or eyes on a person seen from behind; MediaPipe returns them anyway (with
+# visibility near 1). Its 3D world landmarks (metres, z away from the camera) tell a back view: the
+# nose lies behind the ears. Measured on market-real (100 back views by the annotations, i.e. no
+# nose and no eyes; 259 others; docs/POSE.md): nose more than 0.10 m behind the ears' midpoint in 50
+# back views and 11 others (0.05 m: 62 and 32; 0: 67 and 61), the largest net gain.
+FACING_AWAY_DEPTH = 0.10
+FACE = ("nose", "Leye", "Reye")
+# With the legs cut off by the image's bottom edge, MediaPipe squeezes the torso: the hips come out
+# above OpenPose's, the more so the less thigh is seen. Measured on market-real crops cut between the
+# annotated hips and knees (a quarter, half, three quarters of the way and at the knees; 884 cut
+# shots with a person found, docs/POSE.md): hips a median 6.0 px (0.19 torso) above OpenPose's, and
+# knees guessed just inside the edge. The legs count as cut when the hips lie within CUT_GAP torso
+# lengths (shoulders' midpoint to hips' midpoint) of the bottom edge and no knee lies more than
+# KNEE_EDGE torso lengths above it (the uncut crops' knees lie 0.6 or more above it in 95 %); then the
+# knees and ankles are dropped (guesses) and the hips lowered by HIP_DROP torso lengths: signed median
+# -6.0 -> -2.5 px on the cut shots, fired on 22 of 357 uncut crops (their median unchanged).
+CUT_GAP = 1.2
+KNEE_EDGE = 0.5
+HIP_DROP = 0.13
+SIDE_PAIRS = (("Rsho", "Lsho"), ("Relb", "Lelb"), ("Rwri", "Lwri"), ("Rhip", "Lhip"), ("Rkne", "Lkne"), ("Rank", "Lank"))
 # MediaPipe's person detector misses most tight re-identification crops (a person filling the
 # image). Measured on the 386 market-real crops (python -m msgen.pose.annotate --evaluate, see
 # docs/POSE.md): found in 196 as they are, 318 padded by 0.5 of each side's length on every side,
@@ -114,6 +134,54 @@ def drop_folded_legs(kp: np.ndarray) -> np.ndarray:
     return kp
 
 
+def facing_away(world: np.ndarray, depth: float = FACING_AWAY_DEPTH) -> bool:
+    """Whether MediaPipe's world landmarks (33, >= 3) as (x, y, z) metres, z growing away from the
+    camera, show the person from behind: the nose more than ``depth`` behind the ears' midpoint."""
+    world = np.asarray(world, dtype=np.float64)
+    return bool(world[0, 2] - world[[7, 8], 2].mean() > depth)
+
+
+def openpose_conventions(kp: np.ndarray, away: bool) -> np.ndarray:
+    """Keypoints (18, 2) (y, x) as OpenPose marks them, given whether the person faces away; a copy.
+
+    Facing away: no nose and no eyes (OpenPose marks none; the ears it often marks, so they stay),
+    and the person's right side on the image's right: when the shoulders lie the other way round,
+    every body pair (shoulders to ankles) changes sides. Facing the camera: unchanged (MediaPipe's
+    sides; a side view's shoulders overlap, so their order says little).
+    """
+    kp = kp.copy()
+    if not away:
+        return kp
+    kp[[KEYPOINT_INDEX[n] for n in FACE]] = MISSING
+    right, left = KEYPOINT_INDEX["Rsho"], KEYPOINT_INDEX["Lsho"]
+    if present(kp)[[right, left]].all() and kp[right, 1] < kp[left, 1]:
+        for a, b in SIDE_PAIRS:
+            i, j = KEYPOINT_INDEX[a], KEYPOINT_INDEX[b]
+            kp[[i, j]] = kp[[j, i]]
+    return kp
+
+
+def lower_cut_hips(kp: np.ndarray, height: int) -> np.ndarray:
+    """Keypoints (18, 2) (y, x) of an image ``height`` px high with the hips where OpenPose puts
+    them when the legs are cut off by the bottom edge (see CUT_GAP); a copy."""
+    kp = kp.copy()
+    ok = present(kp)
+    shoulders, hips = [KEYPOINT_INDEX["Rsho"], KEYPOINT_INDEX["Lsho"]], [KEYPOINT_INDEX["Rhip"], KEYPOINT_INDEX["Lhip"]]
+    if not ok[shoulders + hips].all():
+        return kp
+    hip_y = kp[hips, 0].mean()
+    torso = hip_y - kp[shoulders, 0].mean()
+    if torso <= 0 or (height - 1 - hip_y) >= CUT_GAP * torso:
+        return kp
+    knees = [KEYPOINT_INDEX["Rkne"], KEYPOINT_INDEX["Lkne"]]
+    knee_rows = kp[knees, 0][ok[knees]]
+    if len(knee_rows) and (height - 1 - knee_rows.max()) > KNEE_EDGE * torso:
+        return kp
+    kp[[KEYPOINT_INDEX[n] for n in ("Rkne", "Lkne", "Rank", "Lank")]] = MISSING
+    kp[hips, 0] = np.minimum(np.rint(kp[hips, 0] + HIP_DROP * torso), height - 1)
+    return kp
+
+
 def pad_for_detector(
     image: np.ndarray, pad: float, min_side: int = MIN_SIDE, max_side: int = MAX_SIDE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,14 +235,18 @@ class MediaPipeDetector:
         """The most prominent person: ((18, 2) keypoints, (33, 3) landmarks in image-normalised x, y)."""
         for pad in self.pads:
             canvas, gain, offset = pad_for_detector(image, pad, self.min_side, self.max_side)
-            found = self._model.process(canvas).pose_landmarks
+            result = self._model.process(canvas)
+            found = result.pose_landmarks
             if found is not None:
                 break
         else:
             return None
         landmarks = np.array([(p.x, p.y, p.visibility) for p in found.landmark])
         landmarks[:, :2] = landmarks[:, :2] * gain - offset
-        return drop_folded_legs(landmarks_to_keypoints(landmarks, image.shape[:2], self.min_visibility)), landmarks
+        world = np.array([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark])
+        kp = drop_folded_legs(landmarks_to_keypoints(landmarks, image.shape[:2], self.min_visibility))
+        kp = lower_cut_hips(openpose_conventions(kp, facing_away(world)), image.shape[0])
+        return kp, landmarks
 
     def detect(self, image: np.ndarray) -> list[np.ndarray]:
         """Poses found in a uint8 (H, W, 3) RGB image: a list of (18, 2) (y, x), at most two."""

@@ -35,6 +35,7 @@ from msgen.data.prepare import DEFAULT_FRAMING, SUMMARY
 from msgen.training.config import FRAMINGS, IDENTITIES, DataConfig
 from msgen.training.distributed import Distributed, barrier
 from msgen.errors import UsageError
+from msgen.pose.framing import check_sizes, image_sizes
 
 
 def cache_root(data: DataConfig | None = None) -> Path:
@@ -190,9 +191,12 @@ def open_folder(data: DataConfig, image_size: tuple[int, int], resize: bool = Tr
     """The PoseImageFolder of the run's dataset folder (which must exist), by ``data.identity``
     (None: Market's rule; ``resolve_rules`` gives the folder's)."""
     root = dataset_dir(data, image_size)
-    return PoseImageFolder(root / "images", root / "annotation.csv", image_size=image_size,
-                           identity_fn=identity_function(data.identity),
-                           drop_junk=data.identity in (None, "market"), resize=resize)
+    folder = PoseImageFolder(root / "images", root / "annotation.csv", image_size=image_size,
+                             identity_fn=identity_function(data.identity),
+                             drop_junk=data.identity in (None, "market"), resize=resize)
+    if resize:  # resizing to another aspect ratio squeezes people: say so, once, with the ratio
+        check_sizes(image_sizes(folder.root / n for n in folder.names), image_size, f"--data.root {root}", True, "")
+    return folder
 
 
 def build_run_data(data: DataConfig, image_size: tuple[int, int], num_sources: int | Sequence[int],
