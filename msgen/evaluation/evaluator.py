@@ -4,8 +4,10 @@ Rows are *methods*, each a function of a batch (with its pose tensors) that retu
 (B, 3, H, W) in [-1, 1]: the model, and the reference rows of ``msgen.evaluation.baselines``: the
 non-learned warp baseline (``warp_baseline``), a constant image of the training mean colour
 (``constant_method``) and the ground truth itself (scored only by the metrics that are not
-pairwise: FID and IS of the test images). Every M is scored on the SAME tuples truncated to their
-first M sources (TupleDataset items ``(i, m)``).
+pairwise: FID and IS of the test images). Every M is scored on the tuples that hold M sources or
+more, truncated to their first M (TupleDataset items ``(i, m)``): the same tuples at every M when
+all hold the largest M, and otherwise every person at each M its images allow (a person with 2
+images serves M = 1 only). Each result records which tuples it scored and their persons.
 
 Per tuple (kept for paired comparisons, with the tuple's person from ``tuple_persons``, so that
 intervals resample persons): SSIM in GFLA's form (``ssim_gfla``), SSIM_256
@@ -87,7 +89,11 @@ def fid_features(network: Callable[[Tensor], Tensor], images: np.ndarray, batch_
 @dataclass
 class MethodResult:
     """The scores of one method at one M: per-tuple arrays, the person of each tuple and the set
-    metrics (None: unavailable)."""
+    metrics (None: unavailable).
+
+    tuples: the dataset indices of the scored tuples, in the order of the per-tuple arrays;
+    persons: each scored tuple's person (its target's identity), for intervals over persons.
+    """
 
     method: str
     num_sources: int
@@ -96,6 +102,7 @@ class MethodResult:
     fid: float | None = None  # torchvision's Inception-v3 (GFLA's FID)
     inception: tuple[float, float] | None = None
     mask_inception: tuple[float, float] | None = None
+    tuples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     fid_tf: float | None = None  # the TF FID Inception graph
     kid: tuple[float, float] | None = None  # mean, std over subsets, same features as fid_tf
 
@@ -152,7 +159,8 @@ def score_methods(
     real_features: np.ndarray | None = None,
     timings: dict[str, float] | None = None,
 ) -> list[MethodResult]:
-    """Score every method on the first ``count`` tuples (all: None) at every M of ``num_sources``.
+    """Score every method on the first ``count`` tuples (all: None) at every M of ``num_sources``,
+    each M on those of them that hold M sources or more.
 
     networks: torchvision's Inception (FID with ``real``, IS), the FID Inception graph (FID (TF
     graph) and KID with ``real_features`` (N, 2048)) and LPIPS; a metric whose network is None is
@@ -170,19 +178,22 @@ def score_methods(
     ms = sorted(set(num_sources))
     size = tuple(dataset.image_size)
     gfla_fits = min(size) >= 51
-    persons = tuple_persons(dataset, count)
+    persons = tuple_persons(dataset, count)  # of every scored tuple; each M keeps those it scores
     results: list[MethodResult] = []
-    total_batches = sum(-(-count // batch_size) for _ in ms)
+    serving = {m: [i for i in range(count) if len(dataset.tuples[i][0]) >= m] for m in ms}
+    total_batches = sum(-(-len(serving[m]) // batch_size) for m in ms)
     bar = _progress(range(total_batches), progress, "evaluating")
     ticks = iter(bar)
     for m in ms:
         active = [method for method in methods if method.per_m or m == ms[0]]
-        current = {method.name: MethodResult(method.name, m, persons=persons) for method in active}
+        current = {method.name: MethodResult(method.name, m) for method in active}
         scores = {method.name: {key: [] for key in PAIRWISE} for method in active}
         feats = {method.name: FeatureStats() for method in active}
-        inception = {method.name: (StreamingInceptionScore(count), StreamingInceptionScore(count)) for method in active}
+        indices = serving[m]
+        inception = {method.name: (StreamingInceptionScore(len(indices)), StreamingInceptionScore(len(indices)))
+                     for method in active}
         tf_features: dict[str, list[np.ndarray]] = {method.name: [] for method in active}
-        batches = [[(i, m) for i in range(start, min(start + batch_size, count))] for start in range(0, count, batch_size)]
+        batches = [[(i, m) for i in indices[start:start + batch_size]] for start in range(0, len(indices), batch_size)]
         loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_tuples, num_workers=workers)
         for batch in loader:
             next(ticks, None)
@@ -219,8 +230,8 @@ def score_methods(
                     _tick(timings, "fid_tf", clock() - start, len(fake_u8))
                 if networks.inception is not None:
                     start = clock()
-                    for start in range(0, len(fake_u8), networks.batch_size):
-                        part = slice(start, start + networks.batch_size)
+                    for first in range(0, len(fake_u8), networks.batch_size):
+                        part = slice(first, first + networks.batch_size)
                         features, probs = networks.inception(images_to_inception_input(fake_u8[part]))
                         feats[method.name].add(features)
                         inception[method.name][0].add(probs.double().cpu().numpy())
@@ -230,6 +241,8 @@ def score_methods(
         for method in active:
             result = current[method.name]
             result.per_tuple = {k: np.asarray(v) for k, v in scores[method.name].items() if v}
+            result.tuples = np.asarray(indices, np.int64)
+            result.persons = [persons[i] for i in indices]
             generated = np.concatenate(tf_features[method.name]) if tf_features[method.name] else None
             if generated is not None and real_features is not None and len(generated) >= 2:
                 stats, real_stats = FeatureStats(), FeatureStats()
@@ -240,7 +253,7 @@ def score_methods(
             if networks.inception is not None:
                 if real is not None and feats[method.name].count >= 2:
                     result.fid = feats[method.name].frechet_distance(real)
-                if count >= IS_SPLITS:
+                if len(indices) >= IS_SPLITS:
                     result.inception = inception[method.name][0].score()
                     result.mask_inception = inception[method.name][1].score()
             results.append(result)
