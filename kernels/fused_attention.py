@@ -7,50 +7,56 @@ A = max(g f, eps) over valid sources, S = sum_m A, Att = A / S, F = sum_m Att xi
 
 How the work is divided
 -----------------------
-Every kernel runs one program per (pixel block of BLOCK_HW pixels, sample b), on one flat grid
-axis of cdiv(HW, BLOCK_HW) * B programs (so B may exceed the 65,535 of a second axis), each one
-warp (so no reduction crosses warps), with BLOCK_HW shrunk at small images until the grid holds
-about _TARGET_PROGRAMS programs. A program loops over the channels in chunks of BLOCK_C and holds a
-(BLOCK_M, BLOCK_C, BLOCK_HW) tile of xi, all M sources at once, so the sums over sources (S, F) and
-over channels (the gate's dot product) are register reductions; only per-pixel state (BLOCK_M,
-BLOCK_HW) lives across the channel loop. Nothing of size (B, M, Ce, HW) is stored besides the outputs.
-Reductions over pixels (the global average pool, the gradients of f and of the gate weights) are
-written as per-block partial sums, (B, n_blocks, ...), P / BLOCK_HW times smaller than xi, and are
-added up in a fixed order (deterministic, no floating-point atomics).
+The global pool makes f depend on every pixel of a sample, so each direction needs two passes over
+a sample's xi: the first (pool and gate; gate gradient) must see all of it before the second
+(fuse; input gradients) can start. The second read of xi comes from L2, not DRAM, by running the
+batch in chunks of samples whose xi (backward: xi and grad_out's fused half) fits in
+``L2_CHUNK_BYTES``: one launch per chunk holds both passes of that chunk, so between the two reads
+of an element only the chunk's own traffic goes through L2. A sample whose xi alone exceeds the
+budget is a chunk by itself; its second pass visits the pixel blocks in reverse, so it starts with
+what the first pass read last, still in L2 (``msgen.ops.byte_model`` models both cases).
 
-The global pool makes f depend on every pixel of a sample, so neither direction fits in one pass.
-The tiny per-sample work between the passes (adding up the partial sums and the channel gate's MLP
-forward or backward) runs inside the first kernel of each direction, in the program of a sample
-that finishes last: every program counts itself in with an int32 atomic add on its sample's
-counter (a zero-filled (B,) buffer), and the one that sees n_blocks - 1 knows all partial sums of
-the sample are written. So each direction is two kernel launches and one memset, with no torch
-kernels between them.
+Inside a launch, 2 * n_blocks * n_samples programs of one warp each (so no reduction crosses
+warps) take tickets from an int32 counter in the order they start: the first n_blocks * n_samples
+tickets are first-pass blocks, the rest second-pass blocks in sample order. A first-pass program
+writes its per-block partial sums of the pixel reductions and counts itself in on its sample's
+counter (an acquire-release atomic); the one that arrives last adds up the sample's partial sums in
+block order (deterministic: no floating-point atomics), runs the channel gate's MLP forward or
+backward and raises the sample's ready flag. A second-pass program waits for its sample's flag.
+It cannot wait forever: tickets are taken when a program starts, so every first-pass program of
+its sample (lower tickets) has started and waits for nothing. The MLP thus needs no torch kernels
+between the passes, and each direction is one memset plus one launch per chunk.
 
-forward (xi read twice, psi once, out written once)
-  1. ``_pool_gate_kernel``: reads psi and xi; writes the gate g (B, M, HW) in the accumulation
+A program holds a (BLOCK_M, BLOCK_C, BLOCK_HW) tile of xi, all M sources at once, and loops over
+the channels in chunks of BLOCK_C, so the sums over sources (S, F) and over channels (the gate's
+dot product) are register reductions; only per-pixel state (BLOCK_M, BLOCK_HW) lives across the
+channel loop. BLOCK_HW shrinks at small chunks until a launch has about _TARGET_PROGRAMS programs
+per pass. Nothing of size (B, M, Ce, HW) is stored besides the outputs.
+
+forward (``_forward_kernel``)
+  pass 1 (``_pool_gate``): reads psi and xi; writes the gate g (B, M, HW) in the accumulation
      dtype, the pool partial sums of psi and xi (already divided by HW), and copies psi into
-     out[:, :Cd]. The sample's last program then sums the partials and runs the MLP of f: pooled
-     (B, M, Cd + Ce), the pre-ReLU (B, M, Hd) and f (B, M, Ce), all saved for the backward.
-  2. ``_fuse_kernel``: reads xi (and g, f); writes F into out[:, Cd:] and, when asked, the saliency
-     (the channel mean of Att, (B, M, HW)).
-backward (xi read twice, psi once, grad_out twice, grad_xi and grad_psi written once)
-  3. ``_gate_grad_kernel``: reads xi, grad_out[:, Cd:] (and g, f, grad_saliency); recomputes A, S
-     and F; writes d loss / d(gate logit) (B, M, HW), the partial sums of d loss / d f and the gate
-     bias gradient's partial sums. The sample's last program runs the MLP backward: d pooled
-     (divided by HW: psi's (B, Cd), xi's (B, M, Ce)) and, for the weight gradients that torch
-     sums over the batch, d pre-ReLU (B, M, Hd) and d fc2-logit (B, M, Ce).
-  4. ``_input_grad_kernel``: reads xi, psi, grad_out (and g, f, the gate-logit gradient); writes
-     grad_xi, grad_psi and the partial sums of the gate weight gradient.
-Kernels 2 and 4 visit the blocks in the reverse order of kernels 1 and 3, so the first blocks they
-read are the last ones the previous kernel read, still in L2. The bytes each kernel moves are
-modelled in ``msgen.ops.byte_model`` (and counted against that model in the tests).
+     out[:, :Cd]. The sample's last program: pooled (B, M, Cd + Ce), the hidden units relu(pre)
+     (B, M, Hd) and f (B, M, Ce), all saved for the backward.
+  pass 2 (``_fuse``): reads xi (from L2), g and f; writes F into out[:, Cd:] and, when asked, the
+     saliency (the channel mean of Att, (B, M, HW)).
+backward (``_backward_kernel``)
+  pass 1 (``_gate_grad``): reads xi, grad_out[:, Cd:], g, f (and grad_saliency); recomputes A, S
+     and F; writes d loss / d(gate logit) (B, M, HW), the partial sums of d loss / d f and of the
+     gate bias gradient. The sample's last program runs the MLP backward: d pooled divided by HW
+     (psi's (B, Cd), xi's (B, M, Ce)), and d pre-ReLU (B, M, Hd) and d fc2-logit (B, M, Ce), from
+     which torch forms the MLP's weight gradients over the batch (two matrix products, two sums).
+  pass 2 (``_input_grad``): reads xi and grad_out[:, Cd:] (from L2), psi, grad_out[:, :Cd], g and
+     d logit; writes grad_xi, grad_psi and the partial sums of the gate weight gradient.
 
 Precision and indexing: every load is converted to ACC (float32, or float64 for float64 inputs) and
 all sums accumulate in ACC; outputs are rounded once to the input dtype. Offsets are int64 (the
 sample index is cast before any multiplication), so tensors beyond 2**31 elements are addressed
 correctly. Each big tensor is addressed through its own strides; ``PIX_*`` constexprs pick flat
 contiguous pixels (vectorisable), flat strided pixels (channels-last, expanded gradients) or a
-general (h, w) walk.
+general (h, w) walk. Loads of xi in a first pass ask L2 to keep the lines (evict_last); the
+streams read or written once (psi, grad_out[:, :Cd], out, the gradients) and the second pass's
+reads ask to go first (evict_first), so they do not push the chunk's xi out.
 """
 
 from __future__ import annotations
@@ -71,16 +77,20 @@ _NUM_WARPS = 1
 # tests/test_kernel_static.py sets, with no spills.
 _TILE = 256
 _MAX_BLOCK_HW = 128  # 512-byte float32 rows: full coalesced segments per channel and source
-# Programs to aim for: about 8 per SM of a 132-SM H100/H200. Deep levels have few pixels per
-# sample, so their pixel blocks are made smaller until the grid has that many programs.
+# Programs to aim for per pass of a launch: about 8 per SM of a 132-SM H100/H200. Small chunks and
+# deep levels have few pixels, so their pixel blocks are made smaller until a pass has that many.
 _TARGET_PROGRAMS = 1024
 # Loads of the channel loops are software-pipelined (cp.async into shared memory on Ampere and
 # later) this many iterations deep: the bytes in flight that a memory-bound loop needs.
 _NUM_STAGES = 3
 # Elements of one tile of the per-sample MLP (weights (BLOCK_H, BLOCK_K), partial sums
-# (BLOCK_NB, BLOCK_K)): 16 per thread, so the MLP adds few registers to kernels 1 and 3.
+# (BLOCK_NB, BLOCK_K)): 16 per thread, so the MLP adds few registers to the first passes.
 _MLP_TILE = 512
 _BLOCK_NB = 16
+# The bytes of xi (backward: xi and grad_out[:, Cd:]) one launch may hold for its second pass: the
+# L2 of an H100 is 50 MB, of which the chunk gets about two thirds; the rest is the traffic that
+# streams past it during the launch (psi, out, g, the gradients), asked to be evicted first.
+L2_CHUNK_BYTES = 32 * 2**20
 
 _PIX_CONTIGUOUS, _PIX_FLAT, _PIX_GENERAL = 0, 1, 2
 _TL_DTYPES = {torch.float32: tl.float32, torch.float64: tl.float64}
@@ -103,14 +113,23 @@ def _pixel_layout(t: torch.Tensor) -> tuple[int, int, int]:
     return (_PIX_CONTIGUOUS if flat == 1 else _PIX_FLAT), 0, flat
 
 
-class Blocks:
-    """Block sizes for one launch: all M sources in a tile, channels filling it up to _TILE;
-    the MLP tiles of the last program per sample. ``msgen.ops.byte_model`` counts bytes with them."""
+def chunk_samples(B: int, bytes_per_sample: int, budget: int | None = None) -> list[tuple[int, int]]:
+    """(first sample, samples) of each launch: as many samples as fit in budget (default
+    L2_CHUNK_BYTES), at least one."""
+    budget = L2_CHUNK_BYTES if budget is None else budget
+    per_chunk = max(1, min(B, budget // max(bytes_per_sample, 1)))
+    return [(b0, min(per_chunk, B - b0)) for b0 in range(0, B, per_chunk)]
 
-    def __init__(self, M: int, Cd: int, Ce: int, HW: int, B: int, hidden: int) -> None:
+
+class Blocks:
+    """Block sizes of every launch of one call (chunks of at most ``samples`` samples): all M
+    sources in a tile, channels filling it up to _TILE; the MLP tiles of the last program per
+    sample. ``msgen.ops.byte_model`` counts bytes with them."""
+
+    def __init__(self, M: int, Cd: int, Ce: int, HW: int, samples: int, hidden: int) -> None:
         self.M = triton.next_power_of_2(M)
         self.HW = min(_MAX_BLOCK_HW, triton.next_power_of_2(HW), max(16, _TILE // self.M))
-        while self.HW > 16 and triton.cdiv(HW, self.HW) * B < _TARGET_PROGRAMS:
+        while self.HW > 16 and triton.cdiv(HW, self.HW) * samples < _TARGET_PROGRAMS:
             self.HW //= 2
         self.C = max(1, min(triton.next_power_of_2(Ce), _TILE // (self.M * self.HW)))
         self.D = max(1, min(triton.next_power_of_2(max(Cd, 1)), _TILE // self.HW))
@@ -119,19 +138,13 @@ class Blocks:
         self.K = max(1, min(triton.next_power_of_2(max(Cd, Ce)), _MLP_TILE // self.H))
         self.NB = _BLOCK_NB
 
-    def grid(self, B: int) -> tuple[int]:
-        return (self.n_blocks * B,)
-
-    def meta(self, with_d: bool, with_mlp: bool) -> dict[str, int]:
-        """The launch's block-size constexprs (BLOCK_D for kernels that loop over psi, the MLP's
-        for kernels 1 and 3) and options."""
-        meta = {"BLOCK_M": self.M, "BLOCK_C": self.C, "BLOCK_HW": self.HW}
-        meta.update(STAGES=_NUM_STAGES, num_warps=_NUM_WARPS)
-        if with_d:
-            meta["BLOCK_D"] = self.D
-        if with_mlp:
-            meta.update(BLOCK_H=self.H, BLOCK_K=self.K, BLOCK_NB=self.NB)
-        return meta
+    def meta(self) -> dict[str, int]:
+        """The launch's block-size constexprs and options."""
+        return {
+            "BLOCK_M": self.M, "BLOCK_C": self.C, "BLOCK_D": self.D, "BLOCK_HW": self.HW,
+            "BLOCK_H": self.H, "BLOCK_K": self.K, "BLOCK_NB": self.NB,
+            "STAGES": _NUM_STAGES, "num_warps": _NUM_WARPS,
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,22 +167,41 @@ def _pixel_offsets(hw, W, stride_h, stride_w, MODE: tl.constexpr):
 
 
 @triton.jit
-def _prologue(valid_ptr, M, HW, n_blocks, REVERSE: tl.constexpr, BLOCK_M: tl.constexpr,
-              BLOCK_HW: tl.constexpr):
-    """What every kernel starts with: this program's pixel block hb and sample b (int64) of the
-    flat grid (n_blocks * B,) (REVERSE visits the blocks in the opposite order: the second kernel
-    of a direction starts where the first one ended, in L2), its pixels hw and their mask, the
-    source indices m and their mask, and the sources of sample b that exist and are valid."""
-    pid = tl.program_id(0).to(tl.int64)
-    if REVERSE:
-        pid = tl.num_programs(0).to(tl.int64) - 1 - pid
-    hb = (pid % n_blocks).to(tl.int32)
-    b = pid // n_blocks
+def _schedule(sync_ptr, chunk, n_samples, n_blocks):
+    """This program's ticket, taken in the order programs start: (first pass?, sample in the chunk,
+    pixel block). Second-pass blocks come after all first-pass ones, samples in order, each
+    sample's blocks in reverse (what its first pass read last is still in L2)."""
+    ticket = tl.atomic_add(sync_ptr + chunk, 1, sem="relaxed").to(tl.int64)
+    first = ticket < n_samples * n_blocks
+    u = tl.where(first, ticket, ticket - n_samples * n_blocks)
+    hb = u % n_blocks
+    hb = tl.where(first, hb, n_blocks - 1 - hb)
+    return first, u // n_blocks, hb.to(tl.int32)
+
+
+@triton.jit
+def _block(valid_ptr, b, hb, M, HW, BLOCK_M: tl.constexpr, BLOCK_HW: tl.constexpr):
+    """What every pass starts with: the pixels hw of block hb and their mask, the source indices m
+    and their mask, and the sources of sample b that exist and are valid."""
     hw = hb * BLOCK_HW + tl.arange(0, BLOCK_HW)
     m = tl.arange(0, BLOCK_M)
     m_in = m < M
     valid = tl.load(valid_ptr + b * M + m, mask=m_in, other=0) != 0
-    return hb, b, hw, hw < HW, m, m_in, valid
+    return hw, hw < HW, m, m_in, valid
+
+
+@triton.jit
+def _wait_until_ready(flag_ptr):
+    """Spin until the flag is raised (acquire: what was written before the raise is visible)."""
+    while tl.atomic_add(flag_ptr, 0, sem="acquire") == 0:
+        pass
+    tl.debug_barrier()
+
+
+@triton.jit
+def _raise_ready(flag_ptr):
+    tl.debug_barrier()
+    tl.atomic_xchg(flag_ptr, 1, sem="release")
 
 
 @triton.jit
@@ -213,12 +245,13 @@ def _sum_partials(part_ptr, stride_block, k, k_in, n_blocks, ACC: tl.constexpr, 
 @triton.jit
 def _channel_gate(
     b, psi_part_ptr, xi_part_ptr, fc1w_ptr, fc1b_ptr, fc2w_ptr, fc2b_ptr,
-    pooled_ptr, pre_ptr, f_ptr, M, Cd, Ce, Hd, n_blocks,
+    pooled_ptr, hidden_ptr, f_ptr, M, Cd, Ce, Hd, n_blocks,
     ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_NB: tl.constexpr,
 ):
     """f of sample b from the pool partial sums: pooled = sum of partials (Cd + Ce per source),
-    pre = fc1 pooled + b1, f = sigmoid(fc2 relu(pre) + b2); writes pooled, pre and f.
-    psi's share of pre is the same for every source and is computed once."""
+    hidden = relu(fc1 pooled + b1), f = sigmoid(fc2 hidden + b2). Writes pooled (B, M, Z), hidden
+    (B, M, Hd) and f (B, M, Ce) (the backward reuses all three).
+    psi's share of fc1 pooled is the same for every source and is computed once."""
     Z = Cd + Ce
     h = tl.arange(0, BLOCK_H)
     h_in = h < Hd
@@ -240,8 +273,8 @@ def _channel_gate(
             tl.store(pooled_ptr + (b * M + m) * Z + Cd + k, z, mask=k_in)
             w = tl.load(fc1w_ptr + h[:, None] * Z + Cd + k[None, :], mask=h_in[:, None] & k_in[None, :], other=0.0)
             pre += tl.sum(w * z[None, :], axis=1)
-        tl.store(pre_ptr + (b * M + m) * Hd + h, pre, mask=h_in)
         hidden = tl.maximum(pre, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays, as in F.relu
+        tl.store(hidden_ptr + (b * M + m) * Hd + h, hidden, mask=h_in)
         for c0 in range(0, Ce, BLOCK_K):
             c = c0 + tl.arange(0, BLOCK_K)
             c_in = c < Ce
@@ -252,12 +285,12 @@ def _channel_gate(
 
 @triton.jit
 def _channel_gate_backward(
-    b, df_part_ptr, f_ptr, pre_ptr, fc1w_ptr, fc2w_ptr,
+    b, df_part_ptr, f_ptr, hidden_ptr, fc1w_ptr, fc2w_ptr,
     dfz_ptr, dpre_ptr, dpool_psi_ptr, dpool_xi_ptr, M, Cd, Ce, Hd, n_blocks, inv_hw,
     ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_NB: tl.constexpr,
 ):
     """The MLP backward of sample b from the partial sums of d loss / d f:
-      dfz = df f (1 - f),  d pre = (fc2^T dfz) [pre > 0],  d pooled = fc1^T d pre
+      dfz = df f (1 - f),  d pre = (fc2^T dfz) [hidden > 0],  d pooled = fc1^T d pre
     writes dfz (B, M, Ce) and d pre (B, M, Hd) (torch forms the weight gradients from them) and
     d pooled / HW: xi's per source (B, M, Ce), psi's summed over the sources (B, Cd)."""
     Z = Cd + Ce
@@ -275,8 +308,8 @@ def _channel_gate_backward(
             tl.store(dfz_ptr + (b * M + m) * Ce + c, dfz, mask=c_in)
             w = tl.load(fc2w_ptr + c[:, None] * Hd + h[None, :], mask=c_in[:, None] & h_in[None, :], other=0.0)
             d_hidden += tl.sum(w * dfz[:, None], axis=0)
-        pre = tl.load(pre_ptr + (b * M + m) * Hd + h, mask=h_in, other=0.0)
-        d_pre = tl.where(pre > 0, d_hidden, 0.0)
+        hidden = tl.load(hidden_ptr + (b * M + m) * Hd + h, mask=h_in, other=0.0)
+        d_pre = tl.where(hidden > 0, d_hidden, 0.0)
         tl.store(dpre_ptr + (b * M + m) * Hd + h, d_pre, mask=h_in)
         dpre_sum += d_pre
         for c0 in range(0, Ce, BLOCK_K):
@@ -292,25 +325,21 @@ def _channel_gate_backward(
 
 
 # ---------------------------------------------------------------------------------------------
-# The four kernels
+# The passes: one pixel block hb of sample b each
 # ---------------------------------------------------------------------------------------------
 
 
 @triton.jit
-def _pool_gate_kernel(
-    psi_ptr, xi_ptr, gw_ptr, gb_ptr, fc1w_ptr, fc1b_ptr, fc2w_ptr, fc2b_ptr, valid_ptr,
-    out_ptr, gate_ptr, psi_part_ptr, xi_part_ptr, count_ptr, pooled_ptr, pre_ptr, f_ptr,
-    M, Cd, Ce, Hd, HW, W, n_blocks, inv_hw,
-    s_psi_b, s_psi_c, s_psi_h, s_psi_w,
-    s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w,
-    s_out_b, s_out_c,
+def _pool_gate(
+    b, hb, hw, hw_in, m, m_in, valid,
+    psi_ptr, xi_ptr, gw_ptr, gb_ptr, out_ptr, gate_ptr, psi_part_ptr, xi_part_ptr,
+    M, Cd, Ce, HW, W, n_blocks, inv_hw,
+    s_psi_b, s_psi_c, s_psi_h, s_psi_w, s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w, s_out_b, s_out_c,
     ACC: tl.constexpr, PIX_PSI: tl.constexpr, PIX_XI: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_HW: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_NB: tl.constexpr, STAGES: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
-    """Pass 1 of the forward: gate g, pool partial sums, psi copied into out[:, :Cd]; the last
-    program of each sample then runs the channel gate's MLP (f, pooled, pre)."""
-    hb, b, hw, hw_in, m, m_in, valid = _prologue(valid_ptr, M, HW, n_blocks, False, BLOCK_M, BLOCK_HW)
+    """Forward pass 1: gate g, pool partial sums, psi copied into out[:, :Cd]."""
     part_row = b * n_blocks + hb
 
     # psi: its share of the gate logit (the same for every source), pool sums, and the copy.
@@ -321,8 +350,10 @@ def _pool_gate_kernel(
         d_in = d < Cd
         tile_in = d_in[:, None] & hw_in[None, :]
         d64 = d.to(tl.int64)[:, None]
-        raw = tl.load(psi_ptr + b * s_psi_b + d64 * s_psi_c + psi_pix[None, :], mask=tile_in, other=0.0)
-        tl.store(out_ptr + b * s_out_b + d64 * s_out_c + hw[None, :], raw, mask=tile_in)
+        raw = tl.load(psi_ptr + b * s_psi_b + d64 * s_psi_c + psi_pix[None, :], mask=tile_in, other=0.0,
+                      eviction_policy="evict_first")
+        tl.store(out_ptr + b * s_out_b + d64 * s_out_c + hw[None, :], raw, mask=tile_in,
+                 eviction_policy="evict_first")
         x = raw.to(ACC)
         w = tl.load(gw_ptr + d, mask=d_in, other=0.0)
         logit_psi += tl.sum(x * w[:, None], axis=0)
@@ -338,7 +369,7 @@ def _pool_gate_kernel(
         # Invalid sources are never read: their padding may hold NaN.
         tile_in = valid[:, None, None] & c_in[None, :, None] & hw_in[None, None, :]
         offsets = xi_src[:, None, None] + c.to(tl.int64)[None, :, None] * s_xi_c + xi_pix[None, None, :]
-        x = tl.load(offsets, mask=tile_in, other=0.0).to(ACC)
+        x = tl.load(offsets, mask=tile_in, other=0.0, eviction_policy="evict_last").to(ACC)
         w = tl.load(gw_ptr + Cd + c, mask=c_in, other=0.0)
         logit += tl.sum(x * w[None, :, None], axis=1)
         part = xi_part_ptr + (part_row * M + m[:, None]) * Ce + c[None, :]
@@ -346,25 +377,18 @@ def _pool_gate_kernel(
 
     g = 1.0 / (1.0 + tl.exp(-logit))
     tl.store(gate_ptr + _per_pixel_offsets(b, M, HW, m, hw), g, mask=m_in[:, None] & hw_in[None, :])
-    if _last_of_sample(count_ptr, b, n_blocks):
-        _channel_gate(
-            b, psi_part_ptr, xi_part_ptr, fc1w_ptr, fc1b_ptr, fc2w_ptr, fc2b_ptr,
-            pooled_ptr, pre_ptr, f_ptr, M, Cd, Ce, Hd, n_blocks, ACC, BLOCK_H, BLOCK_K, BLOCK_NB,
-        )
 
 
 @triton.jit
-def _fuse_kernel(
-    xi_ptr, gate_ptr, f_ptr, valid_ptr,
-    out_ptr, sal_ptr,
-    M, Cd, Ce, HW, W, n_blocks, eps,
-    s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w,
-    s_out_b, s_out_c,
+def _fuse(
+    b, hw, hw_in, m, m_in, valid,
+    xi_ptr, gate_ptr, f_ptr, out_ptr, sal_ptr,
+    M, Cd, Ce, HW, W, eps,
+    s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w, s_out_b, s_out_c,
     ACC: tl.constexpr, PIX_XI: tl.constexpr, SALIENCY: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr, STAGES: tl.constexpr,
 ):
-    """Pass 2 of the forward: out[:, Cd:] = sum_m Att xi, and the saliency mean_c Att."""
-    hb, b, hw, hw_in, m, m_in, valid = _prologue(valid_ptr, M, HW, n_blocks, True, BLOCK_M, BLOCK_HW)
+    """Forward pass 2: out[:, Cd:] = sum_m Att xi, and the saliency mean_c Att."""
     mhw = _per_pixel_offsets(b, M, HW, m, hw)
     mhw_in = m_in[:, None] & hw_in[None, :]
     g = tl.load(gate_ptr + mhw, mask=mhw_in, other=0.0)
@@ -379,13 +403,14 @@ def _fuse_kernel(
         f = tl.load(f_ptr + (b * M + m[:, None]) * Ce + c[None, :], mask=mc_in, other=0.0)
         tile_in = valid[:, None, None] & c_in[None, :, None] & hw_in[None, None, :]
         offsets = xi_src[:, None, None] + c.to(tl.int64)[None, :, None] * s_xi_c + xi_pix[None, None, :]
-        x = tl.load(offsets, mask=tile_in, other=0.0).to(ACC)
+        x = tl.load(offsets, mask=tile_in, other=0.0, eviction_policy="evict_first").to(ACC)
         A, _ = _attention(g, f, valid, eps)
         # S >= eps: every sample has a valid source, and A = eps on padded lanes of valid sources.
         inv_s = 1.0 / tl.sum(A, axis=0)
         fused = tl.sum(A * x, axis=0) * inv_s
         out = out_ptr + b * s_out_b + (Cd + c).to(tl.int64)[:, None] * s_out_c + hw[None, :]
-        tl.store(out, fused.to(out_ptr.dtype.element_ty), mask=c_in[:, None] & hw_in[None, :])
+        tl.store(out, fused.to(out_ptr.dtype.element_ty), mask=c_in[:, None] & hw_in[None, :],
+                 eviction_policy="evict_first")
         if SALIENCY:
             saliency += tl.sum(tl.where(c_in[None, :, None], A * inv_s[None, :, :], 0.0), axis=1)
     if SALIENCY:
@@ -393,27 +418,22 @@ def _fuse_kernel(
 
 
 @triton.jit
-def _gate_grad_kernel(
-    xi_ptr, gate_ptr, f_ptr, pre_ptr, fc1w_ptr, fc2w_ptr, valid_ptr, gout_ptr, gsal_ptr,
-    dlogit_ptr, df_part_ptr, wgrad_part_ptr, count_ptr, dfz_ptr, dpre_ptr, dpool_psi_ptr, dpool_xi_ptr,
-    M, Cd, Ce, Hd, HW, W, n_blocks, eps, inv_hw,
-    s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w,
-    s_go_b, s_go_c, s_go_h, s_go_w,
-    s_gs_b, s_gs_m, s_gs_h, s_gs_w,
+def _gate_grad(
+    b, hb, hw, hw_in, m, m_in, valid,
+    xi_ptr, gate_ptr, f_ptr, gout_ptr, gsal_ptr, dlogit_ptr, df_part_ptr, wgrad_part_ptr,
+    M, Cd, Ce, HW, W, n_blocks, eps,
+    s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w, s_go_b, s_go_c, s_go_h, s_go_w, s_gs_b, s_gs_m, s_gs_h, s_gs_w,
     ACC: tl.constexpr, PIX_XI: tl.constexpr, PIX_GO: tl.constexpr, PIX_GS: tl.constexpr,
     HAS_GSAL: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_NB: tl.constexpr, STAGES: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr, STAGES: tl.constexpr,
 ):
-    """Pass 1 of the backward: d loss / d A, reduced to the gate logit (per pixel) and f (partials);
-    the last program of each sample then runs the channel gate's MLP backward.
+    """Backward pass 1: d loss / d A, reduced to the gate logit (per pixel) and f (partials).
 
     With G = grad_out[:, Cd:] and Gs = grad_saliency:
       dA_m = G (xi_m - F) / S + (Gs_m - sum_k Gs_k Att_k) / (S Ce),   zero where g f < eps
       d g_m = sum_c dA_m f_m,   d logit_m = d g_m g_m (1 - g_m),   d f_m = sum_hw dA_m g_m.
     The gate bias gradient's partial sum goes to the last column of the weight-gradient partials.
     """
-    hb, b, hw, hw_in, m, m_in, valid = _prologue(valid_ptr, M, HW, n_blocks, False, BLOCK_M, BLOCK_HW)
     mhw = _per_pixel_offsets(b, M, HW, m, hw)
     mhw_in = m_in[:, None] & hw_in[None, :]
     g = tl.load(gate_ptr + mhw, mask=mhw_in, other=0.0)
@@ -435,9 +455,9 @@ def _gate_grad_kernel(
         f = tl.load(f_ptr + (b * M + m[:, None]) * Ce + c[None, :], mask=mc_in, other=0.0)
         tile_in = valid[:, None, None] & c_in[None, :, None] & hw_in[None, None, :]
         offsets = xi_src[:, None, None] + c.to(tl.int64)[None, :, None] * s_xi_c + xi_pix[None, None, :]
-        x = tl.load(offsets, mask=tile_in, other=0.0).to(ACC)
+        x = tl.load(offsets, mask=tile_in, other=0.0, eviction_policy="evict_last").to(ACC)
         go_offsets = b * s_go_b + (Cd + c).to(tl.int64)[:, None] * s_go_c + go_pix[None, :]
-        go = tl.load(gout_ptr + go_offsets, mask=chw_in, other=0.0).to(ACC)
+        go = tl.load(gout_ptr + go_offsets, mask=chw_in, other=0.0, eviction_policy="evict_last").to(ACC)
         A, gf = _attention(g, f, valid, eps)
         inv_s = 1.0 / tl.sum(A, axis=0)
         fused = tl.sum(A * x, axis=0) * inv_s
@@ -453,35 +473,27 @@ def _gate_grad_kernel(
     d_logit = tl.where(valid[:, None] & hw_in[None, :], d_gate * g * (1.0 - g), 0.0)
     tl.store(dlogit_ptr + mhw, d_logit, mask=mhw_in)
     tl.store(wgrad_part_ptr + part_row * (Cd + Ce + 1) + Cd + Ce, tl.sum(tl.sum(d_logit, axis=1), axis=0))
-    if _last_of_sample(count_ptr, b, n_blocks):
-        _channel_gate_backward(
-            b, df_part_ptr, f_ptr, pre_ptr, fc1w_ptr, fc2w_ptr, dfz_ptr, dpre_ptr,
-            dpool_psi_ptr, dpool_xi_ptr, M, Cd, Ce, Hd, n_blocks, inv_hw, ACC, BLOCK_H, BLOCK_K, BLOCK_NB,
-        )
 
 
 @triton.jit
-def _input_grad_kernel(
-    xi_ptr, psi_ptr, gate_ptr, f_ptr, valid_ptr, gout_ptr, dlogit_ptr, gw_ptr,
-    dpool_xi_ptr, dpool_psi_ptr,
+def _input_grad(
+    b, hb, hw, hw_in, m, m_in, valid,
+    xi_ptr, psi_ptr, gate_ptr, f_ptr, gout_ptr, dlogit_ptr, gw_ptr, dpool_xi_ptr, dpool_psi_ptr,
     gxi_ptr, gpsi_ptr, wgrad_part_ptr,
     M, Cd, Ce, HW, W, n_blocks, eps,
-    s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w,
-    s_psi_b, s_psi_c, s_psi_h, s_psi_w,
-    s_go_b, s_go_c, s_go_h, s_go_w,
+    s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w, s_psi_b, s_psi_c, s_psi_h, s_psi_w, s_go_b, s_go_c, s_go_h, s_go_w,
     ACC: tl.constexpr, PIX_XI: tl.constexpr, PIX_PSI: tl.constexpr, PIX_GO: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_HW: tl.constexpr,
     STAGES: tl.constexpr,
 ):
-    """Pass 2 of the backward: grad_xi, grad_psi and the gate weight gradient (partials).
+    """Backward pass 2: grad_xi, grad_psi and the gate weight gradient (partials).
 
       grad_xi_m  = G Att_m + d logit_m w_xi + d pooled_xi_m / HW      (0 on invalid sources)
       grad_psi   = G_psi + (sum_m d logit_m) w_psi + sum_m d pooled_psi_m / HW
       d w_xi[c]  = sum_{m,hw} d logit_m xi_m[c],   d w_psi[d] = sum_hw (sum_m d logit_m) psi[d]
     dpool_xi_ptr and dpool_psi_ptr hold the pooled gradients already divided by HW. The weight
-    gradient's partials are row part_row of (B * n_blocks, Cd + Ce + 1): psi's, then xi's.
+    gradient's partials are row (b, hb) of (B, n_blocks, Cd + Ce + 1): psi's, then xi's.
     """
-    hb, b, hw, hw_in, m, m_in, valid = _prologue(valid_ptr, M, HW, n_blocks, True, BLOCK_M, BLOCK_HW)
     mhw = _per_pixel_offsets(b, M, HW, m, hw)
     mhw_in = m_in[:, None] & hw_in[None, :]
     g = tl.load(gate_ptr + mhw, mask=mhw_in, other=0.0)
@@ -502,16 +514,17 @@ def _input_grad_kernel(
         tile_in = valid[:, None, None] & c_in[None, :, None] & hw_in[None, None, :]
         c64 = c.to(tl.int64)[None, :, None]
         offsets = xi_src[:, None, None] + c64 * s_xi_c + xi_pix[None, None, :]
-        x = tl.load(offsets, mask=tile_in, other=0.0).to(ACC)
+        x = tl.load(offsets, mask=tile_in, other=0.0, eviction_policy="evict_first").to(ACC)
         go_offsets = b * s_go_b + (Cd + c).to(tl.int64)[:, None] * s_go_c + go_pix[None, :]
-        go = tl.load(gout_ptr + go_offsets, mask=c_in[:, None] & hw_in[None, :], other=0.0).to(ACC)
+        go = tl.load(gout_ptr + go_offsets, mask=c_in[:, None] & hw_in[None, :], other=0.0,
+                     eviction_policy="evict_first").to(ACC)
         A, _ = _attention(g, f, valid, eps)
         inv_s = 1.0 / tl.sum(A, axis=0)
         grad = (go * inv_s)[None, :, :] * A + d_logit[:, None, :] * w[None, :, None] + dpool[:, :, None]
         grad = tl.where(valid[:, None, None], grad, 0.0)
         tile_out = m_in[:, None, None] & c_in[None, :, None] & hw_in[None, None, :]
         gxi = gxi_src[:, None, None] + c64 * HW + hw[None, None, :]
-        tl.store(gxi, grad.to(gxi_ptr.dtype.element_ty), mask=tile_out)
+        tl.store(gxi, grad.to(gxi_ptr.dtype.element_ty), mask=tile_out, eviction_policy="evict_first")
         w_grad = tl.sum(tl.sum(d_logit[:, None, :] * x, axis=2), axis=0)
         tl.store(wgrad_row + Cd + c, w_grad, mask=c_in)
 
@@ -523,29 +536,119 @@ def _input_grad_kernel(
         tile_in = d_in[:, None] & hw_in[None, :]
         d64 = d.to(tl.int64)[:, None]
         psi_offsets = b * s_psi_b + d64 * s_psi_c + psi_pix[None, :]
-        x = tl.load(psi_ptr + psi_offsets, mask=tile_in, other=0.0).to(ACC)
+        x = tl.load(psi_ptr + psi_offsets, mask=tile_in, other=0.0, eviction_policy="evict_first").to(ACC)
         go_offsets = b * s_go_b + d64 * s_go_c + go_pix[None, :]
-        go = tl.load(gout_ptr + go_offsets, mask=tile_in, other=0.0).to(ACC)
+        go = tl.load(gout_ptr + go_offsets, mask=tile_in, other=0.0, eviction_policy="evict_first").to(ACC)
         w = tl.load(gw_ptr + d, mask=d_in, other=0.0)
         dpool = tl.load(dpool_psi_ptr + b * Cd + d, mask=d_in, other=0.0)
         grad = go + d_logit_sum[None, :] * w[:, None] + dpool[:, None]
         gpsi = gpsi_ptr + (b * Cd + d64) * HW + hw[None, :]
-        tl.store(gpsi, grad.to(gpsi_ptr.dtype.element_ty), mask=tile_in)
+        tl.store(gpsi, grad.to(gpsi_ptr.dtype.element_ty), mask=tile_in, eviction_policy="evict_first")
         tl.store(wgrad_row + d, tl.sum(d_logit_sum[None, :] * x, axis=1), mask=d_in)
 
 
 # ---------------------------------------------------------------------------------------------
-# Launchers: allocate, pick block sizes, launch. Shapes: psi (B, Cd, H, W), xi (B, M, Ce, H, W),
-# valid (B, M) int8, HW = H * W. ``weights`` holds the six parameters (g_weight, g_bias,
-# fc1_weight, fc1_bias, fc2_weight, fc2_bias) contiguous in the accumulation dtype (float32, or
-# float64 for float64 inputs), which is also the dtype of g, f, d_logit, the pooled vectors and
-# every partial sum.
+# The two kernels: one launch per chunk of samples holds both passes of a direction
 # ---------------------------------------------------------------------------------------------
 
 
-class FusionGateGrads(NamedTuple):
-    g_weight: torch.Tensor
-    g_bias: torch.Tensor
+@triton.jit
+def _forward_kernel(
+    psi_ptr, xi_ptr, gw_ptr, gb_ptr, fc1w_ptr, fc1b_ptr, fc2w_ptr, fc2b_ptr, valid_ptr,
+    out_ptr, sal_ptr, gate_ptr, psi_part_ptr, xi_part_ptr, sync_ptr, pooled_ptr, hidden_ptr, f_ptr,
+    chunk, b0, n_samples, n_chunks, B, M, Cd, Ce, Hd, HW, W, n_blocks, inv_hw, eps,
+    s_psi_b, s_psi_c, s_psi_h, s_psi_w,
+    s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w,
+    s_out_b, s_out_c,
+    ACC: tl.constexpr, PIX_PSI: tl.constexpr, PIX_XI: tl.constexpr, SALIENCY: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_HW: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_NB: tl.constexpr, STAGES: tl.constexpr,
+):
+    """The forward of samples b0 .. b0 + n_samples - 1: pool and gate, the channel gate's MLP by
+    each sample's last program, then fuse (sync_ptr: n_chunks tickets, B arrivals, B flags)."""
+    first, s, hb = _schedule(sync_ptr, chunk, n_samples, n_blocks)
+    b = b0 + s
+    hw, hw_in, m, m_in, valid = _block(valid_ptr, b, hb, M, HW, BLOCK_M, BLOCK_HW)
+    if first:
+        _pool_gate(
+            b, hb, hw, hw_in, m, m_in, valid,
+            psi_ptr, xi_ptr, gw_ptr, gb_ptr, out_ptr, gate_ptr, psi_part_ptr, xi_part_ptr,
+            M, Cd, Ce, HW, W, n_blocks, inv_hw,
+            s_psi_b, s_psi_c, s_psi_h, s_psi_w, s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w, s_out_b, s_out_c,
+            ACC, PIX_PSI, PIX_XI, BLOCK_M, BLOCK_C, BLOCK_D, BLOCK_HW, STAGES,
+        )
+        if _last_of_sample(sync_ptr + n_chunks, b, n_blocks):
+            _channel_gate(
+                b, psi_part_ptr, xi_part_ptr, fc1w_ptr, fc1b_ptr, fc2w_ptr, fc2b_ptr,
+                pooled_ptr, hidden_ptr, f_ptr, M, Cd, Ce, Hd, n_blocks, ACC, BLOCK_H, BLOCK_K, BLOCK_NB,
+            )
+            _raise_ready(sync_ptr + n_chunks + B + b)
+    else:
+        _wait_until_ready(sync_ptr + n_chunks + B + b)
+        _fuse(
+            b, hw, hw_in, m, m_in, valid,
+            xi_ptr, gate_ptr, f_ptr, out_ptr, sal_ptr,
+            M, Cd, Ce, HW, W, eps,
+            s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w, s_out_b, s_out_c,
+            ACC, PIX_XI, SALIENCY, BLOCK_M, BLOCK_C, BLOCK_HW, STAGES,
+        )
+
+
+@triton.jit
+def _backward_kernel(
+    xi_ptr, psi_ptr, gw_ptr, fc1w_ptr, fc2w_ptr, valid_ptr, gate_ptr, hidden_ptr, f_ptr, gout_ptr, gsal_ptr,
+    dlogit_ptr, df_part_ptr, wgrad_part_ptr, sync_ptr, dfz_ptr, dpre_ptr, dpool_psi_ptr, dpool_xi_ptr,
+    gxi_ptr, gpsi_ptr,
+    chunk, b0, n_samples, n_chunks, B, M, Cd, Ce, Hd, HW, W, n_blocks, inv_hw, eps,
+    s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w,
+    s_psi_b, s_psi_c, s_psi_h, s_psi_w,
+    s_go_b, s_go_c, s_go_h, s_go_w,
+    s_gs_b, s_gs_m, s_gs_h, s_gs_w,
+    ACC: tl.constexpr, PIX_XI: tl.constexpr, PIX_PSI: tl.constexpr, PIX_GO: tl.constexpr,
+    PIX_GS: tl.constexpr, HAS_GSAL: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_HW: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_NB: tl.constexpr, STAGES: tl.constexpr,
+):
+    """The backward of samples b0 .. b0 + n_samples - 1: the gate gradient, the MLP backward by
+    each sample's last program, then the input gradients (sync_ptr as in _forward_kernel)."""
+    first, s, hb = _schedule(sync_ptr, chunk, n_samples, n_blocks)
+    b = b0 + s
+    hw, hw_in, m, m_in, valid = _block(valid_ptr, b, hb, M, HW, BLOCK_M, BLOCK_HW)
+    if first:
+        _gate_grad(
+            b, hb, hw, hw_in, m, m_in, valid,
+            xi_ptr, gate_ptr, f_ptr, gout_ptr, gsal_ptr, dlogit_ptr, df_part_ptr, wgrad_part_ptr,
+            M, Cd, Ce, HW, W, n_blocks, eps,
+            s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w, s_go_b, s_go_c, s_go_h, s_go_w,
+            s_gs_b, s_gs_m, s_gs_h, s_gs_w,
+            ACC, PIX_XI, PIX_GO, PIX_GS, HAS_GSAL, BLOCK_M, BLOCK_C, BLOCK_HW, STAGES,
+        )
+        if _last_of_sample(sync_ptr + n_chunks, b, n_blocks):
+            _channel_gate_backward(
+                b, df_part_ptr, f_ptr, hidden_ptr, fc1w_ptr, fc2w_ptr, dfz_ptr, dpre_ptr,
+                dpool_psi_ptr, dpool_xi_ptr, M, Cd, Ce, Hd, n_blocks, inv_hw, ACC, BLOCK_H, BLOCK_K, BLOCK_NB,
+            )
+            _raise_ready(sync_ptr + n_chunks + B + b)
+    else:
+        _wait_until_ready(sync_ptr + n_chunks + B + b)
+        _input_grad(
+            b, hb, hw, hw_in, m, m_in, valid,
+            xi_ptr, psi_ptr, gate_ptr, f_ptr, gout_ptr, dlogit_ptr, gw_ptr, dpool_xi_ptr, dpool_psi_ptr,
+            gxi_ptr, gpsi_ptr, wgrad_part_ptr,
+            M, Cd, Ce, HW, W, n_blocks, eps,
+            s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w, s_psi_b, s_psi_c, s_psi_h, s_psi_w,
+            s_go_b, s_go_c, s_go_h, s_go_w,
+            ACC, PIX_XI, PIX_PSI, PIX_GO, BLOCK_M, BLOCK_C, BLOCK_D, BLOCK_HW, STAGES,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Launchers: allocate, pick chunks and block sizes, launch. Shapes: psi (B, Cd, H, W), xi
+# (B, M, Ce, H, W), valid (B, M) int8, HW = H * W. ``weights`` holds the six parameters
+# (g_weight, g_bias, fc1_weight, fc1_bias, fc2_weight, fc2_bias) contiguous in the accumulation
+# dtype (float32, or float64 for float64 inputs), which is also the dtype of g, f, d_logit, the
+# pooled vectors and every partial sum.
+# ---------------------------------------------------------------------------------------------
 
 
 def _strides4(t: torch.Tensor) -> tuple[int, tuple[int, ...]]:
@@ -558,60 +661,67 @@ def _strides5(t: torch.Tensor) -> tuple[int, tuple[int, ...]]:
     return mode, (t.stride(0), t.stride(1), t.stride(2), sh, sw)
 
 
-def _blocks(xi: torch.Tensor, Cd: int, weights) -> Blocks:
-    B, M, Ce, H, W = xi.shape
-    return Blocks(M, Cd, Ce, H * W, B, weights.fc1_weight.shape[0])
+class Plan(NamedTuple):
+    """The launches of one direction: (first sample, samples) per chunk, and the block sizes."""
+
+    chunks: list[tuple[int, int]]
+    blocks: Blocks
+
+
+def plan(B: int, M: int, Cd: int, Ce: int, HW: int, hidden: int, element_size: int, backward: bool) -> Plan:
+    """Chunks whose second-pass reads fit in L2_CHUNK_BYTES: xi, and in the backward also
+    grad_out[:, Cd:] (assumed of the input's element size); block sizes for the largest chunk."""
+    per_sample = (M + int(backward)) * Ce * HW * element_size
+    chunks = chunk_samples(B, per_sample)
+    return Plan(chunks, Blocks(M, Cd, Ce, HW, chunks[0][1], hidden))
 
 
 def forward(
     psi: torch.Tensor, xi: torch.Tensor, weights, valid: torch.Tensor, eps: float, out: torch.Tensor,
     saliency: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Kernels 1 and 2: writes out (contiguous (B, Cd + Ce, H, W)) and, if given, the saliency
-    (B, M, H, W) contiguous. Returns what the backward reuses: the gate g (B, M, H, W), pooled
-    (B, M, Cd + Ce), the MLP's pre-ReLU (B, M, Hd) and f (B, M, Ce)."""
+    """Writes out (contiguous (B, Cd + Ce, H, W)) and, if given, the saliency (B, M, H, W)
+    contiguous. Returns what the backward reuses: the gate g (B, M, H, W), pooled (B, M, Cd + Ce),
+    the MLP's hidden units (B, M, Hd) and f (B, M, Ce)."""
     B, M, Ce, H, W = xi.shape
     Cd, HW, Hd = psi.shape[1], H * W, weights.fc1_weight.shape[0]
     acc = weights.g_weight.dtype
-    blocks = _blocks(xi, Cd, weights)
+    chunks, blocks = plan(B, M, Cd, Ce, HW, Hd, xi.element_size(), backward=False)
 
     def new(*shape: int, dtype: torch.dtype = acc) -> torch.Tensor:
         return torch.empty(shape, device=xi.device, dtype=dtype)
 
-    gate, pooled, pre, f = new(B, M, H, W), new(B, M, Cd + Ce), new(B, M, Hd), new(B, M, Ce)
+    gate, pooled, hidden, f = new(B, M, H, W), new(B, M, Cd + Ce), new(B, M, Hd), new(B, M, Ce)
     psi_part, xi_part = new(B, blocks.n_blocks, Cd), new(B, blocks.n_blocks, M, Ce)
-    count = torch.zeros((B,), device=xi.device, dtype=torch.int32)
+    sync = torch.zeros((len(chunks) + 2 * B,), device=xi.device, dtype=torch.int32)
     pix_psi, s_psi = _strides4(psi)
     pix_xi, s_xi = _strides5(xi)
-    _pool_gate_kernel[blocks.grid(B)](
-        psi, xi, *weights, valid, out, gate, psi_part, xi_part, count, pooled, pre, f,
-        M, Cd, Ce, Hd, HW, W, blocks.n_blocks, 1.0 / HW, *s_psi, *s_xi, out.stride(0), out.stride(1),
-        ACC=_TL_DTYPES[acc], PIX_PSI=pix_psi, PIX_XI=pix_xi,
-        **blocks.meta(with_d=True, with_mlp=True),
-    )
-    _fuse_kernel[blocks.grid(B)](
-        xi, gate, f, valid, out, saliency if saliency is not None else out,
-        M, Cd, Ce, HW, W, blocks.n_blocks, eps, *s_xi, out.stride(0), out.stride(1),
-        ACC=_TL_DTYPES[acc], PIX_XI=pix_xi, SALIENCY=saliency is not None,
-        **blocks.meta(with_d=False, with_mlp=False),
-    )
-    return gate, pooled, pre, f
+    for index, (b0, n_samples) in enumerate(chunks):
+        _forward_kernel[(2 * n_samples * blocks.n_blocks,)](
+            psi, xi, *weights, valid, out, saliency if saliency is not None else out, gate,
+            psi_part, xi_part, sync, pooled, hidden, f,
+            index, b0, n_samples, len(chunks), B, M, Cd, Ce, Hd, HW, W, blocks.n_blocks, 1.0 / HW, eps,
+            *s_psi, *s_xi, out.stride(0), out.stride(1),
+            ACC=_TL_DTYPES[acc], PIX_PSI=pix_psi, PIX_XI=pix_xi, SALIENCY=saliency is not None,
+            **blocks.meta(),
+        )
+    return gate, pooled, hidden, f
 
 
 def backward(
     psi: torch.Tensor, xi: torch.Tensor, weights, valid: torch.Tensor, eps: float,
     grad_out: torch.Tensor, grad_saliency: torch.Tensor | None,
-    gate: torch.Tensor, pre: torch.Tensor, f: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Kernels 3 and 4. grad_out (B, Cd + Ce, H, W), grad_saliency (B, M, H, W) or None, any strides.
+    gate: torch.Tensor, hidden: torch.Tensor, f: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """grad_out (B, Cd + Ce, H, W), grad_saliency (B, M, H, W) or None, any strides.
 
     Returns grad_psi (B, Cd, H, W) and grad_xi (B, M, Ce, H, W), contiguous in the input dtype;
-    the gradients of g_weight (Cd + Ce,) and g_bias (); d pre-ReLU (B, M, Hd) and
+    the gradient of (g_weight, g_bias) as one (Cd + Ce + 1,) vector; d pre-ReLU (B, M, Hd) and
     d fc2-logit (B, M, Ce), from which the caller forms the MLP's weight gradients."""
     B, M, Ce, H, W = xi.shape
     Cd, HW, Hd = psi.shape[1], H * W, weights.fc1_weight.shape[0]
     acc = weights.g_weight.dtype
-    blocks = _blocks(xi, Cd, weights)
+    chunks, blocks = plan(B, M, Cd, Ce, HW, Hd, xi.element_size(), backward=True)
 
     def new(*shape: int, dtype: torch.dtype = acc) -> torch.Tensor:
         return torch.empty(shape, device=xi.device, dtype=dtype)
@@ -619,7 +729,7 @@ def backward(
     d_logit, df_part = new(B, M, H, W), new(B, blocks.n_blocks, M, Ce)
     wgrad_part = new(B, blocks.n_blocks, Cd + Ce + 1)
     dfz, dpre, dpool_psi, dpool_xi = new(B, M, Ce), new(B, M, Hd), new(B, Cd), new(B, M, Ce)
-    count = torch.zeros((B,), device=xi.device, dtype=torch.int32)
+    sync = torch.zeros((len(chunks) + 2 * B,), device=xi.device, dtype=torch.int32)
     grad_psi = torch.empty(psi.shape, device=psi.device, dtype=psi.dtype)
     grad_xi = torch.empty(xi.shape, device=xi.device, dtype=xi.dtype)
     pix_xi, s_xi = _strides5(xi)
@@ -627,20 +737,15 @@ def backward(
     pix_go, s_go = _strides4(grad_out)
     gsal = grad_saliency if grad_saliency is not None else gate
     pix_gs, s_gs = _strides4(gsal)
-    _gate_grad_kernel[blocks.grid(B)](
-        xi, gate, f, pre, weights.fc1_weight, weights.fc2_weight, valid, grad_out, gsal,
-        d_logit, df_part, wgrad_part, count, dfz, dpre, dpool_psi, dpool_xi,
-        M, Cd, Ce, Hd, HW, W, blocks.n_blocks, eps, 1.0 / HW, *s_xi, *s_go, *s_gs,
-        ACC=_TL_DTYPES[acc], PIX_XI=pix_xi, PIX_GO=pix_go, PIX_GS=pix_gs,
-        HAS_GSAL=grad_saliency is not None,
-        **blocks.meta(with_d=False, with_mlp=True),
-    )
-    _input_grad_kernel[blocks.grid(B)](
-        xi, psi, gate, f, valid, grad_out, d_logit, weights.g_weight, dpool_xi, dpool_psi,
-        grad_xi, grad_psi, wgrad_part,
-        M, Cd, Ce, HW, W, blocks.n_blocks, eps, *s_xi, *s_psi, *s_go,
-        ACC=_TL_DTYPES[acc], PIX_XI=pix_xi, PIX_PSI=pix_psi, PIX_GO=pix_go,
-        **blocks.meta(with_d=True, with_mlp=False),
-    )
-    grad_gate = FusionGateGrads(wgrad_part[..., :-1].sum(dim=(0, 1)), wgrad_part[..., -1].sum())
-    return grad_psi, grad_xi, grad_gate, dpre, dfz
+    for index, (b0, n_samples) in enumerate(chunks):
+        _backward_kernel[(2 * n_samples * blocks.n_blocks,)](
+            xi, psi, weights.g_weight, weights.fc1_weight, weights.fc2_weight, valid, gate, hidden, f,
+            grad_out, gsal, d_logit, df_part, wgrad_part, sync, dfz, dpre, dpool_psi, dpool_xi,
+            grad_xi, grad_psi,
+            index, b0, n_samples, len(chunks), B, M, Cd, Ce, Hd, HW, W, blocks.n_blocks, 1.0 / HW, eps,
+            *s_xi, *s_psi, *s_go, *s_gs,
+            ACC=_TL_DTYPES[acc], PIX_XI=pix_xi, PIX_PSI=pix_psi, PIX_GO=pix_go, PIX_GS=pix_gs,
+            HAS_GSAL=grad_saliency is not None,
+            **blocks.meta(),
+        )
+    return grad_psi, grad_xi, wgrad_part.sum(dim=(0, 1)), dpre, dfz

@@ -234,19 +234,19 @@ def _fused_attention_op(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Triton forward; weights are the six of ``FusionWeights`` in order. Returns out
     (B, Cd + Ce, H, W), the saliency (B, M, H, W) (shape (0,) unless return_saliency), and for the
-    backward, all in acc: the gate g (B, M, H, W), pooled (B, M, Cd + Ce), the MLP's pre-ReLU
-    (B, M, Hd) and f (B, M, Ce) (saved, not recomputed)."""
+    backward, all in acc: the gate g (B, M, H, W), pooled (B, M, Cd + Ce), the MLP's hidden units
+    relu(pre) (B, M, Hd) and f (B, M, Ce) (saved, not recomputed)."""
     _require_triton(psi.device, psi.dtype)
     B, Cd, H, W = psi.shape
     M, Ce = xi.shape[1], xi.shape[2]
     mask = _source_mask(valid, B, M, psi.device, check=True)
     out = psi.new_empty((B, Cd + Ce, H, W))
     saliency = psi.new_empty((B, M, H, W) if return_saliency else (0,))
-    gate, pooled, pre, f = _kernels().forward(
+    gate, pooled, hidden, f = _kernels().forward(
         psi, xi, _acc_weights(weights, acc_dtype(psi.dtype)), mask, eps, out,
         saliency if return_saliency else None,
     )
-    return out, saliency, gate, pooled, pre, f
+    return out, saliency, gate, pooled, hidden, f
 
 
 @_fused_attention_op.register_fake
@@ -274,11 +274,13 @@ def _fused_attention_backward_op(
     valid: Tensor | None,
     gate: Tensor,
     pooled: Tensor,
-    pre: Tensor,
+    hidden: Tensor,
     f: Tensor,
     eps: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Triton backward: the gradients of psi, xi and the six weights, each in its input's dtype.
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Triton backward: the gradients of psi and xi in their dtype; in acc, that of (g_weight,
+    g_bias) as one (Cd + Ce + 1,) vector (outputs may not alias, so the caller splits it) and
+    those of fc1_weight, fc1_bias, fc2_weight, fc2_bias.
 
     grad_out (B, Cd + Ce, H, W) and grad_saliency (B, M, H, W) or None may have any strides
     (an expanded gradient is read in place, never copied)."""
@@ -286,43 +288,52 @@ def _fused_attention_backward_op(
     B, M = xi.shape[:2]
     mask = _source_mask(valid, B, M, psi.device, check=False)
     grad_psi, grad_xi, grad_gate, d_pre, d_fz = _kernels().backward(
-        psi, xi, _acc_weights(weights, gate.dtype), mask, eps, grad_out, grad_saliency, gate, pre, f
+        psi, xi, _acc_weights(weights, gate.dtype), mask, eps, grad_out, grad_saliency, gate, hidden, f
     )
-    grads = FusionWeights(
-        *grad_gate,
+    return (
+        grad_psi,
+        grad_xi,
+        grad_gate,
         torch.einsum("bmh,bmk->hk", d_pre, pooled),
         d_pre.sum(dim=(0, 1)),
-        torch.einsum("bmc,bmh->ch", d_fz, F.relu(pre)),
+        torch.einsum("bmc,bmh->ch", d_fz, hidden),
         d_fz.sum(dim=(0, 1)),
     )
-    return grad_psi, grad_xi, *(g.to(w.dtype) for g, w in zip(grads, weights))
 
 
 @_fused_attention_backward_op.register_fake
-def _fused_attention_backward_fake(grad_out, grad_saliency, psi, xi, weights, valid, gate, pooled, pre, f, eps):
-    return tuple(t.new_empty(t.shape) for t in (psi, xi, *weights))
+def _fused_attention_backward_fake(grad_out, grad_saliency, psi, xi, weights, valid, gate, pooled, hidden, f, eps):
+    g_weight, _, *fc = weights
+    acc = gate.dtype
+    return (
+        psi.new_empty(psi.shape),
+        xi.new_empty(xi.shape),
+        gate.new_empty((g_weight.shape[0] + 1,)),
+        *(w.new_empty(w.shape, dtype=acc) for w in fc),
+    )
 
 
 def _setup_context(ctx, inputs: tuple, output: tuple) -> None:
     psi, xi, weights, valid, eps, _ = inputs
-    _, _, gate, pooled, pre, f = output
-    ctx.save_for_backward(psi, xi, *weights, valid, gate, pooled, pre, f)
+    _, _, gate, pooled, hidden, f = output
+    ctx.save_for_backward(psi, xi, *weights, valid, gate, pooled, hidden, f)
     ctx.eps = eps
-    ctx.mark_non_differentiable(gate, pooled, pre, f)
+    ctx.mark_non_differentiable(gate, pooled, hidden, f)
     ctx.set_materialize_grads(False)  # an unused saliency sends None, and its term is skipped
 
 
 def _backward(ctx, grad_out: Tensor | None, grad_saliency: Tensor | None, *_: Tensor | None) -> tuple:
-    psi, xi, *weights, valid, gate, pooled, pre, f = ctx.saved_tensors
+    psi, xi, *weights, valid, gate, pooled, hidden, f = ctx.saved_tensors
     if grad_saliency is not None and grad_saliency.dim() != 4:
         grad_saliency = None  # the (0,) placeholder of a saliency that was not asked for
     if grad_out is None:  # only the saliency reaches the loss
         B, Cd, H, W = psi.shape
         grad_out = psi.new_zeros(()).expand(B, Cd + xi.shape[2], H, W)
-    grad_psi, grad_xi, *grad_weights = torch.ops.msgen.fused_attention_backward(
-        grad_out, grad_saliency, psi, xi, weights, valid, gate, pooled, pre, f, ctx.eps
+    grad_psi, grad_xi, grad_gate, *grad_fc = torch.ops.msgen.fused_attention_backward(
+        grad_out, grad_saliency, psi, xi, weights, valid, gate, pooled, hidden, f, ctx.eps
     )
-    return grad_psi, grad_xi, grad_weights, None, None, None
+    grads = (grad_gate[:-1], grad_gate[-1], *grad_fc)
+    return grad_psi, grad_xi, [g.to(w.dtype) for g, w in zip(grads, weights)], None, None, None
 
 
 def _no_double_backward(ctx, *grads: Tensor) -> None:
