@@ -232,9 +232,10 @@ def _last_of_sample(count_ptr, b, n_blocks):
 
 @triton.jit
 def _sum_partials(part_ptr, stride_block, k, k_in, n_blocks, ACC: tl.constexpr, BLOCK_NB: tl.constexpr):
-    """(BLOCK_K,) sum over the n_blocks partial sums part[block * stride_block + k], in block order."""
+    """(BLOCK_K,) sum over the n_blocks partial sums part[block * stride_block + k], in block order
+    (deterministic). One warp reads them all from L2, so the loads are pipelined."""
     total = tl.zeros(k.shape, ACC)
-    for nb0 in range(0, n_blocks, BLOCK_NB):
+    for nb0 in tl.range(0, n_blocks, BLOCK_NB, num_stages=2):
         nb = nb0 + tl.arange(0, BLOCK_NB)
         offsets = nb.to(tl.int64)[:, None] * stride_block + k[None, :]
         part = tl.load(part_ptr + offsets, mask=(nb < n_blocks)[:, None] & k_in[None, :], other=0.0)

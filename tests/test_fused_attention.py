@@ -526,12 +526,14 @@ _PTR_TYPES = {
     torch.float16: "*fp16",
     torch.float64: "*fp64",
     torch.int8: "*i8",
+    torch.int32: "*i32",
 }
-_KERNEL_NAMES = ("_pool_gate_kernel", "_fuse_kernel", "_gate_grad_kernel", "_input_grad_kernel")
+_KERNEL_NAMES = ("_forward_kernel", "_backward_kernel")
 
 
 def _capture_launches(kernels, shape: FusionShapeArgs, dtype: torch.dtype) -> dict:
-    """Run the four launchers on meta tensors, recording each kernel's arguments instead of launching."""
+    """Run the two launchers on meta tensors, recording each kernel's first launch's arguments
+    instead of launching (hidden = (Cd + Ce) // 4, as the benchmarks' weights)."""
     calls = {}
 
     class Recorder:
@@ -545,22 +547,21 @@ def _capture_launches(kernels, shape: FusionShapeArgs, dtype: torch.dtype) -> di
     for name in _KERNEL_NAMES:
         setattr(kernels, name, Recorder(name))
     B, M, Ce, Cd, H, W = shape
-    acc = kernels.acc_torch_dtype(dtype)
+    hidden = (Cd + Ce) // 4
+    acc = fa.acc_dtype(dtype)
 
     def empty(*size: int, dtype: torch.dtype = dtype) -> torch.Tensor:
         return torch.empty(size, dtype=dtype, device="meta")
 
     try:
         psi, xi, out = empty(B, Cd, H, W), empty(B, M, Ce, H, W), empty(B, Cd + Ce, H, W)
-        weight, valid, f = (
-            empty(Cd + Ce, dtype=acc),
-            empty(B, M, dtype=torch.int8),
-            empty(B, M, Ce, dtype=acc),
+        weights = fa.FusionWeights(
+            empty(Cd + Ce, dtype=acc), empty(dtype=acc), empty(hidden, Cd + Ce, dtype=acc),
+            empty(hidden, dtype=acc), empty(Ce, hidden, dtype=acc), empty(Ce, dtype=acc),
         )
-        gate, _, _ = kernels.pool_and_gate(psi, xi, weight, empty(dtype=acc), valid, out)
-        kernels.fuse(xi, gate, f, valid, 1e-7, out, empty(B, M, H, W))
-        d_logit, _, _ = kernels.gate_grad(xi, gate, f, valid, out, empty(B, M, H, W), 1e-7)
-        kernels.input_grads(psi, xi, gate, f, valid, out, d_logit, weight, empty(B, Cd, dtype=acc), f, 1e-7)
+        valid = empty(B, M, dtype=torch.int8)
+        gate, _, hidden_units, f = kernels.forward(psi, xi, weights, valid, 1e-7, out, empty(B, M, H, W))
+        kernels.backward(psi, xi, weights, valid, 1e-7, out, empty(B, M, H, W), gate, hidden_units, f)
     finally:
         for name, kernel in jit_functions.items():
             setattr(kernels, name, kernel)
