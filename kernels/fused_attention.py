@@ -10,8 +10,7 @@ How the work is divided
 The global pool makes f depend on every pixel of a sample, so each direction needs two passes over
 a sample's xi: the first (pool and gate; gate gradient) must see all of it before the second
 (fuse; input gradients) can start. The second read of xi comes from L2, not DRAM, by running the
-batch in chunks of samples whose xi (backward: xi and grad_out's fused half) fits in
-``L2_CHUNK_BYTES``: one launch per chunk holds both passes of that chunk, so between the two reads
+batch in chunks of samples whose xi fits in ``L2_CHUNK_BYTES``: one launch per chunk holds both passes of that chunk, so between the two reads
 of an element only the chunk's own traffic goes through L2. A sample whose xi alone exceeds the
 budget is a chunk by itself; its second pass visits the pixel blocks in reverse, so it starts with
 what the first pass read last, still in L2 (``msgen.ops.byte_model`` models both cases).
@@ -44,8 +43,8 @@ backward (``_backward_kernel``)
   pass 1 (``_gate_grad``): reads xi, grad_out[:, Cd:], g, f (and grad_saliency); recomputes A, S
      and F; writes d loss / d(gate logit) (B, M, HW), the partial sums of d loss / d f and of the
      gate bias gradient. The sample's last program runs the MLP backward: d pooled divided by HW
-     (psi's (B, Cd), xi's (B, M, Ce)), and d pre-ReLU (B, M, Hd) and d fc2-logit (B, M, Ce), from
-     which torch forms the MLP's weight gradients over the batch (two matrix products, two sums).
+     (psi's (B, Cd), xi's (B, M, Ce)), and dz = [d pre-ReLU, d fc2-logit] (B, M, Hd + Ce), from
+     which torch forms the MLP's gradients over the batch (two matrix products, one sum).
   pass 2 (``_input_grad``): reads xi and grad_out[:, Cd:] (from L2), psi, grad_out[:, :Cd], g and
      d logit; writes grad_xi, grad_psi and the partial sums of the gate weight gradient.
 
@@ -87,7 +86,7 @@ _NUM_STAGES = 3
 # (BLOCK_NB, BLOCK_K)): 16 per thread, so the MLP adds few registers to the first passes.
 _MLP_TILE = 512
 _BLOCK_NB = 16
-# The bytes of xi (backward: xi and grad_out[:, Cd:]) one launch may hold for its second pass: the
+# The bytes of xi one launch may hold for its second pass (see plan()): the
 # L2 of an H100 is 50 MB, of which the chunk gets about two thirds; the rest is the traffic that
 # streams past it during the launch (psi, out, g, the gradients), asked to be evicted first.
 L2_CHUNK_BYTES = 32 * 2**20
@@ -287,13 +286,13 @@ def _channel_gate(
 @triton.jit
 def _channel_gate_backward(
     b, df_part_ptr, f_ptr, hidden_ptr, fc1w_ptr, fc2w_ptr,
-    dfz_ptr, dpre_ptr, dpool_psi_ptr, dpool_xi_ptr, M, Cd, Ce, Hd, n_blocks, inv_hw,
+    dz_ptr, dpool_psi_ptr, dpool_xi_ptr, M, Cd, Ce, Hd, n_blocks, inv_hw,
     ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_NB: tl.constexpr,
 ):
     """The MLP backward of sample b from the partial sums of d loss / d f:
       dfz = df f (1 - f),  d pre = (fc2^T dfz) [hidden > 0],  d pooled = fc1^T d pre
-    writes dfz (B, M, Ce) and d pre (B, M, Hd) (torch forms the weight gradients from them) and
-    d pooled / HW: xi's per source (B, M, Ce), psi's summed over the sources (B, Cd)."""
+    writes dz = [d pre, dfz] (B, M, Hd + Ce) (torch forms the MLP's weight and bias gradients
+    from it: one sum gives both biases') and d pooled / HW: xi's per source (B, M, Ce), psi's summed over the sources (B, Cd)."""
     Z = Cd + Ce
     h = tl.arange(0, BLOCK_H)
     h_in = h < Hd
@@ -306,12 +305,12 @@ def _channel_gate_backward(
             df = _sum_partials(df_part_ptr + (b * n_blocks * M + m) * Ce, M * Ce, c, c_in, n_blocks, ACC, BLOCK_NB)
             f = tl.load(f_ptr + (b * M + m) * Ce + c, mask=c_in, other=0.0)
             dfz = df * f * (1.0 - f)
-            tl.store(dfz_ptr + (b * M + m) * Ce + c, dfz, mask=c_in)
+            tl.store(dz_ptr + (b * M + m) * (Hd + Ce) + Hd + c, dfz, mask=c_in)
             w = tl.load(fc2w_ptr + c[:, None] * Hd + h[None, :], mask=c_in[:, None] & h_in[None, :], other=0.0)
             d_hidden += tl.sum(w * dfz[:, None], axis=0)
         hidden = tl.load(hidden_ptr + (b * M + m) * Hd + h, mask=h_in, other=0.0)
         d_pre = tl.where(hidden > 0, d_hidden, 0.0)
-        tl.store(dpre_ptr + (b * M + m) * Hd + h, d_pre, mask=h_in)
+        tl.store(dz_ptr + (b * M + m) * (Hd + Ce) + h, d_pre, mask=h_in)
         dpre_sum += d_pre
         for c0 in range(0, Ce, BLOCK_K):
             c = c0 + tl.arange(0, BLOCK_K)
@@ -598,7 +597,7 @@ def _forward_kernel(
 @triton.jit
 def _backward_kernel(
     xi_ptr, psi_ptr, gw_ptr, fc1w_ptr, fc2w_ptr, valid_ptr, gate_ptr, hidden_ptr, f_ptr, gout_ptr, gsal_ptr,
-    dlogit_ptr, df_part_ptr, wgrad_part_ptr, sync_ptr, dfz_ptr, dpre_ptr, dpool_psi_ptr, dpool_xi_ptr,
+    dlogit_ptr, df_part_ptr, wgrad_part_ptr, sync_ptr, dz_ptr, dpool_psi_ptr, dpool_xi_ptr,
     gxi_ptr, gpsi_ptr,
     chunk, b0, n_samples, n_chunks, B, M, Cd, Ce, Hd, HW, W, n_blocks, inv_hw, eps,
     s_xi_b, s_xi_m, s_xi_c, s_xi_h, s_xi_w,
@@ -626,7 +625,7 @@ def _backward_kernel(
         )
         if _last_of_sample(sync_ptr + n_chunks, b, n_blocks):
             _channel_gate_backward(
-                b, df_part_ptr, f_ptr, hidden_ptr, fc1w_ptr, fc2w_ptr, dfz_ptr, dpre_ptr,
+                b, df_part_ptr, f_ptr, hidden_ptr, fc1w_ptr, fc2w_ptr, dz_ptr,
                 dpool_psi_ptr, dpool_xi_ptr, M, Cd, Ce, Hd, n_blocks, inv_hw, ACC, BLOCK_H, BLOCK_K, BLOCK_NB,
             )
             _raise_ready(sync_ptr + n_chunks + B + b)
@@ -669,11 +668,12 @@ class Plan(NamedTuple):
     blocks: Blocks
 
 
-def plan(B: int, M: int, Cd: int, Ce: int, HW: int, hidden: int, element_size: int, backward: bool) -> Plan:
-    """Chunks whose second-pass reads fit in L2_CHUNK_BYTES: xi, and in the backward also
-    grad_out[:, Cd:] (assumed of the input's element size); block sizes for the largest chunk."""
-    per_sample = (M + int(backward)) * Ce * HW * element_size
-    chunks = chunk_samples(B, per_sample)
+def plan(B: int, M: int, Cd: int, Ce: int, HW: int, hidden: int, element_size: int) -> Plan:
+    """Chunks whose xi fits in L2_CHUNK_BYTES (both directions: the backward's second pass also
+    re-reads grad_out[:, Cd:], 1 / M of xi's bytes, which the byte model counts as partly missing
+    where it does not fit; a budget of xi and grad_out together would double the launches at the
+    small shapes); block sizes for the largest chunk."""
+    chunks = chunk_samples(B, M * Ce * HW * element_size)
     return Plan(chunks, Blocks(M, Cd, Ce, HW, chunks[0][1], hidden))
 
 
@@ -687,7 +687,7 @@ def forward(
     B, M, Ce, H, W = xi.shape
     Cd, HW, Hd = psi.shape[1], H * W, weights.fc1_weight.shape[0]
     acc = weights.g_weight.dtype
-    chunks, blocks = plan(B, M, Cd, Ce, HW, Hd, xi.element_size(), backward=False)
+    chunks, blocks = plan(B, M, Cd, Ce, HW, Hd, xi.element_size())
 
     def new(*shape: int, dtype: torch.dtype = acc) -> torch.Tensor:
         return torch.empty(shape, device=xi.device, dtype=dtype)
@@ -713,23 +713,23 @@ def backward(
     psi: torch.Tensor, xi: torch.Tensor, weights, valid: torch.Tensor, eps: float,
     grad_out: torch.Tensor, grad_saliency: torch.Tensor | None,
     gate: torch.Tensor, hidden: torch.Tensor, f: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """grad_out (B, Cd + Ce, H, W), grad_saliency (B, M, H, W) or None, any strides.
 
     Returns grad_psi (B, Cd, H, W) and grad_xi (B, M, Ce, H, W), contiguous in the input dtype;
-    the gradient of (g_weight, g_bias) as one (Cd + Ce + 1,) vector; d pre-ReLU (B, M, Hd) and
-    d fc2-logit (B, M, Ce), from which the caller forms the MLP's weight gradients."""
+    the gradient of (g_weight, g_bias) as one (Cd + Ce + 1,) vector; dz = [d pre-ReLU, d fc2-logit]
+    (B, M, Hd + Ce), from which the caller forms the MLP's gradients."""
     B, M, Ce, H, W = xi.shape
     Cd, HW, Hd = psi.shape[1], H * W, weights.fc1_weight.shape[0]
     acc = weights.g_weight.dtype
-    chunks, blocks = plan(B, M, Cd, Ce, HW, Hd, xi.element_size(), backward=True)
+    chunks, blocks = plan(B, M, Cd, Ce, HW, Hd, xi.element_size())
 
     def new(*shape: int, dtype: torch.dtype = acc) -> torch.Tensor:
         return torch.empty(shape, device=xi.device, dtype=dtype)
 
     d_logit, df_part = new(B, M, H, W), new(B, blocks.n_blocks, M, Ce)
     wgrad_part = new(B, blocks.n_blocks, Cd + Ce + 1)
-    dfz, dpre, dpool_psi, dpool_xi = new(B, M, Ce), new(B, M, Hd), new(B, Cd), new(B, M, Ce)
+    dz, dpool_psi, dpool_xi = new(B, M, Hd + Ce), new(B, Cd), new(B, M, Ce)
     sync = torch.zeros((len(chunks) + 2 * B,), device=xi.device, dtype=torch.int32)
     grad_psi = torch.empty(psi.shape, device=psi.device, dtype=psi.dtype)
     grad_xi = torch.empty(xi.shape, device=xi.device, dtype=xi.dtype)
@@ -741,7 +741,7 @@ def backward(
     for index, (b0, n_samples) in enumerate(chunks):
         _backward_kernel[(2 * n_samples * blocks.n_blocks,)](
             xi, psi, weights.g_weight, weights.fc1_weight, weights.fc2_weight, valid, gate, hidden, f,
-            grad_out, gsal, d_logit, df_part, wgrad_part, sync, dfz, dpre, dpool_psi, dpool_xi,
+            grad_out, gsal, d_logit, df_part, wgrad_part, sync, dz, dpool_psi, dpool_xi,
             grad_xi, grad_psi,
             index, b0, n_samples, len(chunks), B, M, Cd, Ce, Hd, HW, W, blocks.n_blocks, 1.0 / HW, eps,
             *s_xi, *s_psi, *s_go, *s_gs,
@@ -749,4 +749,4 @@ def backward(
             HAS_GSAL=grad_saliency is not None,
             **blocks.meta(),
         )
-    return grad_psi, grad_xi, wgrad_part.sum(dim=(0, 1)), dpre, dfz
+    return grad_psi, grad_xi, wgrad_part.sum(dim=(0, 1)), dz

@@ -81,7 +81,7 @@ def _fusion_direction(shape: tuple[int, ...], dtype: str, backward: bool, hidden
 
     B, M, Ce, Cd, H, W = shape
     s, a, HW, Hd = DTYPE_BYTES[dtype], ACC_BYTES, H * W, hidden
-    plan = kernels.plan(B, M, Cd, Ce, HW, Hd, s, backward)
+    plan = kernels.plan(B, M, Cd, Ce, HW, Hd, s)
     nb, Z = plan.blocks.n_blocks, Cd + Ce
     programs = B * nb  # per pass
     big_xi, big_psi = B * M * Ce * HW * s, B * Cd * HW * s
@@ -125,10 +125,9 @@ def _fusion_direction(shape: tuple[int, ...], dtype: str, backward: bool, hidden
             "dlogit": {"store": per_pixel, "load": per_pixel},
             "wgrad_part": {"store": programs * (Z + 1) * a},
             "sync": sync,
-            "dfz": {"store": B * M * Ce * a},
             "fc2w": {"load": B * M * Ce * Hd * a},
             "hidden": {"load": B * M * Hd * a},
-            "dpre": {"store": B * M * Hd * a},
+            "dz": {"store": B * M * (Hd + Ce) * a},
             "fc1w": {"load": mlp_fc1},
             "dpool_xi": {"store": B * M * Ce * a, "load": programs * M * Ce * a},
             "dpool_psi": {"store": B * Cd * a, "load": programs * Cd * a},

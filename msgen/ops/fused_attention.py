@@ -277,39 +277,41 @@ def _fused_attention_backward_op(
     hidden: Tensor,
     f: Tensor,
     eps: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Triton backward: the gradients of psi and xi in their dtype; in acc, that of (g_weight,
-    g_bias) as one (Cd + Ce + 1,) vector (outputs may not alias, so the caller splits it) and
-    those of fc1_weight, fc1_bias, fc2_weight, fc2_bias.
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Triton backward: the gradients of psi and xi in their dtype; in acc, those of (g_weight,
+    g_bias) as one (Cd + Ce + 1,) vector, of fc1_weight, of fc2_weight, and of (fc1_bias, fc2_bias)
+    as one (Hd + Ce,) vector (outputs may not alias, so the caller splits the vectors).
 
     grad_out (B, Cd + Ce, H, W) and grad_saliency (B, M, H, W) or None may have any strides
     (an expanded gradient is read in place, never copied)."""
     _require_triton(psi.device, psi.dtype)
     B, M = xi.shape[:2]
     mask = _source_mask(valid, B, M, psi.device, check=False)
-    grad_psi, grad_xi, grad_gate, d_pre, d_fz = _kernels().backward(
+    Hd = hidden.shape[2]
+    grad_psi, grad_xi, grad_gate, dz = _kernels().backward(
         psi, xi, _acc_weights(weights, gate.dtype), mask, eps, grad_out, grad_saliency, gate, hidden, f
     )
+    d_pre, d_fz = dz[..., :Hd], dz[..., Hd:]
     return (
         grad_psi,
         grad_xi,
         grad_gate,
         torch.einsum("bmh,bmk->hk", d_pre, pooled),
-        d_pre.sum(dim=(0, 1)),
         torch.einsum("bmc,bmh->ch", d_fz, hidden),
-        d_fz.sum(dim=(0, 1)),
+        dz.sum(dim=(0, 1)),
     )
 
 
 @_fused_attention_backward_op.register_fake
 def _fused_attention_backward_fake(grad_out, grad_saliency, psi, xi, weights, valid, gate, pooled, hidden, f, eps):
-    g_weight, _, *fc = weights
-    acc = gate.dtype
+    g_weight, _, fc1_weight, _, fc2_weight, _ = weights
     return (
         psi.new_empty(psi.shape),
         xi.new_empty(xi.shape),
         gate.new_empty((g_weight.shape[0] + 1,)),
-        *(w.new_empty(w.shape, dtype=acc) for w in fc),
+        gate.new_empty(fc1_weight.shape),
+        gate.new_empty(fc2_weight.shape),
+        gate.new_empty((fc1_weight.shape[0] + fc2_weight.shape[0],)),
     )
 
 
@@ -329,10 +331,11 @@ def _backward(ctx, grad_out: Tensor | None, grad_saliency: Tensor | None, *_: Te
     if grad_out is None:  # only the saliency reaches the loss
         B, Cd, H, W = psi.shape
         grad_out = psi.new_zeros(()).expand(B, Cd + xi.shape[2], H, W)
-    grad_psi, grad_xi, grad_gate, *grad_fc = torch.ops.msgen.fused_attention_backward(
+    grad_psi, grad_xi, grad_gate, grad_fc1, grad_fc2, grad_biases = torch.ops.msgen.fused_attention_backward(
         grad_out, grad_saliency, psi, xi, weights, valid, gate, pooled, hidden, f, ctx.eps
     )
-    grads = (grad_gate[:-1], grad_gate[-1], *grad_fc)
+    Hd = grad_fc1.shape[0]
+    grads = (grad_gate[:-1], grad_gate[-1], grad_fc1, grad_biases[:Hd], grad_fc2, grad_biases[Hd:])
     return grad_psi, grad_xi, [g.to(w.dtype) for g, w in zip(grads, weights)], None, None, None
 
 
