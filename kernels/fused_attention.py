@@ -76,8 +76,10 @@ _NUM_WARPS = 1
 # tests/test_kernel_static.py sets, with no spills.
 _TILE = 256
 _MAX_BLOCK_HW = 128  # 512-byte float32 rows: full coalesced segments per channel and source
-# Programs to aim for per pass of a launch: about 8 per SM of a 132-SM H100/H200. Small chunks and
-# deep levels have few pixels, so their pixel blocks are made smaller until a pass has that many.
+# Programs to aim for in a launch (both passes): about 8 per SM of a 132-SM H100/H200. Small chunks
+# and deep levels have few pixels, so their pixel blocks are made smaller (down to 16 pixels, 64-byte
+# float32 rows) until a launch has that many. Smaller blocks cost partial sums: one float32 per
+# (block, source, channel) written and read back, 4 / (BLOCK_HW * element size) of xi's bytes.
 _TARGET_PROGRAMS = 1024
 # Loads of the channel loops are software-pipelined (cp.async into shared memory on Ampere and
 # later) this many iterations deep: the bytes in flight that a memory-bound loop needs.
@@ -128,7 +130,7 @@ class Blocks:
     def __init__(self, M: int, Cd: int, Ce: int, HW: int, samples: int, hidden: int) -> None:
         self.M = triton.next_power_of_2(M)
         self.HW = min(_MAX_BLOCK_HW, triton.next_power_of_2(HW), max(16, _TILE // self.M))
-        while self.HW > 16 and triton.cdiv(HW, self.HW) * samples < _TARGET_PROGRAMS:
+        while self.HW > 16 and 2 * triton.cdiv(HW, self.HW) * samples < _TARGET_PROGRAMS:
             self.HW //= 2
         self.C = max(1, min(triton.next_power_of_2(Ce), _TILE // (self.M * self.HW)))
         self.D = max(1, min(triton.next_power_of_2(max(Cd, 1)), _TILE // self.HW))

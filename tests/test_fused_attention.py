@@ -14,13 +14,17 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 
 import pytest
 import torch
 from torch._inductor.utils import fresh_inductor_cache
 
-from msgen.ops import AttentionFusion, fused_attention, fused_attention_reference
+from msgen.ops import AttentionFusion, byte_model, fused_attention, fused_attention_reference
+from msgen.models.decoder import SpatialAttentionFusion
+
+from triton_bytes import count_bytes
 
 # The module itself: ``msgen.ops.fused_attention`` names the function once msgen.ops is imported.
 fa = importlib.import_module("msgen.ops.fused_attention")
@@ -318,6 +322,116 @@ def test_triton_clamp_at_eps(device):
     assert_results_close(actual, [None if t is None else t.float() for t in expected], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("budget_samples", [1, 2], ids=["chunks-of-1", "chunks-of-2"])
+def test_triton_in_chunks_matches_reference(monkeypatch, budget_samples):
+    """The batch in several launches (L2_CHUNK_BYTES made small: chunks of 1 or 2 samples, the last
+    one shorter), with a valid mask, NaN padding and the saliency, against the float64 reference."""
+    from msgen.kernels import fused_attention as kernels
+
+    case = Case(B=5, M=3, Cd=4, Ce=5, H=3, W=7)
+    monkeypatch.setattr(kernels, "L2_CHUNK_BYTES", budget_samples * case.M * case.Ce * case.H * case.W * 4)
+    plan = kernels.plan(case.B, case.M, case.Cd, case.Ce, case.H * case.W, case.hidden, 4)
+    assert len(plan.chunks) == -(-case.B // budget_samples)
+    inputs = make_inputs(case)
+    valid = make_valid(case.B, case.M)
+    upstream = random_upstream(case, torch.float32, "cpu")
+    expected = run(to_float64(inputs), impl="reference", valid=valid, upstream=upstream)
+    inputs[1] = pad_invalid(inputs[1], valid, float("nan"))
+    actual = run(inputs, impl="triton", valid=valid, upstream=upstream)
+    assert_results_close(actual, [None if t is None else t.float() for t in expected], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["reference", "triton"])
+@pytest.mark.parametrize("where", ["xi", "psi"])
+def test_nan_in_one_pixel_poisons_the_fused_half_of_its_sample_only(impl, where):
+    """The documented rule (module docstring): the channel gate pools every pixel, so one NaN pixel
+    of a valid source (or of psi) makes out[b, Cd:] and the saliency of that sample NaN everywhere;
+    out[b, :Cd] stays psi and the other samples are what they were."""
+    case = Case(B=3, M=2, Cd=3, Ce=4, H=4, W=5)
+    inputs = make_inputs(case)
+    clean, clean_saliency = fused_attention(*inputs, return_saliency=True, impl=impl)
+    if where == "xi":
+        inputs[1][1, 0, 2, 1, 3] = float("nan")
+    else:
+        inputs[0][1, 2, 1, 3] = float("nan")
+    out, saliency = fused_attention(*inputs, return_saliency=True, impl=impl)
+    assert out[1, case.Cd:].isnan().all() and saliency[1].isnan().all()
+    torch.testing.assert_close(out[1, : case.Cd], inputs[0][1], rtol=0, atol=0, equal_nan=True)
+    others = [0, 2]
+    torch.testing.assert_close(out[others], clean[others], rtol=0, atol=0)
+    torch.testing.assert_close(saliency[others], clean_saliency[others], rtol=0, atol=0)
+
+
+def test_module_weights_are_one_fusion_weights_the_op_takes():
+    case = CPU_CASES[2]
+    module = AttentionFusion(case.Cd, case.Ce, impl="reference")
+    weights = module.weights()
+    assert isinstance(weights, fa.FusionWeights)
+    assert [tuple(w.shape) for w in weights] == [
+        (case.Cd + case.Ce,), (), (module.fc1.out_features, case.Cd + case.Ce),
+        (module.fc1.out_features,), (case.Ce, module.fc1.out_features), (case.Ce,),
+    ]
+    psi, xi = make_inputs(case)[:2]
+    torch.testing.assert_close(fused_attention(psi, xi, *weights, impl="reference"), module(psi, xi), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("impl", ["reference", "triton"])
+def test_spatial_attention_fusion_is_attention_with_a_fixed_channel_gate(impl):
+    """att2d: only g is learned (its state keeps the buffers' names), and Att_i = g_i / sum_j g_j."""
+    case = Case(B=2, M=3, Cd=3, Ce=4, H=3, W=5)
+    module = SpatialAttentionFusion(case.Cd, case.Ce, impl=impl)
+    assert set(module.state_dict()) == {"gate.weight", "gate.bias", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias"}
+    assert {name for name, _ in module.named_parameters()} == {"gate.weight", "gate.bias"}
+    psi, xi = make_inputs(case)[:2]
+    valid = make_valid(case.B, case.M)
+    out = module(psi, xi, valid)
+    w = module.gate.weight.view(-1).detach()
+    g = torch.sigmoid(
+        torch.einsum("c,bchw->bhw", w[: case.Cd], psi)[:, None]
+        + torch.einsum("c,bmchw->bmhw", w[case.Cd:], xi) + module.gate.bias.detach()
+    ) * valid[:, :, None, None]
+    fused = (g[:, :, None] * xi).sum(dim=1) / g.sum(dim=1)[:, None]
+    torch.testing.assert_close(out, torch.cat([psi, fused], dim=1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("module_type", [AttentionFusion, SpatialAttentionFusion])
+def test_channel_mismatch_names_the_modules_channels(module_type):
+    module = module_type(8, 12, impl="reference")
+    psi, xi = torch.randn(2, 8, 3, 3), torch.randn(2, 2, 10, 3, 3)
+    pattern = rf"{module_type.__name__}\(psi_channels=8, xi_channels=12\).*\(2, 2, 10, 3, 3\)"
+    with pytest.raises(ValueError, match=pattern):
+        module(psi, xi)
+    with pytest.raises(ValueError, match=r"psi_channels=8"):
+        module(torch.randn(2, 9, 3, 3), torch.randn(2, 2, 12, 3, 3))
+
+
+@pytest.mark.parametrize(
+    "dtype_name, chunked, saliency",
+    [("fp32", False, False), ("fp32", True, True), ("bf16", True, False), ("bf16", False, True)],
+)
+def test_kernel_bytes_are_the_byte_model(monkeypatch, dtype_name, chunked, saliency):
+    """Every byte the two kernels load, store and update atomically, counted under the interpreter
+    by kernel and argument, and the distinct bytes each touches, equal msgen.ops.byte_model's."""
+    from msgen.kernels import fused_attention as kernels
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    case = Case(B=3, M=3, Cd=5, Ce=6, H=5, W=7, hidden=2)
+    if chunked:  # two samples, then one
+        monkeypatch.setattr(kernels, "L2_CHUNK_BYTES", 2 * case.M * case.Ce * case.H * case.W * dtype.itemsize)
+    inputs = make_inputs(case, dtype)
+    upstream = random_upstream(case, dtype, "cpu", saliency=saliency)
+    with count_bytes() as counted:
+        run(inputs, impl="triton", valid=None, upstream=upstream)
+    shape = (case.B, case.M, case.Ce, case.Cd, case.H, case.W)
+    model = byte_model.fusion_traffic(shape, dtype_name, hidden=case.hidden, saliency=saliency)
+    assert set(counted.launches) == set(model)
+    for kernel, expected in model.items():
+        assert counted.launches[kernel] == len(expected["chunks"]) == (2 if chunked else 1), kernel
+        traffic = {name: kinds for name, kinds in expected["traffic"].items() if any(kinds.values())}
+        assert counted.plain()[kernel] == traffic, kernel
+        assert counted.distinct[kernel] == expected["distinct"], kernel
+
+
 def test_triton_float64_gradcheck():
     """The backward kernels against finite differences of the forward kernels, in float64."""
     case = Case(B=2, M=2, Cd=2, Ce=3, H=2, W=3, hidden=2)
@@ -361,12 +475,18 @@ def test_auto_picks_reference_on_cpu_and_triton_is_the_custom_op():
 
 
 def test_auto_warns_once_when_falling_back_on_cuda(monkeypatch):
+    """_resolve_impl is pure (torch.compile keeps its result as a constant); the warning is apart."""
     monkeypatch.setattr(fa, "triton_importable", lambda: False)
     monkeypatch.setattr(fa, "_warned_fallback", set())
     cuda = torch.device("cuda")
-    with pytest.warns(UserWarning, match="triton is not installed"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert fa._resolve_impl("auto", cuda, torch.float32) == "reference"
-    assert fa._resolve_impl("auto", cuda, torch.float32) == "reference"  # warned once only
+    with pytest.warns(UserWarning, match="triton is not installed"):
+        fa._warn_auto_fallback(cuda, torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fa._warn_auto_fallback(cuda, torch.float32)  # warned once only
     with pytest.raises(RuntimeError, match="impl='triton' cannot run on cuda.*not installed"):
         fa._resolve_impl("triton", cuda, torch.float32)
 
