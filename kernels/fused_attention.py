@@ -29,8 +29,10 @@ between the passes, and each direction is one memset plus one launch per chunk.
 A program holds a (BLOCK_M, BLOCK_C, BLOCK_HW) tile of xi, all M sources at once, and loops over
 the channels in chunks of BLOCK_C, so the sums over sources (S, F) and over channels (the gate's
 dot product) are register reductions; only per-pixel state (BLOCK_M, BLOCK_HW) lives across the
-channel loop. BLOCK_HW shrinks at small chunks until a launch has about _TARGET_PROGRAMS programs
-per pass. Nothing of size (B, M, Ce, HW) is stored besides the outputs.
+channel loop. BLOCK_HW shrinks at small chunks until a launch has about _TARGET_PROGRAMS programs.
+BLOCK_C, BLOCK_D and the pipeline depth are picked by ``triton.autotune`` among ``_TUNING``, keyed
+on M, the channels, the pixels, the blocks and the dtypes. Nothing of size (B, M, Ce, HW) is stored
+besides the outputs.
 
 forward (``_forward_kernel``)
   pass 1 (``_pool_gate``): reads psi and xi; writes the gate g (B, M, HW) in the accumulation
@@ -66,14 +68,15 @@ import torch
 import triton
 import triton.language as tl
 
+from msgen.ops._backends import triton_interpreted
+
 # One warp per program: every reduction over sources and channels (S, F, the gate's dot product)
 # then stays inside a thread or crosses lanes of the one warp with shuffles, never shared memory
 # and barriers (with more warps Triton places some along the source axis).
 # tests/test_kernel_static.py checks the TTGIR layouts and the registers for sm_90.
 _NUM_WARPS = 1
-# Elements of one (BLOCK_M, BLOCK_C, BLOCK_HW) tile: 8 per thread of the warp for each live tile
-# (x, A, the gradients), which keeps every kernel well under the register limit that
-# tests/test_kernel_static.py sets, with no spills.
+# Pixels per block are at most _TILE / BLOCK_M (the per-pixel state of all sources, (BLOCK_M,
+# BLOCK_HW) in float32, is then 8 registers per lane of the warp for each such tensor).
 _TILE = 256
 _MAX_BLOCK_HW = 128  # 512-byte float32 rows: full coalesced segments per channel and source
 # Programs to aim for in a launch (both passes): about 8 per SM of a 132-SM H100/H200. Small chunks
@@ -81,9 +84,15 @@ _MAX_BLOCK_HW = 128  # 512-byte float32 rows: full coalesced segments per channe
 # float32 rows) until a launch has that many. Smaller blocks cost partial sums: one float32 per
 # (block, source, channel) written and read back, 4 / (BLOCK_HW * element size) of xi's bytes.
 _TARGET_PROGRAMS = 1024
-# Loads of the channel loops are software-pipelined (cp.async into shared memory on Ampere and
-# later) this many iterations deep: the bytes in flight that a memory-bound loop needs.
-_NUM_STAGES = 3
+# What the autotuner tries (``tuning_configs``): (elements of one xi tile, pipeline depth). The
+# tile fixes BLOCK_C (channels per step) and BLOCK_D (psi channels per step) for the launch's BLOCK_M
+# and BLOCK_HW: 256 elements are 8 per lane of the warp for each live tile (x, A, the gradients),
+# 512 hold more bytes in flight per step at the price of registers; the depth is how many
+# iterations of a channel loop are software-pipelined (cp.async into shared memory on Ampere and
+# later), i.e. the bytes in flight a memory-bound loop keeps per warp. Every entry compiles for
+# sm_90 without spills and with warp-local reductions at every PERFORMANCE.md shape
+# (tests/test_kernel_static.py); the GPU picks among them by timing, once per key.
+_TUNING = ((256, 3), (512, 3), (256, 4), (128, 4))
 # Elements of one tile of the per-sample MLP (weights (BLOCK_H, BLOCK_K), partial sums
 # (BLOCK_NB, BLOCK_K)): 16 per thread, so the MLP adds few registers to the first passes.
 _MLP_TILE = 512
@@ -132,20 +141,44 @@ class Blocks:
         self.HW = min(_MAX_BLOCK_HW, triton.next_power_of_2(HW), max(16, _TILE // self.M))
         while self.HW > 16 and 2 * triton.cdiv(HW, self.HW) * samples < _TARGET_PROGRAMS:
             self.HW //= 2
-        self.C = max(1, min(triton.next_power_of_2(Ce), _TILE // (self.M * self.HW)))
-        self.D = max(1, min(triton.next_power_of_2(max(Cd, 1)), _TILE // self.HW))
         self.n_blocks = triton.cdiv(HW, self.HW)
         self.H = triton.next_power_of_2(hidden)
         self.K = max(1, min(triton.next_power_of_2(max(Cd, Ce)), _MLP_TILE // self.H))
         self.NB = _BLOCK_NB
 
     def meta(self) -> dict[str, int]:
-        """The launch's block-size constexprs and options."""
+        """The launch's block-size constexprs (the autotuner adds BLOCK_C, BLOCK_D and STAGES)."""
         return {
-            "BLOCK_M": self.M, "BLOCK_C": self.C, "BLOCK_D": self.D, "BLOCK_HW": self.HW,
-            "BLOCK_H": self.H, "BLOCK_K": self.K, "BLOCK_NB": self.NB,
-            "STAGES": _NUM_STAGES, "num_warps": _NUM_WARPS,
+            "BLOCK_M": self.M, "BLOCK_HW": self.HW, "BLOCK_H": self.H, "BLOCK_K": self.K, "BLOCK_NB": self.NB,
         }
+
+
+def tuning_configs(M: int, Cd: int, Ce: int, block_m: int, block_hw: int) -> list[triton.Config]:
+    """The autotuner's candidates for a launch (see _TUNING), one warp each; only the first under
+    the interpreter, where timing means nothing."""
+    configs, seen = [], set()
+    for tile, stages in _TUNING:
+        block_c = max(1, min(triton.next_power_of_2(Ce), tile // (block_m * block_hw)))
+        block_d = max(1, min(triton.next_power_of_2(max(Cd, 1)), tile // block_hw))
+        if (block_c, block_d, stages) not in seen:
+            seen.add((block_c, block_d, stages))
+            configs.append(triton.Config({"BLOCK_C": block_c, "BLOCK_D": block_d, "STAGES": stages}, num_warps=_NUM_WARPS))
+    return configs[:1] if triton_interpreted() else configs
+
+
+def _prune(configs: list, named_args: dict, **kwargs) -> list[triton.Config]:
+    return tuning_configs(named_args["M"], named_args["Cd"], named_args["Ce"], kwargs["BLOCK_M"], kwargs["BLOCK_HW"])
+
+
+# Keyed on the sources, the channels, the pixels and the blocks (which fix BLOCK_HW) of a launch;
+# the autotuner adds the tensors' dtypes to the key. A rerun while timing must start from zeroed
+# tickets, counters and flags.
+_autotune = triton.autotune(
+    configs=[triton.Config({"TILE": tile, "DEPTH": stages}) for tile, stages in _TUNING],  # replaced by _prune
+    key=["M", "Cd", "Ce", "HW", "n_blocks"],
+    prune_configs_by={"early_config_prune": _prune},
+    reset_to_zero=["sync_ptr"],
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,6 +587,7 @@ def _input_grad(
 # ---------------------------------------------------------------------------------------------
 
 
+@_autotune
 @triton.jit
 def _forward_kernel(
     psi_ptr, xi_ptr, gw_ptr, gb_ptr, fc1w_ptr, fc1b_ptr, fc2w_ptr, fc2b_ptr, valid_ptr,
@@ -596,6 +630,7 @@ def _forward_kernel(
         )
 
 
+@_autotune
 @triton.jit
 def _backward_kernel(
     xi_ptr, psi_ptr, gw_ptr, fc1w_ptr, fc2w_ptr, valid_ptr, gate_ptr, hidden_ptr, f_ptr, gout_ptr, gsal_ptr,
