@@ -518,7 +518,8 @@ def test_triton_op_itself_rejects_sample_without_valid_source():
     case = CPU_CASES[1]
     valid = torch.tensor([[True, False], [False, False], [True, True]])
     with pytest.raises(ValueError, match="valid marks no source"):
-        torch.ops.msgen.fused_attention(*make_inputs(case), valid, 1e-7, False)
+        psi, xi, *weights = make_inputs(case)
+        torch.ops.msgen.fused_attention(psi, xi, weights, valid, 1e-7, False)
 
 
 def _bad(index: int, tensor_fn):
@@ -580,7 +581,8 @@ def test_opcheck(device, with_valid, return_saliency):
     case = Case(B=2, M=3, Cd=3, Ce=5, H=3, W=5) if device == "cpu" else Case(2, 3, 24, 40, 17, 9, 16)
     inputs = [t.requires_grad_() for t in make_inputs(case, device=device)]
     valid = make_valid(case.B, case.M, device) if with_valid else None
-    torch.library.opcheck(torch.ops.msgen.fused_attention.default, (*inputs, valid, 1e-7, return_saliency))
+    psi, xi, *weights = inputs
+    torch.library.opcheck(torch.ops.msgen.fused_attention.default, (psi, xi, weights, valid, 1e-7, return_saliency))
 
 
 @pytest.mark.parametrize("device", DEVICES)
