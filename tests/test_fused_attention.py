@@ -690,14 +690,15 @@ def _capture_launches(kernels, shape: FusionShapeArgs, dtype: torch.dtype) -> di
     return {name: (jit_functions[name], *calls[name]) for name in _KERNEL_NAMES}
 
 
-def _tuned_launches(kernels, shape: FusionShapeArgs, dtype: torch.dtype) -> dict:
+def _tuned_launches(kernels, shape: FusionShapeArgs, dtype: torch.dtype, first_only: bool = False) -> dict:
     """{"kernel config": (jit function, args, kwargs)} for every autotune configuration of each
-    kernel's launch at shape (run without the interpreter, which keeps only the first)."""
+    kernel's launch at shape, or the first only (run without the interpreter, which keeps only the
+    first)."""
     result = {}
     for name, (tuned, args, kwargs) in _capture_launches(kernels, shape, dtype).items():
         named = dict(zip(tuned.fn.arg_names, args))
         configs = kernels.tuning_configs(named["M"], named["Cd"], named["Ce"], kwargs["BLOCK_M"], kwargs["BLOCK_HW"])
-        for config in configs:
+        for config in configs[:1] if first_only else configs:
             label = ",".join(f"{k}={v}" for k, v in config.kwargs.items())
             result[f"{name} {label}"] = (tuned.fn, args, {**kwargs, **config.kwargs, "num_warps": config.num_warps})
     return result
@@ -749,7 +750,8 @@ def sm90_reports(shape: FusionShapeArgs, dtypes: list[str], workdir: str) -> dic
     reports = {}
     for dtype_name in dtypes:
         reports[dtype_name] = {}
-        for name, (kernel, args, kwargs) in _tuned_launches(kernels, shape, getattr(torch, dtype_name)).items():
+        launches = _tuned_launches(kernels, shape, getattr(torch, dtype_name), first_only=True)
+        for name, (kernel, args, kwargs) in launches.items():
             ptx = _compile_for_sm90(kernel, args, kwargs).asm["ptx"]
             path = os.path.join(workdir, f"{name}_{dtype_name}.ptx".replace(" ", "_").replace(",", "_"))
             with open(path, "w") as f:
@@ -765,9 +767,9 @@ def sm90_reports(shape: FusionShapeArgs, dtypes: list[str], workdir: str) -> dic
 
 
 def test_kernels_compile_for_hopper_without_spills(tmp_path):
-    """At the first PERFORMANCE.md fusion shape, fp32 and bf16, every autotune configuration: the
-    kernels compile for sm_90, spill no registers, and their channel loops' loads are pipelined
-    (cp.async)."""
+    """At the first PERFORMANCE.md fusion shape, fp32 and bf16, the first autotune configuration:
+    the kernels compile for sm_90, spill no registers, and their channel loops' loads are
+    pipelined (cp.async). tests/test_kernel_static.py checks every configuration at every shape."""
     pytest.importorskip("triton.backends.nvidia")
     try:
         triton_ptxas(90)

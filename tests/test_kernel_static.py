@@ -78,14 +78,23 @@ def test_fusion_kernels_reduce_inside_a_warp_with_few_registers(tmp_path):
     except RuntimeError as error:
         pytest.skip(f"triton ships no ptxas for sm_90 here: {error}")
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    code = (
-        f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
-        "from test_kernel_static import sm90_layouts_and_registers as f; "
-        f"print(json.dumps(f({STATIC_SHAPES!r}, ['float32', 'bfloat16'], {str(tmp_path)!r})))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    kernels = json.loads(result.stdout.strip().splitlines()[-1])
+    # One process per shape, side by side: each compiles every autotune configuration of both
+    # kernels in both dtypes (the compiles dominate the test's time).
+    processes = []
+    for index, shape in enumerate(STATIC_SHAPES):
+        workdir = tmp_path / str(index)
+        workdir.mkdir()
+        code = (
+            f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+            "from test_kernel_static import sm90_layouts_and_registers as f; "
+            f"print(json.dumps(f([{tuple(shape)!r}], ['float32', 'bfloat16'], {str(workdir)!r})))"
+        )
+        processes.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    kernels = {}
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=1200)
+        assert process.returncode == 0, stderr[-3000:]
+        kernels.update(json.loads(stdout.strip().splitlines()[-1]))
     # Every autotune configuration of both kernels at every shape and dtype (at least one each).
     for shape in STATIC_SHAPES:
         for dtype_name in ("float32", "bfloat16"):
