@@ -14,13 +14,17 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 
 import pytest
 import torch
 from torch._inductor.utils import fresh_inductor_cache
 
-from msgen.ops import AttentionFusion, fused_attention, fused_attention_reference
+from msgen.ops import AttentionFusion, byte_model, fused_attention, fused_attention_reference
+from msgen.models.decoder import SpatialAttentionFusion
+
+from triton_bytes import count_bytes
 
 # The module itself: ``msgen.ops.fused_attention`` names the function once msgen.ops is imported.
 fa = importlib.import_module("msgen.ops.fused_attention")
@@ -318,6 +322,116 @@ def test_triton_clamp_at_eps(device):
     assert_results_close(actual, [None if t is None else t.float() for t in expected], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("budget_samples", [1, 2], ids=["chunks-of-1", "chunks-of-2"])
+def test_triton_in_chunks_matches_reference(monkeypatch, budget_samples):
+    """The batch in several launches (L2_CHUNK_BYTES made small: chunks of 1 or 2 samples, the last
+    one shorter), with a valid mask, NaN padding and the saliency, against the float64 reference."""
+    from msgen.kernels import fused_attention as kernels
+
+    case = Case(B=5, M=3, Cd=4, Ce=5, H=3, W=7)
+    monkeypatch.setattr(kernels, "L2_CHUNK_BYTES", budget_samples * case.M * case.Ce * case.H * case.W * 4)
+    plan = kernels.plan(case.B, case.M, case.Cd, case.Ce, case.H * case.W, case.hidden, 4)
+    assert len(plan.chunks) == -(-case.B // budget_samples)
+    inputs = make_inputs(case)
+    valid = make_valid(case.B, case.M)
+    upstream = random_upstream(case, torch.float32, "cpu")
+    expected = run(to_float64(inputs), impl="reference", valid=valid, upstream=upstream)
+    inputs[1] = pad_invalid(inputs[1], valid, float("nan"))
+    actual = run(inputs, impl="triton", valid=valid, upstream=upstream)
+    assert_results_close(actual, [None if t is None else t.float() for t in expected], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["reference", "triton"])
+@pytest.mark.parametrize("where", ["xi", "psi"])
+def test_nan_in_one_pixel_poisons_the_fused_half_of_its_sample_only(impl, where):
+    """The documented rule (module docstring): the channel gate pools every pixel, so one NaN pixel
+    of a valid source (or of psi) makes out[b, Cd:] and the saliency of that sample NaN everywhere;
+    out[b, :Cd] stays psi and the other samples are what they were."""
+    case = Case(B=3, M=2, Cd=3, Ce=4, H=4, W=5)
+    inputs = make_inputs(case)
+    clean, clean_saliency = fused_attention(*inputs, return_saliency=True, impl=impl)
+    if where == "xi":
+        inputs[1][1, 0, 2, 1, 3] = float("nan")
+    else:
+        inputs[0][1, 2, 1, 3] = float("nan")
+    out, saliency = fused_attention(*inputs, return_saliency=True, impl=impl)
+    assert out[1, case.Cd:].isnan().all() and saliency[1].isnan().all()
+    torch.testing.assert_close(out[1, : case.Cd], inputs[0][1], rtol=0, atol=0, equal_nan=True)
+    others = [0, 2]
+    torch.testing.assert_close(out[others], clean[others], rtol=0, atol=0)
+    torch.testing.assert_close(saliency[others], clean_saliency[others], rtol=0, atol=0)
+
+
+def test_module_weights_are_one_fusion_weights_the_op_takes():
+    case = CPU_CASES[2]
+    module = AttentionFusion(case.Cd, case.Ce, impl="reference")
+    weights = module.weights()
+    assert isinstance(weights, fa.FusionWeights)
+    assert [tuple(w.shape) for w in weights] == [
+        (case.Cd + case.Ce,), (), (module.fc1.out_features, case.Cd + case.Ce),
+        (module.fc1.out_features,), (case.Ce, module.fc1.out_features), (case.Ce,),
+    ]
+    psi, xi = make_inputs(case)[:2]
+    torch.testing.assert_close(fused_attention(psi, xi, *weights, impl="reference"), module(psi, xi), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("impl", ["reference", "triton"])
+def test_spatial_attention_fusion_is_attention_with_a_fixed_channel_gate(impl):
+    """att2d: only g is learned (its state keeps the buffers' names), and Att_i = g_i / sum_j g_j."""
+    case = Case(B=2, M=3, Cd=3, Ce=4, H=3, W=5)
+    module = SpatialAttentionFusion(case.Cd, case.Ce, impl=impl)
+    assert set(module.state_dict()) == {"gate.weight", "gate.bias", "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias"}
+    assert {name for name, _ in module.named_parameters()} == {"gate.weight", "gate.bias"}
+    psi, xi = make_inputs(case)[:2]
+    valid = make_valid(case.B, case.M)
+    out = module(psi, xi, valid)
+    w = module.gate.weight.view(-1).detach()
+    g = torch.sigmoid(
+        torch.einsum("c,bchw->bhw", w[: case.Cd], psi)[:, None]
+        + torch.einsum("c,bmchw->bmhw", w[case.Cd:], xi) + module.gate.bias.detach()
+    ) * valid[:, :, None, None]
+    fused = (g[:, :, None] * xi).sum(dim=1) / g.sum(dim=1)[:, None]
+    torch.testing.assert_close(out, torch.cat([psi, fused], dim=1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("module_type", [AttentionFusion, SpatialAttentionFusion])
+def test_channel_mismatch_names_the_modules_channels(module_type):
+    module = module_type(8, 12, impl="reference")
+    psi, xi = torch.randn(2, 8, 3, 3), torch.randn(2, 2, 10, 3, 3)
+    pattern = rf"{module_type.__name__}\(psi_channels=8, xi_channels=12\).*\(2, 2, 10, 3, 3\)"
+    with pytest.raises(ValueError, match=pattern):
+        module(psi, xi)
+    with pytest.raises(ValueError, match=r"psi_channels=8"):
+        module(torch.randn(2, 9, 3, 3), torch.randn(2, 2, 12, 3, 3))
+
+
+@pytest.mark.parametrize(
+    "dtype_name, chunked, saliency",
+    [("fp32", False, False), ("fp32", True, True), ("bf16", True, False), ("bf16", False, True)],
+)
+def test_kernel_bytes_are_the_byte_model(monkeypatch, dtype_name, chunked, saliency):
+    """Every byte the two kernels load, store and update atomically, counted under the interpreter
+    by kernel and argument, and the distinct bytes each touches, equal msgen.ops.byte_model's."""
+    from msgen.kernels import fused_attention as kernels
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    case = Case(B=3, M=3, Cd=5, Ce=6, H=5, W=7, hidden=2)
+    if chunked:  # two samples, then one
+        monkeypatch.setattr(kernels, "L2_CHUNK_BYTES", 2 * case.M * case.Ce * case.H * case.W * dtype.itemsize)
+    inputs = make_inputs(case, dtype)
+    upstream = random_upstream(case, dtype, "cpu", saliency=saliency)
+    with count_bytes() as counted:
+        run(inputs, impl="triton", valid=None, upstream=upstream)
+    shape = (case.B, case.M, case.Ce, case.Cd, case.H, case.W)
+    model = byte_model.fusion_traffic(shape, dtype_name, hidden=case.hidden, saliency=saliency)
+    assert set(counted.launches) == set(model)
+    for kernel, expected in model.items():
+        assert counted.launches[kernel] == len(expected["chunks"]) == (2 if chunked else 1), kernel
+        traffic = {name: kinds for name, kinds in expected["traffic"].items() if any(kinds.values())}
+        assert counted.plain()[kernel] == traffic, kernel
+        assert counted.distinct[kernel] == expected["distinct"], kernel
+
+
 def test_triton_float64_gradcheck():
     """The backward kernels against finite differences of the forward kernels, in float64."""
     case = Case(B=2, M=2, Cd=2, Ce=3, H=2, W=3, hidden=2)
@@ -361,12 +475,18 @@ def test_auto_picks_reference_on_cpu_and_triton_is_the_custom_op():
 
 
 def test_auto_warns_once_when_falling_back_on_cuda(monkeypatch):
+    """_resolve_impl is pure (torch.compile keeps its result as a constant); the warning is apart."""
     monkeypatch.setattr(fa, "triton_importable", lambda: False)
     monkeypatch.setattr(fa, "_warned_fallback", set())
     cuda = torch.device("cuda")
-    with pytest.warns(UserWarning, match="triton is not installed"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert fa._resolve_impl("auto", cuda, torch.float32) == "reference"
-    assert fa._resolve_impl("auto", cuda, torch.float32) == "reference"  # warned once only
+    with pytest.warns(UserWarning, match="triton is not installed"):
+        fa._warn_auto_fallback(cuda, torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fa._warn_auto_fallback(cuda, torch.float32)  # warned once only
     with pytest.raises(RuntimeError, match="impl='triton' cannot run on cuda.*not installed"):
         fa._resolve_impl("triton", cuda, torch.float32)
 
@@ -398,7 +518,8 @@ def test_triton_op_itself_rejects_sample_without_valid_source():
     case = CPU_CASES[1]
     valid = torch.tensor([[True, False], [False, False], [True, True]])
     with pytest.raises(ValueError, match="valid marks no source"):
-        torch.ops.msgen.fused_attention(*make_inputs(case), valid, 1e-7, False)
+        psi, xi, *weights = make_inputs(case)
+        torch.ops.msgen.fused_attention(psi, xi, weights, valid, 1e-7, False)
 
 
 def _bad(index: int, tensor_fn):
@@ -460,7 +581,8 @@ def test_opcheck(device, with_valid, return_saliency):
     case = Case(B=2, M=3, Cd=3, Ce=5, H=3, W=5) if device == "cpu" else Case(2, 3, 24, 40, 17, 9, 16)
     inputs = [t.requires_grad_() for t in make_inputs(case, device=device)]
     valid = make_valid(case.B, case.M, device) if with_valid else None
-    torch.library.opcheck(torch.ops.msgen.fused_attention.default, (*inputs, valid, 1e-7, return_saliency))
+    psi, xi, *weights = inputs
+    torch.library.opcheck(torch.ops.msgen.fused_attention.default, (psi, xi, weights, valid, 1e-7, return_saliency))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -526,12 +648,14 @@ _PTR_TYPES = {
     torch.float16: "*fp16",
     torch.float64: "*fp64",
     torch.int8: "*i8",
+    torch.int32: "*i32",
 }
-_KERNEL_NAMES = ("_pool_gate_kernel", "_fuse_kernel", "_gate_grad_kernel", "_input_grad_kernel")
+_KERNEL_NAMES = ("_forward_kernel", "_backward_kernel")
 
 
 def _capture_launches(kernels, shape: FusionShapeArgs, dtype: torch.dtype) -> dict:
-    """Run the four launchers on meta tensors, recording each kernel's arguments instead of launching."""
+    """Run the two launchers on meta tensors, recording each kernel's first launch's arguments
+    instead of launching (hidden = (Cd + Ce) // 4, as the benchmarks' weights)."""
     calls = {}
 
     class Recorder:
@@ -545,26 +669,39 @@ def _capture_launches(kernels, shape: FusionShapeArgs, dtype: torch.dtype) -> di
     for name in _KERNEL_NAMES:
         setattr(kernels, name, Recorder(name))
     B, M, Ce, Cd, H, W = shape
-    acc = kernels.acc_torch_dtype(dtype)
+    hidden = (Cd + Ce) // 4
+    acc = fa.acc_dtype(dtype)
 
     def empty(*size: int, dtype: torch.dtype = dtype) -> torch.Tensor:
         return torch.empty(size, dtype=dtype, device="meta")
 
     try:
         psi, xi, out = empty(B, Cd, H, W), empty(B, M, Ce, H, W), empty(B, Cd + Ce, H, W)
-        weight, valid, f = (
-            empty(Cd + Ce, dtype=acc),
-            empty(B, M, dtype=torch.int8),
-            empty(B, M, Ce, dtype=acc),
+        weights = fa.FusionWeights(
+            empty(Cd + Ce, dtype=acc), empty(dtype=acc), empty(hidden, Cd + Ce, dtype=acc),
+            empty(hidden, dtype=acc), empty(Ce, hidden, dtype=acc), empty(Ce, dtype=acc),
         )
-        gate, _, _ = kernels.pool_and_gate(psi, xi, weight, empty(dtype=acc), valid, out)
-        kernels.fuse(xi, gate, f, valid, 1e-7, out, empty(B, M, H, W))
-        d_logit, _, _ = kernels.gate_grad(xi, gate, f, valid, out, empty(B, M, H, W), 1e-7)
-        kernels.input_grads(psi, xi, gate, f, valid, out, d_logit, weight, empty(B, Cd, dtype=acc), f, 1e-7)
+        valid = empty(B, M, dtype=torch.int8)
+        gate, _, hidden_units, f = kernels.forward(psi, xi, weights, valid, 1e-7, out, empty(B, M, H, W))
+        kernels.backward(psi, xi, weights, valid, 1e-7, out, empty(B, M, H, W), gate, hidden_units, f)
     finally:
         for name, kernel in jit_functions.items():
             setattr(kernels, name, kernel)
     return {name: (jit_functions[name], *calls[name]) for name in _KERNEL_NAMES}
+
+
+def _tuned_launches(kernels, shape: FusionShapeArgs, dtype: torch.dtype, first_only: bool = False) -> dict:
+    """{"kernel config": (jit function, args, kwargs)} for every autotune configuration of each
+    kernel's launch at shape, or the first only (run without the interpreter, which keeps only the
+    first)."""
+    result = {}
+    for name, (tuned, args, kwargs) in _capture_launches(kernels, shape, dtype).items():
+        named = dict(zip(tuned.fn.arg_names, args))
+        configs = kernels.tuning_configs(named["M"], named["Cd"], named["Ce"], kwargs["BLOCK_M"], kwargs["BLOCK_HW"])
+        for config in configs[:1] if first_only else configs:
+            label = ",".join(f"{k}={v}" for k, v in config.kwargs.items())
+            result[f"{name} {label}"] = (tuned.fn, args, {**kwargs, **config.kwargs, "num_warps": config.num_warps})
+    return result
 
 
 def _compile_for_sm90(kernel, args: tuple, kwargs: dict):
@@ -613,11 +750,10 @@ def sm90_reports(shape: FusionShapeArgs, dtypes: list[str], workdir: str) -> dic
     reports = {}
     for dtype_name in dtypes:
         reports[dtype_name] = {}
-        for name, (kernel, args, kwargs) in _capture_launches(
-            kernels, shape, getattr(torch, dtype_name)
-        ).items():
+        launches = _tuned_launches(kernels, shape, getattr(torch, dtype_name), first_only=True)
+        for name, (kernel, args, kwargs) in launches.items():
             ptx = _compile_for_sm90(kernel, args, kwargs).asm["ptx"]
-            path = os.path.join(workdir, f"{name}_{dtype_name}.ptx")
+            path = os.path.join(workdir, f"{name}_{dtype_name}.ptx".replace(" ", "_").replace(",", "_"))
             with open(path, "w") as f:
                 f.write(ptx)
             result = subprocess.run(
@@ -631,8 +767,9 @@ def sm90_reports(shape: FusionShapeArgs, dtypes: list[str], workdir: str) -> dic
 
 
 def test_kernels_compile_for_hopper_without_spills(tmp_path):
-    """At the first PERFORMANCE.md fusion shape, fp32 and bf16: the kernels compile for sm_90,
-    spill no registers, and their channel loops' loads are pipelined (cp.async)."""
+    """At the first PERFORMANCE.md fusion shape, fp32 and bf16, the first autotune configuration:
+    the kernels compile for sm_90, spill no registers, and their channel loops' loads are
+    pipelined (cp.async). tests/test_kernel_static.py checks every configuration at every shape."""
     pytest.importorskip("triton.backends.nvidia")
     try:
         triton_ptxas(90)
@@ -651,7 +788,7 @@ def test_kernels_compile_for_hopper_without_spills(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     reports = json.loads(result.stdout.strip().splitlines()[-1])
     for dtype_name, kernels in reports.items():
-        assert set(kernels) == set(_KERNEL_NAMES)
+        assert {name.split()[0] for name in kernels} == set(_KERNEL_NAMES)
         for name, report in kernels.items():
             assert "0 bytes spill stores" in report, f"{name} {dtype_name} spills registers:\n{report}"
             assert "cp.async: 0" not in report, f"{name} {dtype_name}: the channel loop is not pipelined"

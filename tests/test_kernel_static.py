@@ -7,7 +7,7 @@
 - Launches and host synchronisations per forward + backward of the Triton op, counted by
   dispatch on CPU with the kernels replaced by counters.
 - The byte model (msgen.ops.byte_model): the design's bytes over the floor at every
-  PERFORMANCE.md shape, held at the values the design reaches.
+  PERFORMANCE.md shape, held at issue 30's targets where the design can reach them.
 """
 
 from __future__ import annotations
@@ -30,17 +30,16 @@ from test_fused_attention import _KERNEL_NAMES, Case, make_inputs, make_valid, t
 
 fa = importlib.import_module("msgen.ops.fused_attention")
 
-# The largest register count ptxas may give any of the four kernels at 1 warp per program:
-# 65536 / (128 * 32) = 16 programs (warps) per SM at least; 4 warps x 168 registers left 3 CTAs
-# (12 warps). Measured 61-115 with triton 3.6 (the GPU machine's), 3.8 and 3.9.
+# The largest register count ptxas may give either kernel at 1 warp per program:
+# 65536 / (128 * 32) = 16 programs (warps) per SM at least.
 MAX_REGISTERS = 128
-STATIC_SHAPES = [(32, 5, 128, 64, 128, 64), (32, 10, 128, 64, 128, 64), (32, 2, 256, 128, 64, 32)]
+STATIC_SHAPES = byte_model.FUSION_SHAPES  # every PERFORMANCE.md fusion shape
 
 
 def sm90_layouts_and_registers(shapes: list, dtypes: list[str], workdir: str) -> dict:
     """{"shape dtype kernel": {"layouts": [(sizePerThread, threadsPerWarp, warpsPerCTA)],
     "registers": n, "spill": n}}; runs without the interpreter (see test_fused_attention)."""
-    from test_fused_attention import _capture_launches, _compile_for_sm90
+    from test_fused_attention import _compile_for_sm90, _tuned_launches
 
     from msgen.kernels import fused_attention as kernels
 
@@ -50,13 +49,13 @@ def sm90_layouts_and_registers(shapes: list, dtypes: list[str], workdir: str) ->
     result = {}
     for shape in shapes:
         for dtype_name in dtypes:
-            for name, (kernel, args, kwargs) in _capture_launches(kernels, tuple(shape), getattr(torch, dtype_name)).items():
+            for name, (kernel, args, kwargs) in _tuned_launches(kernels, tuple(shape), getattr(torch, dtype_name)).items():
                 compiled = _compile_for_sm90(kernel, args, kwargs)
                 layouts = re.findall(
                     r"sizePerThread = \[([\d, ]+)\], threadsPerWarp = \[([\d, ]+)\], warpsPerCTA = \[([\d, ]+)\]",
                     compiled.asm["ttgir"],
                 )
-                path = os.path.join(workdir, f"{name}.ptx")
+                path = os.path.join(workdir, "kernel.ptx")
                 with open(path, "w") as f:
                     f.write(compiled.asm["ptx"])
                 report = subprocess.run(
@@ -79,15 +78,28 @@ def test_fusion_kernels_reduce_inside_a_warp_with_few_registers(tmp_path):
     except RuntimeError as error:
         pytest.skip(f"triton ships no ptxas for sm_90 here: {error}")
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    code = (
-        f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
-        "from test_kernel_static import sm90_layouts_and_registers as f; "
-        f"print(json.dumps(f({STATIC_SHAPES!r}, ['float32', 'bfloat16'], {str(tmp_path)!r})))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    kernels = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(kernels) == len(STATIC_SHAPES) * 2 * len(_KERNEL_NAMES)
+    # One process per shape, side by side: each compiles every autotune configuration of both
+    # kernels in both dtypes (the compiles dominate the test's time).
+    processes = []
+    for index, shape in enumerate(STATIC_SHAPES):
+        workdir = tmp_path / str(index)
+        workdir.mkdir()
+        code = (
+            f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+            "from test_kernel_static import sm90_layouts_and_registers as f; "
+            f"print(json.dumps(f([{tuple(shape)!r}], ['float32', 'bfloat16'], {str(workdir)!r})))"
+        )
+        processes.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    kernels = {}
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=1200)
+        assert process.returncode == 0, stderr[-3000:]
+        kernels.update(json.loads(stdout.strip().splitlines()[-1]))
+    # Every autotune configuration of both kernels at every shape and dtype (at least one each).
+    for shape in STATIC_SHAPES:
+        for dtype_name in ("float32", "bfloat16"):
+            for kernel in _KERNEL_NAMES:
+                assert any(name.startswith(f"{tuple(shape)} {dtype_name} {kernel} ") for name in kernels)
     for name, info in kernels.items():
         for size, threads, warps in info["layouts"]:
             # Tiles are (source, channel, pixel), (source or channel, pixel) or (source, channel):
@@ -108,12 +120,11 @@ _NO_LAUNCH = {
     "aten.view.dtype",
 }
 _HOST_SYNCS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.is_nonzero.default", "aten.item.default"}
-# Per forward + backward of the Triton op, the 4 Triton kernels and the 3 of the asynchronous
-# valid check included (measured: 34). It was 43 with a host sync: the valid mask copied to int8
-# twice, the pool means divided outside the kernel, the channel-gate MLP recomputed in the backward.
-MAX_LAUNCHES = 34
-
-
+# Per forward + backward of the Triton op at PERFORMANCE.md's small shape (32, 2, 256, 128, 64, 32),
+# float32, Triton kernels and the 3 ops of the asynchronous valid check included. The design
+# before the chunked kernels made 34 (4 Triton kernels, the channel gate's MLP and its backward in
+# torch between them, the partial sums added up by torch).
+SMALL_SHAPE_LAUNCHES_BEFORE = 34
 class _CountOps(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
@@ -124,9 +135,10 @@ class _CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_launches_and_host_syncs_per_forward_backward(monkeypatch):
-    """The op bodies run under a dispatch counter, the four Triton kernels replaced by counters
-    (their outputs are then garbage: only the calls are counted)."""
+def _count_launches(monkeypatch, case: Case) -> tuple[collections.Counter, collections.Counter]:
+    """(Triton launches by kernel, torch ops by name) of one forward + backward of the Triton op; the
+    op bodies run under a dispatch counter, the Triton kernels replaced by counters (their outputs
+    are then garbage: only the calls are counted)."""
     from msgen.kernels import fused_attention as kernels
 
     launches = collections.Counter()
@@ -140,42 +152,84 @@ def test_launches_and_host_syncs_per_forward_backward(monkeypatch):
 
     for name in _KERNEL_NAMES:
         monkeypatch.setattr(kernels, name, Counter(name))
-    case = Case(B=2, M=3, Cd=4, Ce=5, H=4, W=6)
-    inputs = make_inputs(case)
+    psi, xi, *weights = make_inputs(case)
     valid = make_valid(case.B, case.M).to("meta")  # a device tensor: its check must not sync
     grad_out = torch.ones(case.B, case.Cd + case.Ce, case.H, case.W)
     with _CountOps() as counted:
-        out, _, *saved = fa._fused_attention_op._init_fn(*inputs, valid, 1e-7, False)
-        fa._fused_attention_backward_op._init_fn(grad_out, None, *inputs, valid, *saved, 1e-7)
-    assert launches == {name: 1 for name in _KERNEL_NAMES}
-    syncs = {op: n for op, n in counted.ops.items() if op in _HOST_SYNCS}
+        out, _, *saved = fa._fused_attention_op._init_fn(psi, xi, weights, valid, 1e-7, False)
+        fa._fused_attention_backward_op._init_fn(grad_out, None, psi, xi, weights, valid, *saved, 1e-7)
+    return launches, counted.ops
+
+
+def test_launches_and_host_syncs_per_forward_backward(monkeypatch):
+    """At PERFORMANCE.md's small shape (32, 2, 256, 128, 64, 32), float32: at most half the launches
+    of the design before, no host synchronisation, one Triton launch per chunk and direction."""
+    from msgen.kernels import fused_attention as kernels
+
+    case = Case(B=32, M=2, Cd=128, Ce=256, H=64, W=32, hidden=(128 + 256) // 4)
+    launches, ops = _count_launches(monkeypatch, case)
+    HW = case.H * case.W
+    for name in _KERNEL_NAMES:
+        plan = kernels.plan(case.B, case.M, case.Cd, case.Ce, HW, case.hidden, 4)
+        assert launches[name] == len(plan.chunks), name
+    syncs = {op: n for op, n in ops.items() if op in _HOST_SYNCS}
     assert not syncs, f"host synchronisations: {syncs}"
-    torch_launches = {op: n for op, n in counted.ops.items() if op not in _NO_LAUNCH}
+    torch_launches = {op: n for op, n in ops.items() if op not in _NO_LAUNCH}
     total = sum(torch_launches.values()) + sum(launches.values())
-    assert total <= MAX_LAUNCHES, f"{total} launches: {torch_launches}"
+    assert 2 * total <= SMALL_SHAPE_LAUNCHES_BEFORE, f"{total} launches: {torch_launches} and {dict(launches)}"
 
 
 def test_valid_check_raises_on_cpu_and_does_not_sync_on_a_device():
     with pytest.raises(ValueError, match="no source"):
-        fa._require_a_valid_source(torch.tensor([[True, False], [False, False]]))
+        fa.require_a_valid_source(torch.tensor([[True, False], [False, False]]), "test")
     with _CountOps() as counted:
-        fa._require_a_valid_source(torch.tensor([[True, False], [False, False]], device="meta"))
+        fa.require_a_valid_source(torch.tensor([[True, False], [False, False]], device="meta"), "test")
     assert not set(counted.ops) & _HOST_SYNCS
 
 
 # --- the byte model -----------------------------------------------------------------------------
 
 # The design's bytes over the floor, at most (PERFORMANCE.md shapes, fp32 and bf16). The warp
-# reaches the issue's 1.3x aim; the fusion cannot by design: the global pool makes f depend on every
-# pixel of a sample, so both directions read xi twice (see msgen/ops/byte_model.py), 1.5-1.9x.
-BYTE_BOUNDS = {("warp", "F"): 1.01, ("warp", "F+B"): 1.30, ("fusion", "F"): 1.87, ("fusion", "F+B"): 1.67}
+# reaches the issue's 1.3x aim; the fusion is held by test_fusion_byte_model_reaches_the_targets.
+BYTE_BOUNDS = {("warp", "F"): 1.01, ("warp", "F+B"): 1.30}
 
 
 def test_byte_model_holds_the_design_bounds():
     ratios = byte_model.ratios()
     assert len(ratios) == (len(byte_model.FUSION_SHAPES) + len(byte_model.WARP_SHAPES)) * 2 * 2
     for r in ratios:
-        assert 1.0 <= r.ratio <= BYTE_BOUNDS[r.op, r.direction], str(r)
+        if r.op == "warp":
+            assert 1.0 <= r.ratio <= BYTE_BOUNDS[r.op, r.direction], str(r)
+
+
+# The fusion's DRAM bytes over the floor (the model is held to the kernels' counted bytes in
+# tests/test_fused_attention.py): issue 30's 1.15x forward and 1.3x forward + backward, except where
+# one sample's xi is larger than the L2 budget of a launch. There the pool makes every output of the
+# sample wait for all of its xi, so the part of the second read beyond L2 comes from DRAM in any
+# exact design; those cases are held at the ratio the design reaches.
+FUSION_TARGETS = {"F": 1.15, "F+B": 1.30}
+FUSION_BEYOND_L2 = {
+    ((32, 10, 128, 64, 128, 64), "fp32", "F"): 1.23,
+    ((8, 5, 128, 64, 256, 256), "fp32", "F"): 1.61,
+    ((8, 5, 128, 64, 256, 256), "fp32", "F+B"): 1.53,
+    ((8, 5, 128, 64, 256, 256), "bf16", "F"): 1.49,
+    ((8, 5, 128, 64, 256, 256), "bf16", "F+B"): 1.45,
+}
+
+
+def test_fusion_byte_model_reaches_the_targets():
+    from msgen.kernels.fused_attention import L2_CHUNK_BYTES
+
+    for shape in byte_model.FUSION_SHAPES:
+        B, M, Ce, Cd, H, W = shape
+        for dtype in byte_model.DTYPE_BYTES:
+            b = byte_model.fusion_bytes(shape, dtype)
+            beyond_l2 = M * Ce * H * W * byte_model.DTYPE_BYTES[dtype] > L2_CHUNK_BYTES
+            for direction, target in FUSION_TARGETS.items():
+                ratio = b[f"design {direction}"] / b[f"floor {direction}"]
+                bound = FUSION_BEYOND_L2.get((shape, dtype, direction), target)
+                assert bound == target or beyond_l2, f"{shape} {dtype} {direction}: listed, but its xi fits in L2"
+                assert 1.0 <= ratio <= bound, f"{shape} {dtype} {direction}: {ratio:.3f}x the floor"
 
 
 # PERFORMANCE.md's floor columns (ms at 3.02 TB/s), fp32: the model's floor must reproduce them.

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from msgen.models.config import GeneratorConfig
-from msgen.ops import AttentionFusion, fused_attention
+from msgen.ops import AttentionFusion
 
 
 def masked_source_mean(xi: Tensor, valid: Tensor | None) -> Tensor:
@@ -67,44 +67,13 @@ class AverageFusion(nn.Module):
         return out
 
 
-class SpatialAttentionFusion(nn.Module):
-    """The "att2d" ablation: AttentionFusion's op with the channel gate f held constant.
-
-    forward(psi (B, Cd, H, W), xi (B, M, Ce, H, W), valid (B, M) or None) -> (B, Cd + Ce, H, W).
-    Only the spatial gate g (a 1x1 conv) is learned; see the module docstring for why a constant
-    f = 1/2 is the same as removing f.
-    """
+class SpatialAttentionFusion(AttentionFusion):
+    """The "att2d" ablation: ``AttentionFusion`` with the channel gate f held constant
+    (``fixed_channel_gate``: only the spatial gate g, a 1x1 conv, is learned; see the module
+    docstring for why a constant f = 1/2 is the same as removing f)."""
 
     def __init__(self, psi_channels: int, xi_channels: int, *, impl: str = "reference") -> None:
-        super().__init__()
-        z = psi_channels + xi_channels
-        self.impl = impl
-        self.gate = nn.Conv2d(z, 1, kernel_size=1)
-        # Hidden size 1 is the smallest the op accepts; zeros make f = sigmoid(0) everywhere.
-        self.register_buffer("fc1_weight", torch.zeros(1, z))
-        self.register_buffer("fc1_bias", torch.zeros(1))
-        self.register_buffer("fc2_weight", torch.zeros(xi_channels, 1))
-        self.register_buffer("fc2_bias", torch.zeros(xi_channels))
-
-    def forward(
-        self, psi: Tensor, xi: Tensor, valid: Tensor | None = None, return_saliency: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        return fused_attention(
-            psi,
-            xi,
-            self.gate.weight.view(-1),
-            self.gate.bias.view(()),
-            self.fc1_weight,
-            self.fc1_bias,
-            self.fc2_weight,
-            self.fc2_bias,
-            valid=valid,
-            return_saliency=return_saliency,
-            impl=self.impl,
-        )
-
-    def extra_repr(self) -> str:
-        return f"impl={self.impl!r}"
+        super().__init__(psi_channels, xi_channels, impl=impl, fixed_channel_gate=True)
 
 
 def _fusion(config: GeneratorConfig, psi_channels: int, xi_channels: int, impl: str) -> nn.Module:

@@ -28,9 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from msgen.models.config import GeneratorConfig, OpsConfig, ops_config
-from msgen.models.decoder import AttentionDecoder, SpatialAttentionFusion
+from msgen.models.decoder import AttentionDecoder
 from msgen.models.encoder import TwoStreamEncoder
 from msgen.ops import AttentionFusion, part_warp
+from msgen.ops.fused_attention import require_a_valid_source
 from msgen.pose import POSE_KEYS, with_pose_inputs
 
 
@@ -76,20 +77,6 @@ def _check_inputs(
         )
 
 
-def _require_a_valid_source(valid: Tensor) -> None:
-    """Each sample needs one valid source. On the CPU the check reads valid at no cost; on a GPU
-    reading it would make the host wait for the device, so there it is an asynchronous device
-    assertion (a failure stops the process at the next synchronisation). torch.compile traces
-    only the asynchronous form."""
-    has_source = valid.any(dim=1).all()
-    if valid.device.type == "cpu" and not torch.compiler.is_compiling():
-        if not bool(has_source):
-            empty = (~valid.any(dim=1)).nonzero().flatten().tolist()
-            raise ValueError(f"valid marks no source for batch samples {empty}: each needs >= 1")
-    else:
-        torch._assert_async(has_source, "Generator: valid marks no source for some batch sample; each needs >= 1")
-
-
 class Generator(nn.Module):
     """G: sources and poses -> the person in the target pose, plus per-source saliency maps.
 
@@ -120,7 +107,7 @@ class Generator(nn.Module):
             self.config, sources, source_heatmaps, target_heatmap, theta, part_masks, valid
         )
         if valid is not None:
-            _require_a_valid_source(valid)
+            require_a_valid_source(valid, "Generator")
         skips = self.encoder(sources, source_heatmaps, target_heatmap, theta, part_masks)
         image, saliency = self.decoder(skips, valid)
         if self.config.copies_pixels:
@@ -193,7 +180,7 @@ def set_ops_impl(model: nn.Module, ops: str | OpsConfig) -> nn.Module:
     for module in model.modules():
         if isinstance(module, TwoStreamEncoder):
             module.warp_impl = ops.part_warp
-        elif isinstance(module, (AttentionFusion, SpatialAttentionFusion)):
+        elif isinstance(module, AttentionFusion):
             module.impl = ops.fused_attention
         elif isinstance(module, Generator):
             module.config = replace(module.config, ops=ops)

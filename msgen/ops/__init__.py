@@ -10,11 +10,12 @@ An explicit fast impl never falls back silently.
 """
 
 from msgen.ops._backends import backend_report, backends
-from msgen.ops.fused_attention import AttentionFusion, fused_attention, fused_attention_reference
+from msgen.ops.fused_attention import AttentionFusion, FusionWeights, fused_attention, fused_attention_reference
 from msgen.ops.part_warp import part_warp, part_warp_reference
 
 __all__ = [
     "AttentionFusion",
+    "FusionWeights",
     "backend_report",
     "backends",
     "fused_attention",

@@ -1,23 +1,26 @@
 """Byte model of the two fast ops: the DRAM bytes each kernel moves by its design, over the floor.
 
-Counted from the code (kernels/fused_attention.py, csrc/part_warp_cuda.cu), per pass over each
-tensor, with every read of a big tensor counted as a DRAM read (no L2 reuse assumed: the tensors
-are hundreds of MB, L2 is 50 MB) except where stated. The floor is PERFORMANCE.md's: each input
-read once and each output written once (warp F+B: twice the forward's bytes, the convention of
-its table). ``ratio = design / floor`` is a ceiling on the speed-up that no GPU can beat; the
-benchmarks print it next to the timings and tests/test_byte_model.py keeps it from growing.
+Counted from the code (kernels/fused_attention.py, csrc/part_warp_cuda.cu). The floor is
+PERFORMANCE.md's: each input read once and each output written once (warp F+B: twice the forward's
+bytes, the convention of its table). ``ratio = design / floor`` is a ceiling on the speed-up that no
+GPU can beat; the benchmarks print it next to the timings and tests/test_kernel_static.py keeps it
+from growing.
 
-Why the ratios are what they are (and what would change them):
+fusion: ``fusion_traffic`` gives, per kernel and tensor argument, the bytes the code loads, stores
+and updates atomically (masked-in elements only; all sources valid) and the bytes of the distinct
+addresses it touches; tests/test_fused_attention.py counts the same under the Triton interpreter
+and requires equality. The DRAM bytes (``design``) are the distinct bytes (every first touch from
+DRAM, every later touch in the same launch from L2: the partial sums the sample's last program
+reads back, g read by the second pass, the weights every program reads, the atomics'
+read-modify-writes), plus the memset of the int32 sync buffer, plus, for a chunk whose second-pass
+footprint (xi; backward: xi and grad_out[:, Cd:]) exceeds L2_CHUNK_BYTES, the part of its second
+read that L2 cannot hold. ``l2`` is every other byte moved. Why this is near the floor: each
+launch holds both passes of a chunk of samples whose xi fits in L2, so xi is read from DRAM once
+per direction; what stays is g (B, M, HW) float32 (written, and d_logit written in the backward)
+and the per-block partial sums. Where one sample's xi alone exceeds L2 (the 256x256 shape) no
+exact design can do better by much: the pool makes every output of a sample wait for all of its
+xi, so at most L2's worth of the second read can be a hit.
 
-fusion, forward: pass 1 reads psi and xi, writes out[:, :Cd] and the gate g (B, M, P) in float32;
-  pass 2 reads xi again and g, and writes out[:, Cd:]. The global pool makes f depend on every
-  pixel of a sample, so xi is read twice; the second read could come from L2 only if a sample's xi
-  (5 x 128 x 8192 x 4 B = 21 MB at the first shape) were processed by both passes back to back,
-  which two grid-wide launches do not do. forward = floor + xi + 2 g.
-fusion, backward: pass 3 reads xi, grad_out[:, Cd:] and g, writes d_logit (B, M, P) float32;
-  pass 4 reads xi, psi, grad_out, g and d_logit, writes grad_xi and grad_psi. The floor counts one
-  read of xi in the backward; the design reads it twice and psi once (the gate-weight gradient
-  needs psi). backward = floor_B + xi + psi + grad_out[:, Cd:] + 4 g-sized.
 warp, forward: feat once (the gathers of a smooth affine reuse lines in L1/L2), mask once (its
   re-reads for the C / 8 channel tiles of a pixel hit L2), out once: exactly the floor.
 warp, backward (grad_feat only, as in the model where theta and the masks carry no gradient):
@@ -49,7 +52,7 @@ WARP_SHAPES = [
     (40, 64, 256, 256, 10),
 ]
 DTYPE_BYTES = {"fp32": 4, "bf16": 2}
-ACC_BYTES = 4  # g, d_logit and the grad_feat buffer of bf16/fp16 are float32
+ACC_BYTES = 4  # g, d_logit, the partial sums and the grad_feat buffer of bf16/fp16 are float32
 
 
 @dataclass(frozen=True)
@@ -72,24 +75,123 @@ class Ratio:
         return f"{self.op} ({shape}) {self.dtype} {self.direction}: {self.ratio:.2f}x the floor"
 
 
-def fusion_bytes(shape: tuple[int, ...], dtype: str) -> dict[str, int]:
-    """{"floor F", "floor F+B", "design F", "design F+B"} of fused_attention."""
+def _fusion_direction(shape: tuple[int, ...], dtype: str, backward: bool, hidden: int, saliency: bool):
+    """(traffic, distinct, plan) of one direction's kernel; see fusion_traffic."""
+    from msgen.kernels import fused_attention as kernels  # block sizes and chunks: the launcher's own
+
     B, M, Ce, Cd, H, W = shape
-    s, P = DTYPE_BYTES[dtype], H * W
-    psi, xi = B * Cd * P * s, B * M * Ce * P * s
-    out_psi, out_xi = psi, B * Ce * P * s
-    gate = B * M * P * ACC_BYTES  # g, or d_logit: (B, M, P) float32
+    s, a, HW, Hd = DTYPE_BYTES[dtype], ACC_BYTES, H * W, hidden
+    plan = kernels.plan(B, M, Cd, Ce, HW, Hd, s)
+    nb, Z = plan.blocks.n_blocks, Cd + Ce
+    programs = B * nb  # per pass
+    big_xi, big_psi = B * M * Ce * HW * s, B * Cd * HW * s
+    per_pixel = B * M * HW * a  # g, d_logit
+    sync = {"atomic": (4 * nb + 1) * B * 4}  # tickets (2 per block), arrivals, waits, raises
+    mlp_fc1 = B * (Hd * Cd + M * Hd * Ce) * a
+    if not backward:
+        traffic = {
+            "valid": {"load": 2 * programs * M},
+            "psi": {"load": big_psi},
+            "out": {"store": big_psi + B * Ce * HW * s},
+            "gw": {"load": programs * Z * a},
+            "gb": {"load": programs * a},
+            "psi_part": {"store": programs * Cd * a, "load": programs * Cd * a},
+            "xi": {"load": 2 * big_xi},
+            "xi_part": {"store": programs * M * Ce * a, "load": programs * M * Ce * a},
+            "gate": {"store": per_pixel, "load": per_pixel},
+            "sync": sync,
+            "fc1b": {"load": B * Hd * a},
+            "fc1w": {"load": mlp_fc1},
+            "pooled": {"store": B * M * Z * a},
+            "hidden": {"store": B * M * Hd * a},
+            "fc2w": {"load": B * M * Ce * Hd * a},
+            "fc2b": {"load": B * M * Ce * a},
+            "f": {"store": B * M * Ce * a, "load": programs * M * Ce * a},
+        }
+        if saliency:
+            traffic["sal"] = {"store": B * M * HW * s}
+        distinct = {name: max(kinds.values()) for name, kinds in traffic.items()}
+        distinct.update(valid=B * M, xi=big_xi, gw=Z * a, gb=a, psi_part=programs * Cd * a,
+                        xi_part=programs * M * Ce * a, gate=per_pixel, f=B * M * Ce * a,
+                        fc1b=Hd * a, fc1w=Hd * Z * a, fc2w=Ce * Hd * a, fc2b=Ce * a)
+    else:
+        traffic = {
+            "valid": {"load": 2 * programs * M},
+            "gate": {"load": 2 * per_pixel},
+            "f": {"load": 2 * programs * M * Ce * a + B * M * Ce * a},
+            "xi": {"load": 2 * big_xi},
+            "gout": {"load": B * Ce * HW * s + B * Z * HW * s},
+            "df_part": {"store": programs * M * Ce * a, "load": programs * M * Ce * a},
+            "dlogit": {"store": per_pixel, "load": per_pixel},
+            "wgrad_part": {"store": programs * (Z + 1) * a},
+            "sync": sync,
+            "fc2w": {"load": B * M * Ce * Hd * a},
+            "hidden": {"load": B * M * Hd * a},
+            "dz": {"store": B * M * (Hd + Ce) * a},
+            "fc1w": {"load": mlp_fc1},
+            "dpool_xi": {"store": B * M * Ce * a, "load": programs * M * Ce * a},
+            "dpool_psi": {"store": B * Cd * a, "load": programs * Cd * a},
+            "gw": {"load": programs * Z * a},
+            "gxi": {"store": big_xi},
+            "psi": {"load": big_psi},
+            "gpsi": {"store": big_psi},
+        }
+        if saliency:
+            traffic["gsal"] = {"load": B * M * HW * s}
+        distinct = {name: max(kinds.values()) for name, kinds in traffic.items()}
+        distinct.update(valid=B * M, gate=per_pixel, f=B * M * Ce * a, xi=big_xi, gout=B * Z * HW * s,
+                        df_part=programs * M * Ce * a, dlogit=per_pixel, fc2w=Ce * Hd * a,
+                        fc1w=Hd * Z * a, dpool_xi=B * M * Ce * a, dpool_psi=B * Cd * a, gw=Z * a)
+    distinct["sync"] = (len(plan.chunks) + 2 * B) * 4
+    traffic = {name: {kind: kinds.get(kind, 0) for kind in ("load", "store", "atomic")} for name, kinds in traffic.items()}
+    return traffic, distinct, plan
+
+
+def fusion_traffic(
+    shape: tuple[int, ...], dtype: str, *, hidden: int | None = None, saliency: bool = False
+) -> dict[str, dict]:
+    """What the fusion's two kernels move at shape (B, M, Ce, Cd, H, W), all sources valid.
+
+    {"_forward_kernel" / "_backward_kernel": {"traffic": {argument: {"load", "store", "atomic"}},
+    "distinct": {argument: bytes}, "chunks": [(first sample, samples)]}}; argument names are the
+    kernels' without ``_ptr``; hidden defaults to (Cd + Ce) // 4 (the benchmarks' MLP); saliency:
+    the forward writes the saliency and the backward reads its gradient.
+    """
+    B, M, Ce, Cd, H, W = shape
+    hidden = hidden if hidden is not None else max((Cd + Ce) // 4, 1)
+    result = {}
+    for kernel, backward in (("_forward_kernel", False), ("_backward_kernel", True)):
+        traffic, distinct, plan = _fusion_direction(shape, dtype, backward, hidden, saliency)
+        result[kernel] = {"traffic": traffic, "distinct": distinct, "chunks": plan.chunks}
+    return result
+
+
+def fusion_bytes(shape: tuple[int, ...], dtype: str) -> dict[str, int]:
+    """{"floor F", "floor F+B", "design F", "design F+B", "l2 F", "l2 F+B"} of fused_attention:
+    design is the DRAM bytes of the model (see the module docstring), l2 the bytes it assumes L2
+    serves."""
+    from msgen.kernels.fused_attention import L2_CHUNK_BYTES
+
+    B, M, Ce, Cd, H, W = shape
+    s, HW = DTYPE_BYTES[dtype], H * W
+    psi, xi = B * Cd * HW * s, B * M * Ce * HW * s
+    out_psi, out_xi = psi, B * Ce * HW * s
     floor_f = psi + xi + out_psi + out_xi
     floor_b = (out_psi + out_xi) + xi + psi + xi  # grad_out, xi read; grad_psi, grad_xi written
-    pass1 = psi + xi + out_psi + gate
-    pass2 = xi + gate + out_xi
-    pass3 = xi + out_xi + gate + gate  # grad_out[:, Cd:] read, g read, d_logit written
-    pass4 = xi + psi + (out_psi + out_xi) + 2 * gate + xi + psi  # ... grad_xi, grad_psi written
+    dram, l2 = {}, {}
+    for direction, (kernel, info) in zip(("F", "B"), fusion_traffic(shape, dtype).items()):
+        per_sample_second = (M + int(direction == "B")) * Ce * HW * s
+        misses = sum(max(0, n * per_sample_second - L2_CHUNK_BYTES) for _, n in info["chunks"])
+        memset = info["distinct"]["sync"]
+        dram[direction] = sum(info["distinct"].values()) + memset + misses
+        l2[direction] = sum(sum(kinds.values()) for kinds in info["traffic"].values()) + memset - dram[direction]
     return {
         "floor F": floor_f,
         "floor F+B": floor_f + floor_b,
-        "design F": pass1 + pass2,
-        "design F+B": pass1 + pass2 + pass3 + pass4,
+        "design F": dram["F"],
+        "design F+B": dram["F"] + dram["B"],
+        "l2 F": l2["F"],
+        "l2 F+B": l2["F"] + l2["B"],
     }
 
 
