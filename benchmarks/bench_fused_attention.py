@@ -17,7 +17,6 @@ Under --benchmark-disable each body runs once at a tiny shape, Triton's through 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import pytest
