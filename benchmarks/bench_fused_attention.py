@@ -10,8 +10,8 @@ Market's 128x64), compares the reference with torch.compile of it, the CPU's pee
 the Triton kernels run on a GPU only (the interpreter's speed says nothing about them) and are
 listed as such. One benchmark per case times its implementations interleaved (``timing.py``),
 after checking the Triton result against the reference where Triton runs; MSGEN_BENCH_FUSION_IMPLS
-picks them on a GPU (default "triton,compile,reference"; benchmarks/run_gpu.sh times
-"triton,reference" first, torch.compile costs tens of seconds per case).
+picks them (default "triton,compile,reference"; benchmarks/run_gpu.sh times "triton,reference"
+first, torch.compile costs tens of seconds per case) and MSGEN_BENCH_DIRECTIONS the directions.
 Under --benchmark-disable each body runs once at a tiny shape, Triton's through TRITON_INTERPRET=1.
 """
 
@@ -108,10 +108,9 @@ def test_fusion(benchmark, request, case, direction: str) -> None:
     shape, dtype_name = case
     run_shape = SMOKE_SHAPE if smoke else shape
     dtype, backward = DTYPES[dtype_name], direction == "F+B"
-    if DEVICE.type == "cuda":
-        impls = env_impls("MSGEN_BENCH_FUSION_IMPLS", ALL_IMPLS)
-    else:  # the interpreter runs the Triton kernels' code in the smoke run only
-        impls = ALL_IMPLS if smoke else ["compile", "reference"]
+    impls = env_impls("MSGEN_BENCH_FUSION_IMPLS", ALL_IMPLS)
+    if DEVICE.type != "cuda" and not smoke:  # the interpreter runs the Triton code in the smoke run only
+        impls = [impl for impl in impls if impl != "triton"]
     psi, xi = make_inputs(run_shape, dtype, DEVICE, requires_grad=backward)
     modules = make_modules(run_shape, dtype, DEVICE, impls)
     if "triton" in modules:

@@ -7,7 +7,7 @@ the extension against it. Affines and masks come from body-part poses (``pose_in
 
 Cases: on a CPU the Market-sized (10, 64, 128, 64, 10) fp32, forward (F) and forward + backward
 w.r.t. feat (F+B); on a GPU the warp rows of PERFORMANCE.md. One benchmark per case times its
-implementations interleaved (``timing.py``); MSGEN_BENCH_WARP_IMPLS picks them on a GPU
+implementations interleaved (``timing.py``); MSGEN_BENCH_WARP_IMPLS picks them
 (default "extension,peer,reference"; "compiled peer" is torch.compile of the peer, tens of seconds
 of compilation per case). Under --benchmark-disable each body runs once at a tiny shape.
 """
@@ -129,8 +129,7 @@ def test_part_warp(benchmark, request, case, backward: bool) -> None:
         pytest.skip("msgen._C is not built: pip install --no-build-isolation -e .")
     smoke = smoke_run(request.config)
     shape, dtype = (SMOKE_SHAPE, case[1]) if smoke else case
-    impls = env_impls("MSGEN_BENCH_WARP_IMPLS", ["extension", "peer", "reference"]) if DEVICE.type == "cuda" \
-        else ["extension", "peer", "reference"]
+    impls = env_impls("MSGEN_BENCH_WARP_IMPLS", ["extension", "peer", "reference"])
     feat, theta, mask, poses = warp_inputs(shape, dtype, DEVICE, grad=backward)
     check_against_reference(feat.detach(), theta, mask)
     peak = None

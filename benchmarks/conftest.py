@@ -97,6 +97,7 @@ def _versions() -> str:
     return text
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own table: the run ends with the ratios
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     session = getattr(config, "_benchmarksession", None)
     if smoke_run(config) or session is None:

@@ -69,7 +69,8 @@ def test_cuda_tests_keep_going_and_include_the_int64_and_chunked_backward_tests(
     assert "-x" not in command and "--exitfirst" not in command
     files = [a for a in command if a.endswith(".py")]
     assert files == ["tests/test_part_warp.py", "tests/test_fused_attention.py"]
-    marker = command[command.index("-m") + 1]
+    args = command[command.index("pytest") + 1:]
+    marker = args[args.index("-m") + 1]
     assert marker == "cuda"  # every cuda test: the int64 ones are also marked slow
     selected = collected(command)
     int64 = {t for t in selected if "int64" in t}
