@@ -1,33 +1,31 @@
-"""Benchmarks of msgen.ops.fused_attention: the reference eager, torch.compile of the reference, and
-the Triton kernels; forward (F, no autograd) and forward + backward (F+B, all eight gradients).
+"""fused_attention: the Triton kernels against torch.compile of the plain-PyTorch reference and the
+reference itself; forward (F, no autograd) and forward + backward (F+B, all eight gradients).
 
-Shapes are the fusion rows of docs/PERFORMANCE.md. Its tuples read (B, M, Ce, Cd, H, W):
-xi has Ce channels and psi Cd; that is the reading under which its floor column is reproduced
-(e.g. (32,5,128,64,128,64) fp32: 939 MB forward / 3.02 TB/s = 0.311 ms). ``floor_bytes`` follows it:
-F reads psi and xi once and writes out once; F+B adds reading grad_out and xi and writing grad_psi
-and grad_xi (the six weights are negligible).
-
-The three impls of a case are timed interleaved (``conftest.interleaved_medians``: they alternate
-round by round, medians compared), after the Triton result is checked against the eager
-reference. The medians, the floor time and the byte-model ratio (msgen.ops.byte_model) of each case
-are printed at the end of the run and appended to MSGEN_BENCH_RESULTS as they are measured.
-Under --benchmark-disable (CI, CPU) each body runs once at a tiny shape, the Triton one through
-TRITON_INTERPRET=1; only the first PERFORMANCE.md shape stands in for the tiny one there.
+The op is called through ``msgen.ops.AttentionFusion(psi_channels, xi_channels, impl=...)``, one
+module per implementation holding the same weights. GPU cases are the fusion rows of docs/PERFORMANCE.md
+in fp32 and bf16; its tuples read (B, M, Ce, Cd, H, W): xi has Ce channels and psi Cd, the reading
+under which its floor column is reproduced ((32,5,128,64,128,64) fp32: 939 MB forward / 3.02 TB/s
+= 0.311 ms). On a CPU one case, (2, 5, 32, 32, 128, 64) fp32 (two tuples of five sources at
+Market's 128x64), compares the reference with torch.compile of it, the CPU's peer;
+the Triton kernels run on a GPU only (the interpreter's speed says nothing about them) and are
+listed as such. One benchmark per case times its implementations interleaved (``timing.py``),
+after checking the Triton result against the reference where Triton runs; MSGEN_BENCH_FUSION_IMPLS
+picks them (default "triton,compile,reference"; benchmarks/run_gpu.sh times "triton,reference"
+first, torch.compile costs tens of seconds per case) and MSGEN_BENCH_DIRECTIONS the directions.
+Under --benchmark-disable each body runs once at a tiny shape, Triton's through TRITON_INTERPRET=1.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-import os
 from dataclasses import dataclass
 
 import pytest
 import torch
 
-from msgen.ops import byte_model, fused_attention, fused_attention_reference
+from msgen.ops import AttentionFusion, byte_model
 
-from conftest import copy_bandwidth, device_name, interleaved_medians, record_interleaved, smoke_run
+from conftest import default_device, env_impls, record, rounds, smoke_run
+from timing import Interleaved, copy_bandwidth
 
 
 @dataclass(frozen=True)
@@ -43,6 +41,8 @@ class FusionShape:
         return f"({self.B},{self.M},{self.Ce},{self.Cd},{self.H},{self.W})"
 
     def floor_bytes(self, dtype: torch.dtype, backward: bool) -> int:
+        """F reads psi and xi once and writes out once; F+B adds reading grad_out and xi and
+        writing grad_psi and grad_xi (the six weights are negligible)."""
         size = torch.finfo(dtype).bits // 8
         pixels = self.H * self.W
         psi = self.B * self.Cd * pixels * size
@@ -58,97 +58,97 @@ PERF_SHAPES = [
     FusionShape(8, 5, 128, 64, 256, 256),
     FusionShape(32, 2, 256, 128, 64, 32),
 ]
-SMOKE_SHAPE = FusionShape(2, 3, 6, 5, 7, 5)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DEVICE = default_device()
+CPU_CASES = [(FusionShape(2, 5, 32, 32, 128, 64), "fp32")]
+GPU_CASES = [(shape, dtype) for shape in PERF_SHAPES for dtype in DTYPES]
+CASES = GPU_CASES if DEVICE.type == "cuda" else CPU_CASES
+SMOKE_SHAPE = FusionShape(2, 3, 6, 5, 7, 5)
+ALL_IMPLS = ["triton", "compile", "reference"]
 
 
 def make_inputs(shape: FusionShape, dtype: torch.dtype, device: torch.device, requires_grad: bool):
-    """psi, xi and the six weights (hidden (Cd + Ce) // 4), all in dtype, as a decoder level has."""
-    z, hidden = shape.Cd + shape.Ce, (shape.Cd + shape.Ce) // 4
-    shapes = [
-        (shape.B, shape.Cd, shape.H, shape.W),
-        (shape.B, shape.M, shape.Ce, shape.H, shape.W),
-        (z,),
-        (),
-        (hidden, z),
-        (hidden,),
-        (shape.Ce, hidden),
-        (shape.Ce,),
-    ]
-    scales = [1.0, 1.0, 1 / math.sqrt(z), 1.0, 1 / math.sqrt(z), 1.0, 1 / math.sqrt(hidden), 1.0]
-    return [
-        (torch.randn(s, device=device, dtype=torch.float32) * k).to(dtype).requires_grad_(requires_grad)
-        for s, k in zip(shapes, scales)
-    ]
+    """psi (B, Cd, H, W) and xi (B, M, Ce, H, W), seeded, in dtype."""
+    g = torch.Generator().manual_seed(0)
+    psi = torch.randn(shape.B, shape.Cd, shape.H, shape.W, generator=g)
+    xi = torch.randn(shape.B, shape.M, shape.Ce, shape.H, shape.W, generator=g)
+    return [t.to(device, dtype).requires_grad_(requires_grad) for t in (psi, xi)]
 
 
-def make_impl(impl: str):
-    if impl == "reference":
-        return functools.partial(fused_attention, impl="reference")
-    if impl == "triton":
-        return functools.partial(fused_attention, impl="triton")
-    # A fresh cache for each case: 4 shapes x 2 dtypes x (F, F+B) would pass dynamo's recompile
-    # limit, past which it silently runs the reference eagerly.
-    torch._dynamo.reset()
-    return torch.compile(fused_attention_reference, dynamic=False)
+def make_modules(shape: FusionShape, dtype: torch.dtype, device: torch.device, impls: list[str]) -> dict:
+    """One AttentionFusion per impl, all with the same seeded weights."""
+    torch.manual_seed(0)
+    base = AttentionFusion(shape.Cd, shape.Ce, impl="reference").to(device, dtype)
+    modules = {}
+    for impl in impls:
+        module = AttentionFusion(shape.Cd, shape.Ce, impl="triton" if impl == "triton" else "reference")
+        module.load_state_dict(base.state_dict())
+        module = module.to(device, dtype)
+        if impl == "compile":
+            # A fresh cache for each case: past dynamo's recompile limit it runs the reference eagerly.
+            torch._dynamo.reset()
+            module = torch.compile(module, dynamic=False)
+        modules[impl] = module
+    return modules
 
 
-ROUNDS = int(os.environ.get("MSGEN_BENCH_GPU_ROUNDS", "20"))
-# Which impls to time; torch.compile costs tens of seconds per case, so a short GPU slot
-# (benchmarks/run_gpu.sh) times "reference,triton" first and adds "compile" if time is left.
-IMPLS = os.environ.get("MSGEN_BENCH_FUSION_IMPLS", "reference,compile,triton").split(",")
+def byte_model_ratio(shape: FusionShape, dtype_name: str, direction: str) -> str | None:
+    """The Triton kernels' design bytes over the floor's (msgen.ops.byte_model), None if it has no entry."""
+    try:
+        b = byte_model.fusion_bytes((shape.B, shape.M, shape.Ce, shape.Cd, shape.H, shape.W), dtype_name)
+        return f"{b[f'design {direction}'] / b[f'floor {direction}']:.2f}x"
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
-@pytest.mark.parametrize("direction", ["F", "F+B"])
-@pytest.mark.parametrize("dtype_name", list(DTYPES))
-@pytest.mark.parametrize("shape", PERF_SHAPES, ids=str)
-def test_fusion(request, bench_device, shape, dtype_name, direction):
+@pytest.mark.parametrize("direction", env_impls("MSGEN_BENCH_DIRECTIONS", ["F", "F+B"]))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_fusion(benchmark, request, case, direction: str) -> None:
     smoke = smoke_run(request.config)
-    if smoke:
-        if shape != PERF_SHAPES[0]:
-            pytest.skip("smoke run: the first shape's case runs each body once at a tiny shape")
-        run_shape = SMOKE_SHAPE
-    else:
-        if bench_device.type != "cuda":
-            pytest.skip("the PERFORMANCE.md fusion shapes are timed on a CUDA GPU")
-        run_shape = shape
-    dtype = DTYPES[dtype_name]
-    backward = direction == "F+B"
-    inputs = make_inputs(run_shape, dtype, bench_device, requires_grad=backward)
-    grad_out = torch.randn(
-        run_shape.B, run_shape.Cd + run_shape.Ce, run_shape.H, run_shape.W, device=bench_device, dtype=dtype
-    )
-    with torch.no_grad():
-        got, want = make_impl("triton")(*inputs), make_impl("reference")(*inputs)
-    tol = 1e-3 if dtype == torch.float32 else 5e-2
-    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    shape, dtype_name = case
+    run_shape = SMOKE_SHAPE if smoke else shape
+    dtype, backward = DTYPES[dtype_name], direction == "F+B"
+    impls = env_impls("MSGEN_BENCH_FUSION_IMPLS", ALL_IMPLS)
+    if DEVICE.type != "cuda" and not smoke:  # the interpreter runs the Triton code in the smoke run only
+        impls = [impl for impl in impls if impl != "triton"]
+    psi, xi = make_inputs(run_shape, dtype, DEVICE, requires_grad=backward)
+    modules = make_modules(run_shape, dtype, DEVICE, impls)
+    if "triton" in modules:
+        reference = modules.get("reference") or make_modules(run_shape, dtype, DEVICE, ["reference"])["reference"]
+        with torch.no_grad():
+            got, want = modules["triton"](psi, xi), reference(psi, xi)
+        tol = 1e-3 if dtype == torch.float32 else 5e-2
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    grad_out = torch.randn(run_shape.B, run_shape.Cd + run_shape.Ce, run_shape.H, run_shape.W,
+                           generator=torch.Generator().manual_seed(1)).to(DEVICE, dtype)
 
-    def body(fn):
+    def body(module):
         def forward():
             with torch.no_grad():
-                return fn(*inputs)
+                return module(psi, xi)
 
         def forward_backward():
             # autograd.grad, not .backward(): accumulating into .grad would add traffic of its own.
-            return torch.autograd.grad(fn(*inputs), inputs, grad_out)
+            return torch.autograd.grad(module(psi, xi), [psi, xi, *module.parameters()], grad_out)
 
         return forward_backward if backward else forward
 
-    fns = {impl: body(make_impl(impl)) for impl in IMPLS}
-    if smoke:
-        for fn in fns.values():
-            assert fn() is not None
-        return
-    medians = interleaved_medians(fns, bench_device, rounds=ROUNDS, warmup=2)
-    bytes_ = byte_model.fusion_bytes(
-        (run_shape.B, run_shape.M, run_shape.Ce, run_shape.Cd, run_shape.H, run_shape.W), dtype_name
-    )
-    record_interleaved(
-        f"fusion {run_shape} {dtype_name} {direction}",
-        medians,
-        rounds=ROUNDS,
-        floor_s=run_shape.floor_bytes(dtype, backward) / copy_bandwidth(bench_device),
-        byte_model=f"{bytes_[f'design {direction}'] / bytes_[f'floor {direction}']:.2f}x",
-        device=device_name(bench_device),
-        torch=torch.__version__,
-    )
+    timer = Interleaved({impl: body(module) for impl, module in modules.items()}, DEVICE)
+    n_rounds = rounds(DEVICE, cpu=7)
+    medians = timer.run(benchmark, n_rounds)
+    benchmark.group = "fused_attention"
+    record(benchmark, {
+        "op": "fused_attention",
+        "case": f"{run_shape} {dtype_name} {direction}" + (" smoke" if smoke else ""),
+        "impls": ALL_IMPLS,
+        "medians_s": medians,
+        "not_run": {impl: "GPU only" if impl == "triton" and DEVICE.type != "cuda" else "not timed"
+                    for impl in ALL_IMPLS if impl not in medians},
+        "rounds": 1 if smoke else n_rounds,
+        "calls": timer.calls,
+        "floor_s": run_shape.floor_bytes(dtype, backward) / copy_bandwidth(DEVICE),
+        "byte_model": byte_model_ratio(run_shape, dtype_name, direction) if DEVICE.type == "cuda" else None,
+        "notes": ["fused_attention: compile = torch.compile of the reference (dynamic=False); F+B = all eight "
+                  "gradients" + ("; triton: GPU only (the interpreter's speed says nothing of the kernels)"
+                                 if "triton" not in medians and DEVICE.type != "cuda" else "")],
+    })

@@ -19,8 +19,9 @@ prints both step times, the fast/reference ratio, peak memory, the split of a st
 (host-to-device copy), pose, forward, backward and optimiser (a separate profiled pass that
 synchronises between phases), and the loader's samples/s over a synthetic folder beside the
 step's samples/s, so one sees whether the data or the model limits training.
-Under pytest (``benchmarks/run_gpu.sh``): one benchmark per ops switch; ``--benchmark-disable``
-runs the tiny case once.
+Under pytest (``pytest benchmarks/ --benchmark-only``): one benchmark times the fast and the
+reference step interleaved, the "synthetic" case on a CPU and "market" on a GPU;
+``--benchmark-disable`` runs the tiny case once.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import device_name, synchronized  # noqa: E402
+from pose_inputs import random_poses  # noqa: E402
 
 from msgen.data import collate_tuples  # noqa: E402
 from msgen.models import (  # noqa: E402
@@ -81,19 +83,6 @@ def step_case(name: str) -> StepCase:
         config = preset("synthetic-small")
         return StepCase("synthetic-small 128x64 B4 M2", config.generator, config.discriminator, config.loss, 4, 2)
     raise ValueError(f"unknown case {name!r}")
-
-
-def random_poses(n: int, size: tuple[int, int], g: torch.Generator) -> torch.Tensor:
-    """(n, 18, 2) keypoints around a standing person, jittered, a tenth of the non-torso ones
-    missing (real Market poses nearly always have the torso)."""
-    H, W = size
-    base = torch.tensor([[0.12, 0.5], [0.22, 0.5], [0.22, 0.35], [0.35, 0.3], [0.47, 0.27], [0.22, 0.65],
-                         [0.35, 0.7], [0.47, 0.73], [0.5, 0.4], [0.69, 0.4], [0.88, 0.38], [0.5, 0.6],
-                         [0.69, 0.6], [0.88, 0.62], [0.1, 0.55], [0.1, 0.45], [0.11, 0.6], [0.11, 0.4]])
-    kp = (base * torch.tensor([H - 1.0, W - 1.0]) + torch.randn(n, 18, 2, generator=g) * 0.03 * H).clamp(min=0)
-    missing = torch.rand(n, 18, generator=g) < 0.1
-    missing[:, [2, 5, 8, 11]] = False  # Rsho, Lsho, Rhip, Lhip
-    return torch.where(missing[..., None], torch.full_like(kp, -1.0), kp.round())
 
 
 def random_batch(case: StepCase) -> dict:
@@ -243,13 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# -- pytest-benchmark (benchmarks/run_gpu.sh) -------------------------------------------------------------
+# -- pytest-benchmark: `pytest benchmarks/ --benchmark-only` ---------------------------------------
 
 
 def _pytest_case(device: torch.device, smoke: bool) -> StepCase:
     if smoke:
         return step_case("tiny")
-    return step_case("market" if device.type == "cuda" else "synthetic-small")
+    return step_case("market" if device.type == "cuda" else "synthetic")
 
 
 try:
@@ -258,18 +247,34 @@ except ImportError:  # the script needs no pytest
     pytest = None
 
 if pytest is not None:
-    from conftest import smoke_run
+    from conftest import record, rounds, smoke_run
+    from timing import Interleaved
 
-    @pytest.mark.parametrize("ops", ["reference", "fast"])
-    def test_train_step(benchmark, bench_device, request, tmp_path, ops: str) -> None:
-        case = _pytest_case(bench_device, smoke_run(request.config))
-        step = make_step(case, ops, bench_device, random_vgg19(tmp_path / "vgg19.pth"))
+    def test_train_step(benchmark, bench_device, request, tmp_path) -> None:
+        """The fast and the reference step of one case, interleaved (timing.py); on a CPU the
+        training default ("synthetic"), on a GPU PERFORMANCE.md's market case."""
+        smoke = smoke_run(request.config)
+        case = _pytest_case(bench_device, smoke)
+        weights = random_vgg19(tmp_path / "vgg19.pth")
+        steps = {ops: make_step(case, ops, bench_device, weights) for ops in ("fast", "reference")}
         batch = random_batch(case)
-        run = synchronized(lambda: step(batch), bench_device)
-        peak = peak_memory(run, bench_device)  # also the warm-up: allocator, Adam state, autotuning
-        benchmark.group = f"train step {case.name}"
-        benchmark(run)
-        benchmark.extra_info.update(impl=ops, peak_bytes=peak, device=device_name(bench_device), torch=torch.__version__)
+        # The first call of each is also the warm-up: allocator, Adam state, Triton's compilation.
+        peaks = {} if smoke else {ops: peak_memory(lambda s=s: s(batch), bench_device) for ops, s in steps.items()}
+        timer = Interleaved({ops: (lambda s=s: s(batch)) for ops, s in steps.items()}, bench_device)
+        n_rounds = rounds(bench_device, cpu=15)
+        medians = timer.run(benchmark, n_rounds)
+        benchmark.group = "train_step"
+        record(benchmark, {
+            "op": "train_step",
+            "case": case.name + (" smoke" if smoke else ""),
+            "impls": ["fast", "reference"],
+            "medians_s": medians,
+            "rounds": 1 if smoke else n_rounds,
+            "calls": timer.calls,
+            "peak_bytes": peaks if bench_device.type == "cuda" else None,
+            "notes": ["train_step: fast = part_warp and fused_attention on impl='auto' (on a CPU the "
+                      "warp's extension and the fusion's reference), reference = both references"],
+        })
 
 
 if __name__ == "__main__":

@@ -1,79 +1,183 @@
 #!/usr/bin/env bash
-# One short GPU slot (PERFORMANCE.md, "A GPU slot is short"): a bare H200 with no network, torch
-# 2.11 + CUDA 13 and triton 3.6 preinstalled, 15 minutes in all and 10 per command. This script
-# is that one command and stops itself after MSGEN_GPU_BUDGET_S seconds (default 510, ~8.5 min):
-#   1. environment        nvidia-smi, versions                                    -> environment.txt
-#   2. build              FORCE_CUDA=1, all cores, no network (--no-deps)         -> build.log
-#   3. CUDA tests first   the cuda-marked tests of both ops, the resource report  -> tests.log
-#   4. warp benchmarks    interleaved, MSGEN_BENCH_GPU_ROUNDS rounds (default 15)  -> results.jsonl
-#   5. fusion benchmarks  reference + triton for every shape, then torch.compile  -> results.jsonl
-# Every step has its own time limit out of what is left; every result is appended to
-# $OUT/results.jsonl the moment it is measured, and $OUT/summary.txt says how each step ended.
-# The exit status is 1 when a step failed (a step stopped at its time limit does not count).
+# The whole GPU check in one command, for one short slot on a bare machine with no network
+# (PERFORMANCE.md, "A GPU slot is short": about 8 minutes from a fresh copy on one H100).
+# Steps, in order (each under `timeout`, its log in $OUT/NAME.log):
+#   preflight       nvcc/CUDA_HOME, ninja, setuptools, torch.cuda, triton, free disk; the plan
+#   build           FORCE_CUDA=1, all cores, --no-deps --no-index (skipped when the preflight says
+#                   it cannot work; with setuptools < 77 pyproject's license is written as a table
+#                   for the build only)
+#   backends        msgen.ops.backend_report(); if msgen.kernels cannot be imported (no install),
+#                   the link msgen/kernels -> ../kernels stands in for the install's package mapping
+#                   and PYTHONPATH holds the checkout, so the Triton tests and benchmarks still run
+#   cuda_tests      every cuda-marked test of both ops, the int64 and chunked-backward ones
+#                   included, no -x (every failure is listed)
+#   resources       the CUDA kernels' registers, stack and spills (tests/test_cuda_resources.py)
+#   fusion_bench    triton vs the eager reference, every PERFORMANCE.md fusion shape, fp32 and bf16
+#   warp_bench      extension vs the strongest peer vs the reference, every warp shape
+#   step_bench      the training step, market case, fast vs reference ops
+#   fusion_compile  triton vs torch.compile of the reference, F+B first
+#   warp_compile    extension vs torch.compile of the peer, only with time left
+#   tables          the ratio tables of every case measured so far -> $OUT/tables.md (always)
+# Benchmarks time CUDA events over many calls with the L2 flushed (benchmarks/timing.py) and
+# append each case to $OUT/results.jsonl as soon as it is measured; $OUT/summary.txt says how each
+# step ended and is written as they end, so a run stopped anywhere leaves its results and tables.
+# A step gets at most its cap and leaves what the steps after it need (`step NAME CAP KEEP ...`).
+# The exit status is 1 when a step failed (on the GPU a step stopped at its time limit does not
+# count; in the dry run it does, and so does a step skipped for want of time).
 #   bash benchmarks/run_gpu.sh             # on the GPU machine (OUT defaults to ./gpu-out)
-#   bash benchmarks/run_gpu.sh --dry-run   # on a CPU: same steps, no CUDA build, smoke-sized
+#   bash benchmarks/run_gpu.sh --dry-run   # on a CPU: the same steps, no build, bodies at tiny shapes
+#   bash benchmarks/run_gpu.sh --plan      # print the steps and their commands, run nothing
+#                                          # (with --dry-run: the dry run's steps)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DRY=0
-[ "${1:-}" = "--dry-run" ] && DRY=1
+MODE=run
+PLAN_ONLY=0
+for arg in "$@"; do
+  case $arg in
+    --dry-run) MODE=dry ;;
+    --plan) PLAN_ONLY=1 ;;
+    *) echo "usage: bash benchmarks/run_gpu.sh [--dry-run] [--plan]" >&2; exit 2 ;;
+  esac
+done
 OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
-: > "$OUT/summary.txt"
-BUDGET=${MSGEN_GPU_BUDGET_S:-510}
+# The caps are sized for the GPU machine (16 idle cores); a dry run on a shared 2-core CPU, where
+# importing torch alone can take a minute, is bounded by its whole budget only.
+if [ "$MODE" = dry ]; then BUDGET=${MSGEN_GPU_BUDGET_S:-1800}; else BUDGET=${MSGEN_GPU_BUDGET_S:-480}; fi
 START=$(date +%s)
-export MSGEN_BENCH_RESULTS="$OUT/results.jsonl" MSGEN_BENCH_GPU_ROUNDS=${MSGEN_BENCH_GPU_ROUNDS:-15}
-PY=${PYTHON:-python}
+# A bare machine may have python3 only.
+PY=${PYTHON:-$(command -v python || command -v python3)}
+export PYTHONUNBUFFERED=1 MSGEN_BENCH_RESULTS="$OUT/results.jsonl"
 FAILED=0
+LINKED_KERNELS=0
+SHIMMED_LICENSE=0
 
-# step NAME MAX_SECONDS CMD...: run CMD with at most MAX_SECONDS (and what the budget has left),
-# log to $OUT/NAME.log, and record its exit status.
+if [ "$PLAN_ONLY" = 0 ]; then
+  mkdir -p "$OUT"
+  : > "$OUT/summary.txt"
+  : > "$OUT/results.jsonl"
+fi
+
+cleanup() {
+  # Leave the checkout as it was: the build's pyproject, the stand-in link.
+  [ "$SHIMMED_LICENSE" -eq 1 ] && cp "$OUT/pyproject.toml.orig" pyproject.toml
+  [ "$LINKED_KERNELS" -eq 1 ] && rm -f msgen/kernels
+  return 0
+}
+trap cleanup EXIT
+
+note() {
+  if [ "$PLAN_ONLY" = 1 ]; then echo "# $*"; else echo "$*" | tee -a "$OUT/summary.txt"; fi
+}
+
+tables() {
+  "$PY" benchmarks/tables.py "$OUT/results.jsonl" > "$OUT/tables.md" 2>&1
+}
+
+# step NAME CAP KEEP CMD...: run CMD for at most CAP seconds, leaving KEEP seconds of the budget to
+# the steps after it; log to $OUT/NAME.log; record how it ended in $OUT/summary.txt.
 step() {
-  local name=$1 cap=$2
-  shift 2
-  local left=$(( BUDGET - ($(date +%s) - START) ))
-  local limit=$(( cap < left ? cap : left ))
-  if [ "$limit" -le 5 ]; then
-    echo "$name: skipped, budget spent" | tee -a "$OUT/summary.txt"
+  local name=$1 cap=$2 keep=$3
+  shift 3
+  [ "$MODE" = dry ] && cap=$BUDGET keep=0
+  if [ "$PLAN_ONLY" = 1 ]; then
+    echo "step $name cap=${cap}s keep=${keep}s: $(printf '%q ' "$@")"
     return 0
   fi
-  local t0=$(date +%s)
+  local left=$(( BUDGET - ($(date +%s) - START) - keep ))
+  local limit=$(( cap < left ? cap : left ))
+  if [ "$limit" -le 5 ]; then
+    note "$name: skipped, ${left}s of the budget left for it"
+    [ "$MODE" = dry ] && FAILED=$(( FAILED + 1 ))  # a dry run must show every step working
+    return 0
+  fi
+  local t0
+  t0=$(date +%s)
   timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
   local status="rc=$rc"
-  [ $rc -eq 124 ] && status="stopped at its ${limit}s limit"
-  [ $rc -ne 0 ] && [ $rc -ne 124 ] && FAILED=$(( FAILED + 1 ))
-  echo "$name: $status in $(( $(date +%s) - t0 ))s; $(tail -n 1 "$OUT/$name.log")" | tee -a "$OUT/summary.txt"
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    status="stopped at its ${limit}s limit"
+    [ "$MODE" = dry ] && FAILED=$(( FAILED + 1 ))
+  elif [ $rc -ne 0 ]; then
+    FAILED=$(( FAILED + 1 ))
+  fi
+  note "$name: $status in $(( $(date +%s) - t0 ))s; $(grep -v '^\s*$' "$OUT/$name.log" | tail -n 1)"
   return 0
 }
 
-{
-  date -u
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "no nvidia-smi"
-  $PY -c "import torch, triton; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'triton', triton.__version__)"
-  nproc
-} > "$OUT/environment.txt" 2>&1
-
-if [ $DRY -eq 1 ]; then
-  # CPU: the extension the README's install built; every benchmark body once at a tiny shape.
-  step build 120 $PY -c "import torch, msgen._C; print(msgen._C.build_info())"
-  BENCH_ARGS=(--benchmark-disable)
-else
-  step build 240 env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="$(nproc)" \
-    $PY -m pip install --no-build-isolation --no-deps --no-index -e .
-  BENCH_ARGS=()
+# ---- preflight -----------------------------------------------------------------------------
+PREFLIGHT_ARGS=(--env "$OUT/preflight.env")
+[ "$MODE" = dry ] && PREFLIGHT_ARGS+=(--dry-run)
+step preflight 30 420 "$PY" benchmarks/gpu_preflight.py "${PREFLIGHT_ARGS[@]}"
+PLAN_BUILD=none PLAN_LICENSE_SHIM=0 PLAN_GPU=0 PLAN_TRITON=0 PLAN_SKIPS=""
+if [ "$PLAN_ONLY" = 0 ]; then
+  {
+    date -u
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
+    cat "$OUT/preflight.log"
+  } > "$OUT/environment.txt" 2>&1
+  # shellcheck disable=SC1091
+  [ -f "$OUT/preflight.env" ] && . "$OUT/preflight.env"
+  [ -n "$PLAN_SKIPS" ] && note "preflight plan, will skip: $PLAN_SKIPS"
 fi
-step backends 30 $PY -c "import msgen.ops as o; print(o.backend_report())"
-step cuda_tests 150 $PY -m pytest tests/test_part_warp.py tests/test_fused_attention.py -m "cuda and not slow" \
-  -q -x -p no:cacheprovider
-step resources 30 env MSGEN_REQUIRE_CUDA_BUILD=$(( 1 - DRY )) $PY -m pytest tests/test_cuda_resources.py -q -s \
-  -p no:cacheprovider
-step warp_bench 150 env MSGEN_BENCH_WARP_IMPLS=extension,peer $PY -m pytest benchmarks/bench_part_warp.py -q -s \
-  -p no:cacheprovider "${BENCH_ARGS[@]}"
-step fusion_bench 120 env MSGEN_BENCH_FUSION_IMPLS=reference,triton $PY -m pytest benchmarks/bench_fused_attention.py \
-  -q -s -p no:cacheprovider "${BENCH_ARGS[@]}"
-step compile_peers 150 env MSGEN_BENCH_WARP_IMPLS="extension,compiled peer" MSGEN_BENCH_FUSION_IMPLS=compile,triton \
-  $PY -m pytest benchmarks/bench_part_warp.py benchmarks/bench_fused_attention.py -k "gpu or fusion" -q -s \
-  -p no:cacheprovider "${BENCH_ARGS[@]}"
-echo "total $(( $(date +%s) - START ))s of ${BUDGET}s, $FAILED step(s) failed; results in $OUT/results.jsonl" \
-  | tee -a "$OUT/summary.txt"
+
+# ---- build ---------------------------------------------------------------------------------
+if [ "$MODE" = dry ]; then
+  # CPU: the extension the README's install built.
+  step build 120 0 "$PY" -c "import torch, msgen._C; print(msgen._C.build_info())"
+elif [ "$PLAN_BUILD" = cuda ] || [ "$PLAN_ONLY" = 1 ]; then
+  if [ "$PLAN_LICENSE_SHIM" = 1 ]; then
+    cp pyproject.toml "$OUT/pyproject.toml.orig" && SHIMMED_LICENSE=1
+    sed -i 's/^license = "MIT"$/license = {text = "MIT"}/' pyproject.toml
+  fi
+  step build 240 230 env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="$(nproc)" \
+    "$PY" -m pip install --no-build-isolation --no-deps --no-index -v -e .
+  if [ "$SHIMMED_LICENSE" = 1 ]; then cp "$OUT/pyproject.toml.orig" pyproject.toml; SHIMMED_LICENSE=0; fi
+else
+  note "build: skipped by the preflight (see preflight.log)"
+fi
+
+# ---- the ops importable, whatever the build did ---------------------------------------------
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [ "$PLAN_ONLY" = 0 ] && ! "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('msgen.kernels.fused_attention') is None)" 2>/dev/null; then
+  if [ ! -e msgen/kernels ]; then
+    ln -s ../kernels msgen/kernels && LINKED_KERNELS=1
+    note "msgen.kernels: not installed; linked msgen/kernels -> ../kernels for this run (removed at exit)"
+  fi
+fi
+step backends 30 220 "$PY" -c "import msgen.ops as o, msgen.kernels.fused_attention; print(o.backend_report())"
+
+# ---- tests ---------------------------------------------------------------------------------
+step cuda_tests 150 150 "$PY" -m pytest tests/test_part_warp.py tests/test_fused_attention.py -m cuda \
+  -v -rfEs -p no:cacheprovider --durations=10
+REQUIRE_BUILD=0
+[ "$PLAN_BUILD" = cuda ] && REQUIRE_BUILD=1
+step resources 30 150 env MSGEN_REQUIRE_CUDA_BUILD=$REQUIRE_BUILD "$PY" -m pytest tests/test_cuda_resources.py \
+  -q -s -p no:cacheprovider
+
+# ---- benchmarks: the cheap comparisons first, torch.compile last -----------------------------
+if [ "$MODE" = dry ]; then BENCH=(--benchmark-disable); else BENCH=(--benchmark-only); fi
+PYTEST_BENCH=("$PY" -m pytest -q -s -p no:cacheprovider "${BENCH[@]}")
+step fusion_bench 90 100 env MSGEN_BENCH_FUSION_IMPLS=triton,reference "${PYTEST_BENCH[@]}" \
+  benchmarks/bench_fused_attention.py
+[ "$PLAN_ONLY" = 0 ] && tables
+step warp_bench 80 60 env MSGEN_BENCH_WARP_IMPLS=extension,peer,reference "${PYTEST_BENCH[@]}" \
+  benchmarks/bench_part_warp.py
+[ "$PLAN_ONLY" = 0 ] && tables
+step step_bench 90 20 "${PYTEST_BENCH[@]}" benchmarks/bench_train_step.py
+[ "$PLAN_ONLY" = 0 ] && tables
+step fusion_compile 150 0 env MSGEN_BENCH_FUSION_IMPLS=triton,compile MSGEN_BENCH_DIRECTIONS=F+B,F \
+  "${PYTEST_BENCH[@]}" benchmarks/bench_fused_attention.py
+[ "$PLAN_ONLY" = 0 ] && tables
+step warp_compile 120 0 env MSGEN_BENCH_WARP_IMPLS="extension,compiled peer" "${PYTEST_BENCH[@]}" \
+  benchmarks/bench_part_warp.py
+
+# ---- the tables, always --------------------------------------------------------------------
+if [ "$PLAN_ONLY" = 1 ]; then
+  echo "tables: $PY benchmarks/tables.py \$OUT/results.jsonl > \$OUT/tables.md (after each benchmark step and at the end)"
+  exit 0
+fi
+tables
+note "tables: $(head -n 1 "$OUT/tables.md") -> $OUT/tables.md"
+note "total $(( $(date +%s) - START ))s of ${BUDGET}s, $FAILED step(s) failed; results in $OUT/results.jsonl"
 [ "$FAILED" -eq 0 ]
