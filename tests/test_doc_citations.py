@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("msgen", "kernels", "csrc", "benchmarks", "tests", ".ci")
 SUFFIXES = {".py", ".cpp", ".h", ".cu", ".cuh", ".sh", ""}
 # Names that are outputs the code writes, not documents it cites.
-OUTPUTS = {"evaluation.md"}
+OUTPUTS = {"evaluation.md", "tables.md"}
 CITATION = re.compile(r"(?<![\w/.-])((?:[\w-]+/)*[\w-]+\.md)\b(?:'s)?(?:,\s*\"([^\"]+)\")?")
 
 
