@@ -8,6 +8,7 @@ fetch`` converts them into msgen's cache, or local files. Without them ``load_lp
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -131,6 +132,20 @@ def _converted(produces: str) -> dict[str, Tensor] | None:
         return None
 
 
+def _state(explicit: object, cache_file: str, locate: Callable[[], Path]) -> tuple[dict[str, Tensor], str]:
+    """A state dict and where it came from: msgen's cache (what ``python -m msgen.weights fetch``
+    converted) unless a file was named explicitly, else the file ``locate`` finds; its
+    MetricUnavailable says how to fetch when nothing was named."""
+    state = None if explicit else _converted(cache_file)
+    if state is not None:
+        return state, "msgen's cache"
+    try:
+        path = locate()
+    except MetricUnavailable as error:
+        raise MetricUnavailable(f"{error}{'' if explicit else '; or run `python -m msgen.weights fetch`'}") from None
+    return _load_state(path), str(path)
+
+
 def load_lpips(alexnet_weights: str | Path | None = None, heads: str | Path | None = None,
                device: str | torch.device = "cpu") -> LPIPS:
     """LPIPS v0.1 AlexNet: the ImageNet AlexNet trunk and lpips' v0.1 heads, each from, in order:
@@ -139,29 +154,14 @@ def load_lpips(alexnet_weights: str | Path | None = None, heads: str | Path | No
     torch's hub cache (trunk) or the installed lpips package (heads). Raises MetricUnavailable."""
     from msgen.weights import ALEXNET_FILE, LPIPS_HEADS_FILE
 
-    fetch = "; or run `python -m msgen.weights fetch`"
     explicit_heads = heads is not None or os.environ.get(LPIPS_HEADS_ENV)
-    head_state = None if explicit_heads else _converted(LPIPS_HEADS_FILE)
-    heads_origin = "msgen's cache"
-    if head_state is None:
-        try:
-            heads_path = lpips_heads_file(heads)
-        except MetricUnavailable as error:
-            raise MetricUnavailable(f"{error}{'' if explicit_heads else fetch}") from None
-        head_state, heads_origin = _load_state(heads_path), str(heads_path)
+    head_state, heads_origin = _state(explicit_heads, LPIPS_HEADS_FILE, lambda: lpips_heads_file(heads))
     try:
         head_list = [head_state[f"lin{i}.model.1.weight"] for i in range(len(ALEXNET_TAPS))]
     except KeyError as error:
         raise MetricUnavailable(f"no LPIPS heads: {heads_origin} lacks {error}") from None
     explicit_trunk = alexnet_weights is not None or os.environ.get(ALEXNET_ENV)
-    state = None if explicit_trunk else _converted(ALEXNET_FILE)
-    trunk_origin = "msgen's cache"
-    if state is None:
-        try:
-            weights_path = _alexnet_file(alexnet_weights)
-        except MetricUnavailable as error:
-            raise MetricUnavailable(f"{error}{'' if explicit_trunk else fetch}") from None
-        state, trunk_origin = _load_state(weights_path), str(weights_path)
+    state, trunk_origin = _state(explicit_trunk, ALEXNET_FILE, lambda: _alexnet_file(alexnet_weights))
     features = alexnet_features()
     taps = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     try:
