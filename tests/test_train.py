@@ -16,28 +16,11 @@ import torch
 import msgen.training.loop as loop
 import msgen.training.step as step_module
 from msgen.checkpoint import load_checkpoint, step_checkpoints
-from msgen.data.synthetic import generate_synthetic
 from msgen.training.cli import main
+from tiny_runs import tiny_args, tiny_data  # noqa: F401  (tests/tiny_runs.py, a test tool; tiny_data is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::msgen.models.losses.FeatureSpaceWarning")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    """6 identities x 4 images at 64x32: 4 training persons, 2 held out."""
-    root = tmp_path_factory.mktemp("synthetic")
-    return generate_synthetic(root, identities=6, images_per_identity=4, size=(64, 32), seed=1)
-
-
-def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--model.generator.image-size", "64,32", "--model.generator.levels", "3",
-        "--model.generator.warp-levels", "2",
-        "--data.root", str(data), "--data.identities", "6", "--data.images-per-identity", "4",
-        "--data.test-fraction", "0.34", "--data.eval-tuples", "2", "--data.sample-tuples", "2",
-        "--batch-size", "2", "--data.workers", "0", "--out", str(out), "--device", "cpu", *extra,
-    ]
 
 
 def records(out: Path, kind: str) -> list[dict]:
