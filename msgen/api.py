@@ -39,19 +39,18 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from msgen.checkpoint import load_generator
 from msgen.errors import UsageError
 from msgen.data.folder import rescale_keypoints
 from msgen.figures import tuple_figure
-from msgen.metrics import to_uint8
+from msgen.evaluation import to_uint8
+from msgen.export import load_generator
 from msgen.models import Generator, GeneratorOutput, set_ops_impl
-from msgen.pose import body_part_affines, check_keypoints, heatmaps, is_usable, present
+from msgen.pose import check_keypoints, is_usable, pose_inputs, present
 from msgen.pose.detector import Detector, detect_person, read_photo
 from msgen.pose.framing import frame_person
 from msgen.pose.keypoints import KEYPOINT_NAMES, TORSO
 
 SourceImage = Image.Image | np.ndarray | str | Path
-HEATMAP_SIGMA = 6.0  # METHOD.md; msgen.data.TupleDataset's default, which training uses
 # How far (px) a keypoint may lie outside its image before it is taken for a size mistake.
 FRAME_TOLERANCE = 1.0
 
@@ -158,7 +157,7 @@ class MultiSourceGenerator:
         cls, path: str | Path, device: str | torch.device = "cpu", ops: str | None = None
     ) -> MultiSourceGenerator:
         """Load the generator of a training checkpoint, or of a generator file exported by
-        ``python -m msgen.weights export`` (.safetensors), built from its own configuration.
+        ``python -m msgen.export export`` (.safetensors), built from its own configuration.
 
         ops: None keeps the checkpoint's op implementations; "reference" or "fast" switches them.
         Raises FileNotFoundError for a missing file and msgen.checkpoint.CheckpointError for a file
@@ -175,25 +174,13 @@ class MultiSourceGenerator:
         return tuple(self.generator.config.image_size)
 
     def prepare(self, sources: Tensor, source_kp: Tensor, target_kp: Tensor) -> dict[str, Tensor]:
-        """The generator's inputs, computed as msgen.data.TupleDataset does for training.
+        """The generator's inputs, from ``msgen.pose.pose_inputs`` as in training and evaluation.
 
         sources (B, M, 3, H, W) in [-1, 1]; source_kp (B, M, 18, 2); target_kp (B, 18, 2), all at
         the model's size. Returns the batch dict of ``Generator.forward_batch`` on self.device.
         """
-        B, M = sources.shape[:2]
-        size = self.image_size
-        source_kp, target_kp = source_kp.float(), target_kp.float()
-        theta, masks = body_part_affines(
-            source_kp.reshape(B * M, 18, 2), target_kp[:, None].expand(B, M, 18, 2).reshape(B * M, 18, 2), size
-        )
-        batch = {
-            "sources": sources,
-            "source_heatmaps": heatmaps(source_kp, size, HEATMAP_SIGMA),
-            "target_heatmap": heatmaps(target_kp, size, HEATMAP_SIGMA),
-            "theta": theta.reshape(B, M, *theta.shape[1:]),
-            "part_masks": masks.reshape(B, M, *masks.shape[1:]),
-        }
-        return {key: value.to(self.device) for key, value in batch.items()}
+        pose = pose_inputs(source_kp.to(self.device), target_kp.to(self.device), self.image_size)
+        return {"sources": sources.to(self.device), **pose}
 
     @torch.no_grad()
     def generate_batch(self, batch: dict[str, Tensor]) -> GeneratorOutput:

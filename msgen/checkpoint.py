@@ -260,32 +260,3 @@ class CheckpointManager:
     def _prune(self) -> None:
         for _, old in step_checkpoints(self.directory)[: -self.keep_last]:
             old.unlink(missing_ok=True)
-
-
-def build_generator(config: Any, state: Mapping[str, torch.Tensor], path: str | Path,
-                    map_location: str | torch.device = "cpu") -> nn.Module:
-    """The generator of ``config`` (a TrainConfig) holding the weights ``state``, in eval mode; a
-    state of another model size raises CheckpointError naming ``path``."""
-    from msgen.models import Generator
-
-    generator = Generator(config.model.generator)
-    load_module_state(generator, state, "generator", path)
-    return generator.to(map_location).eval()
-
-
-def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
-    """The generator of a training checkpoint, or of a file exported by ``python -m msgen.weights
-    export`` (.safetensors), in eval mode, and its TrainConfig.
-
-    The generator is built from the file's own configuration (``config.model.generator``), so
-    any model size loads; its ops run on the implementations that configuration names.
-    """
-    if Path(path).suffix == ".safetensors":
-        from msgen.weights import load_generator_weights
-
-        return load_generator_weights(path, map_location)
-    from msgen.training.config import config_from_dict
-
-    state = load_checkpoint(path, map_location=map_location)
-    config = config_from_dict(state["config"])
-    return build_generator(config, state["generator"], path, map_location), config

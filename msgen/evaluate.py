@@ -42,31 +42,29 @@ from msgen.data import PoseImageFolder, TupleDataset, read_tuples_csv, write_tup
 from msgen.data.split import SPLIT_FILE, run_split
 from msgen.checkpoint import CheckpointError
 from msgen.errors import UsageError
-from msgen.metrics import (
+from msgen.evaluation import (
     DATA_RANGES,
-    FeatureStats,
-    MetricUnavailable,
-    inception_weights_path,
-    load_inception_model,
-    load_lpips,
-    paired_difference,
-)
-from msgen.training.config import DataConfig, IDENTITIES
-from msgen.training.data import dataset_dir, ensure_synthetic, identity_function
-from msgen.training.evaluation import (
     IS_SPLITS,
     PAIRWISE,
+    FeatureStats,
     Method,
     MethodResult,
+    MetricUnavailable,
     Networks,
     constant_method,
     ground_truth_method,
+    inception_weights_path,
+    load_inception_model,
+    load_lpips,
     mean_colour,
+    paired_difference,
     real_statistics,
     score_methods,
     summarise,
     warp_baseline,
 )
+from msgen.training.config import DataConfig, IDENTITIES
+from msgen.training.data import dataset_dir, ensure_synthetic, identity_function
 
 PROG = "python -m msgen.evaluate"
 MAX_TEST_TUPLES = 12000  # the standard Market-1501 test pairs

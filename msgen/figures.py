@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from msgen.metrics import to_uint8
+from msgen.evaluation import to_uint8
 from msgen.pose.draw import draw_pose
 
 GAP = 4

@@ -18,11 +18,11 @@ from msgen.checkpoint import (
     atomic_save,
     capture_rng,
     load_checkpoint,
-    load_generator,
     load_module_state,
     restore_rng,
     step_checkpoints,
 )
+from msgen.export import load_generator
 from msgen.models import Generator, GeneratorConfig
 from msgen.training.config import config_to_dict, train_preset, with_overrides
 

@@ -16,10 +16,10 @@ from torch import nn
 
 from msgen import evaluate
 from msgen.data import PoseImageFolder, TupleDataset
-from msgen.metrics import LPIPS, alexnet_features, ssim
+from msgen.evaluation import LPIPS, alexnet_features, ssim
 from msgen.models import FeatureSpaceWarning, preset
 from msgen.training.config import DataConfig, TrainConfig
-from msgen.training.evaluation import Method, score_methods, warp_baseline
+from msgen.evaluation import Method, score_methods, warp_baseline
 from msgen.training.loop import train
 
 SIZE = (64, 64)  # GFLA's SSIM needs >= 51x51
@@ -129,7 +129,7 @@ def test_scores_match_a_direct_computation(run: dict) -> None:
     dataset = TupleDataset(folder, [(names[:2], names[2])])
     [result] = score_methods([Method("model", lambda b: model.generate_batch(b).image)], dataset, [2])
     item = dataset[(0, 2)]
-    from msgen.metrics import to_uint8
+    from msgen.evaluation import to_uint8
     from msgen.pose import with_pose_inputs
 
     batch = with_pose_inputs({k: (v[None] if torch.is_tensor(v) else [v]) for k, v in item.items()} | {"valid": None},

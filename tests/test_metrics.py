@@ -1,4 +1,5 @@
-"""msgen.metrics against direct, hand-written computations (float64 oracles, fresh random inputs)."""
+"""msgen.evaluation's SSIM and Inception Score against direct, hand-written computations (float64
+oracles, fresh random inputs)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from msgen.metrics import (
+from msgen.evaluation import (
     InceptionScorer,
     InceptionUnavailable,
     apply_mask,
@@ -281,7 +282,7 @@ def test_load_inception_rejects_missing_or_foreign_weights(tmp_path, fake_torchv
 
 
 def test_load_inception_model_gives_pool_features_and_probabilities(tmp_path, fake_torchvision, monkeypatch) -> None:
-    from msgen.metrics import load_inception_model
+    from msgen.evaluation import load_inception_model
 
     weights = TinyClassifier().state_dict()
     torch.save(weights, tmp_path / "inception.pth")

@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 from skimage.metrics import structural_similarity
 
-from msgen.metrics import (
+from msgen.evaluation import (
     ALEXNET_TAPS,
     LPIPS,
     FeatureStats,
@@ -20,7 +20,7 @@ from msgen.metrics import (
     paired_difference,
     ssim_gfla,
 )
-from msgen.training.evaluation import StreamingInceptionScore
+from msgen.evaluation import StreamingInceptionScore
 
 
 def _scipy_fid(mu1, s1, mu2, s2) -> float:
@@ -95,7 +95,7 @@ def test_lpips_with_heads_and_random_alexnet_matches_a_plain_loop(heads_from: st
 
 
 def test_load_lpips_reads_alexnet_and_heads_files(tmp_path, monkeypatch) -> None:
-    from msgen.metrics import MetricUnavailable, load_lpips
+    from msgen.evaluation import MetricUnavailable, load_lpips
 
     torch.manual_seed(2)
     backbone = alexnet_features()

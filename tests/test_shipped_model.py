@@ -22,7 +22,7 @@ from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
 from msgen.data.synthetic import logo_contrast, logo_tuples
 from msgen.pose import with_pose_inputs
 from msgen.training.data import open_folder
-from msgen.training.evaluation import warp_baseline
+from msgen.evaluation import warp_baseline
 
 MODEL = Path(__file__).resolve().parents[1] / "docs" / "models" / "synthetic-full.safetensors"
 TUPLES = 200

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from msgen.api import MultiSourceGenerator
 from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
-from msgen.metrics import to_uint8
+from msgen.evaluation import to_uint8
 from msgen.training.data import open_folder
 
 GAP = 2

@@ -29,14 +29,14 @@ import torch
 from msgen.api import MultiSourceGenerator
 from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
 from msgen.data.synthetic import logo_contrast, logo_tuples
-from msgen.metrics import bootstrap_interval
+from msgen.evaluation import bootstrap_interval
 from msgen.pose import with_pose_inputs
 from msgen.training.data import open_folder
-from msgen.training.evaluation import warp_baseline
+from msgen.evaluation import warp_baseline
 
 
 def to_255(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) float in 0..255, not rounded (msgen.metrics.to_uint8
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) float in 0..255, not rounded (msgen.evaluation.to_uint8
     rounds, which moves the contrast of a 4-pixel logo in the third decimal)."""
     return ((images.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
 

@@ -24,7 +24,7 @@ from msgen.api import MultiSourceGenerator
 from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
 from msgen.data.synthetic import VIEW_NAMES, parse_sample_name
 from msgen.pose import person_mask
-from msgen.metrics import bootstrap_interval
+from msgen.evaluation import bootstrap_interval
 from msgen.training.data import open_folder
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msgen.metrics import bootstrap_interval, paired_difference
+from msgen.evaluation import bootstrap_interval, paired_difference
 
 VARIANTS = ("avg-nod", "avg", "att2d", "full")
 PAIRS = (("full", "avg"), ("full", "att2d"), ("att2d", "avg"), ("avg", "avg-nod"))

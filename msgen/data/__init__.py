@@ -3,13 +3,13 @@ built-in synthetic people.
 
 - ``folder``: ``PoseImageFolder``, the images + annotation CSV with the validity filter.
 - ``tuples``: ``sample_tuples``, ``split_by_identity``, tuple CSVs.
-- ``dataset``: ``TupleDataset``, ``collate_tuples`` (variable M), ``VariableMBatchSampler``.
+- ``dataset``: ``TupleDataset``, ``collate_tuples`` (variable M), ``to_device``, ``VariableMBatchSampler``.
 - ``synthetic``: ``generate_synthetic`` (``python -m msgen.data.synthetic``).
 - ``split``: the one train/test split of a dataset folder (split.json; ``run_split``, official splits).
 - ``prepare``: ``python -m msgen.data.prepare``: a dataset folder and its split.json.
 """
 
-from msgen.data.dataset import TupleDataset, VariableMBatchSampler, collate_tuples, tuple_loader
+from msgen.data.dataset import TupleDataset, VariableMBatchSampler, collate_tuples, to_device, tuple_loader
 from msgen.data.folder import PoseImageFolder, deepfashion_identity, market_identity
 from msgen.data.tuples import SampledTuples, read_tuples_csv, sample_tuples, split_by_identity, write_tuples_csv
 
@@ -25,6 +25,7 @@ __all__ = [
     "read_tuples_csv",
     "sample_tuples",
     "split_by_identity",
+    "to_device",
     "tuple_loader",
     "write_tuples_csv",
 ]

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from msgen.data.folder import PoseImageFolder
@@ -108,6 +109,11 @@ def collate_tuples(items: Sequence[dict]) -> dict:
     else:
         batch["valid"] = torch.arange(M)[None, :] < torch.tensor(counts)[:, None]
     return batch
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch with its tensors moved to ``device`` (non-blocking); other values as they are."""
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in batch.items()}
 
 
 class VariableMBatchSampler(Sampler[list[tuple[int, int]]]):

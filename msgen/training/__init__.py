@@ -5,7 +5,8 @@
 - ``loop``: ``train(config, resume=..., init_from=...)``, the D and G steps;
 - ``sampler``: the data order as a function of the step (exact resume, torchrun sharding);
 - ``data``: the synthetic cache, identity split and tuples of a run;
-- ``evaluation``, ``visuals``, ``monitor``: SSIM / mask-SSIM, sample grids, progress bar and logs;
+- ``visuals``, ``monitor``: sample grids, progress bar and logs (the periodic evaluation is
+  ``msgen.evaluation.evaluate``);
 - ``distributed``: torchrun process groups (NCCL on GPU, gloo on CPU).
 """
 

@@ -24,9 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import Tensor
-
 from msgen.data import PoseImageFolder, TupleDataset, deepfashion_identity, market_identity, sample_tuples
 from msgen.data.split import Split, restrict, run_split
 from msgen.data.synthetic import generate_synthetic
@@ -144,7 +141,3 @@ def build_run_data(data: DataConfig, image_size: tuple[int, int], max_sources: i
     description = (f"{folder.root}: {len(train_ids)} training persons ({len(train_tuples)} tuples), "
                    f"{len(held_ids)} held out ({len(held_tuples)} tuples), M <= {max_sources}; split: {split.origin}")
     return RunData(TupleDataset(folder, train_tuples), TupleDataset(folder, held_tuples), description, split)
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in batch.items()}

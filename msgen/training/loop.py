@@ -53,13 +53,13 @@ from msgen.checkpoint import (
     restore_rng,
 )
 from msgen.errors import UsageError
-from msgen.data import collate_tuples
+from msgen.data import collate_tuples, to_device
 from msgen.models import Discriminator, Generator, NearestNeighbourLoss, VGGWeightsNotFound
 from msgen.pose import with_pose_inputs
 from msgen.training import distributed
 from msgen.training.config import TrainConfig, config_to_dict
-from msgen.training.data import build_run_data, to_device
-from msgen.training.evaluation import evaluate
+from msgen.training.data import build_run_data
+from msgen.evaluation import evaluate
 from msgen.training.monitor import RunMonitor
 from msgen.training.sampler import StepBatchSampler
 from msgen.training.step import LOSS_NAMES, LossWindow, TrainingStep

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from msgen.models import discriminator_loss, generator_loss
 from msgen.models.losses import person_weight_map
 from msgen.pose import with_pose_inputs
-from msgen.training.data import to_device
+from msgen.data import to_device
 
 LOSS_NAMES = ("loss_d", "loss_g_adv", "loss_nn", "loss_g")
 PHASES = ("data", "pose", "forward", "backward", "optimiser")

@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from msgen.metrics import to_uint8  # the one conversion, shared with evaluation and generation
+from msgen.evaluation import to_uint8  # the one conversion, shared with evaluation and generation
 from msgen.pose.keypoints import LIMBS, present
 
 GAP = 2  # pixels of white between cells

@@ -1,4 +1,4 @@
-"""Tests of msgen.weights: a checkpoint's generator exported as safetensors and loaded back."""
+"""Tests of msgen.export: a checkpoint's generator exported as safetensors and loaded back."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from msgen import weights
-from msgen.checkpoint import FORMAT_VERSION, atomic_save, load_generator
+from msgen import export
+from msgen.checkpoint import FORMAT_VERSION, atomic_save
+from msgen.export import load_generator
 from msgen.models import Generator
 from msgen.training.config import config_to_dict, train_preset, with_overrides
 
@@ -27,10 +28,10 @@ def checkpoint(tmp_path: Path) -> tuple[Path, Generator]:
 
 def test_export_then_load_gives_the_same_generator(checkpoint, tmp_path: Path) -> None:
     path, G = checkpoint
-    assert weights.main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "g.safetensors")]) == 0
-    loaded, config = weights.load_generator_weights(tmp_path / "g.safetensors")
+    assert export.main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "g.safetensors")]) == 0
+    loaded, config = export.load_generator_weights(tmp_path / "g.safetensors")
     assert config.model.generator.variant == "att2d"
-    assert weights.read_metadata(tmp_path / "g.safetensors")["step"] == "7"
+    assert export.read_metadata(tmp_path / "g.safetensors")["step"] == "7"
     H, W = config.model.generator.image_size
     g = torch.Generator().manual_seed(1)
     args = (torch.rand(2, 3, 3, H, W, generator=g) * 2 - 1, torch.rand(2, 3, 18, H, W, generator=g),
@@ -48,17 +49,17 @@ def test_files_that_are_not_exported_generators_are_refused_by_name(tmp_path: Pa
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "someone-else"})
     (tmp_path / "text.safetensors").write_text("hello")
     with pytest.raises(ValueError, match="other.safetensors is not an msgen generator file"):
-        weights.load_generator_weights(tmp_path / "other.safetensors")
+        export.load_generator_weights(tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="text.safetensors is not a safetensors file"):
-        weights.load_generator_weights(tmp_path / "text.safetensors")
+        export.load_generator_weights(tmp_path / "text.safetensors")
     with pytest.raises(ValueError, match="no such file"):
-        weights.load_generator_weights(tmp_path / "missing.safetensors")
+        export.load_generator_weights(tmp_path / "missing.safetensors")
 
 
 def test_cli_errors_are_one_line_with_exit_2(checkpoint, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path, _ = checkpoint
-    assert weights.main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "g.pt")]) == 2
+    assert export.main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "g.pt")]) == 2
     assert "--out must end in .safetensors" in capsys.readouterr().err
-    assert weights.main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "g.safetensors")]) == 2
+    assert export.main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "g.safetensors")]) == 2
     assert "--checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "g.safetensors").exists()

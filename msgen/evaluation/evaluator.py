@@ -1,10 +1,11 @@
 """The evaluator: ``msgen.evaluate``'s table and the periodic evaluation inside training share it.
 
 Rows are *methods*, each a function of a batch (with its pose tensors) that returns images
-(B, 3, H, W) in [-1, 1]: the model, the non-learned warp baseline (``warp_baseline``), a constant
-image of the training mean colour (``constant_method``) and the ground truth itself (scored only
-by the metrics that are not pairwise: FID and IS of the test images). Every M is scored on the
-SAME tuples truncated to their first M sources (TupleDataset items ``(i, m)``).
+(B, 3, H, W) in [-1, 1]: the model, and the reference rows of ``msgen.evaluation.baselines``: the
+non-learned warp baseline (``warp_baseline``), a constant image of the training mean colour
+(``constant_method``) and the ground truth itself (scored only by the metrics that are not
+pairwise: FID and IS of the test images). Every M is scored on the SAME tuples truncated to their
+first M sources (TupleDataset items ``(i, m)``).
 
 Per tuple (kept for paired comparisons): SSIM in GFLA's form (``ssim_gfla``), SSIM_256
 (``ssim``, its data range as chosen), mask-SSIM (both images masked with the TARGET's person
@@ -25,24 +26,19 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from msgen.data import PoseImageFolder, TupleDataset, collate_tuples
-from msgen.metrics import (
+from msgen.data import PoseImageFolder, TupleDataset, collate_tuples, to_device
+from msgen.evaluation.features import (
+    IS_SPLITS,
     FeatureStats,
     InceptionModel,
-    apply_mask,
-    bootstrap_interval,
+    StreamingInceptionScore,
     images_to_inception_input,
-    ssim,
-    ssim_gfla,
-    to_uint8,
 )
-from msgen.models.generator import warp_source_pixels
+from msgen.evaluation.intervals import bootstrap_interval
+from msgen.evaluation.ssim import apply_mask, ssim, ssim_gfla, to_uint8
 from msgen.pose import person_mask, with_pose_inputs
-from msgen.training.data import to_device
 
-IS_SPLITS = 10
 PAIRWISE = ("ssim", "ssim_256", "mask_ssim", "lpips")
-MEAN_COLOUR_IMAGES = 1000  # training images averaged for the constant row (evenly spaced)
 
 
 @dataclass
@@ -70,48 +66,6 @@ class Networks:
     batch_size: int = 32
 
 
-class StreamingInceptionScore:
-    """The Inception Score of ``total`` images over ``splits`` splits, fed in order batch by batch.
-
-    Split k holds rows [k N // splits, (k + 1) N // splits) as ``inception_score_from_probabilities``;
-    per split it keeps sum_x p(y|x), sum_x sum_y p log p and the count, which give
-    mean_x KL(p(y|x) || p(y)) = (sum p log p - sum_y (sum_x p) log p(y)) / n.
-    """
-
-    def __init__(self, total: int, splits: int = IS_SPLITS):
-        self.total, self.splits, self.seen = total, splits, 0
-        self.sums: list[np.ndarray | None] = [None] * splits
-        self.plogp = np.zeros(splits)
-        self.counts = np.zeros(splits, dtype=np.int64)
-
-    def add(self, probabilities: np.ndarray) -> None:
-        p = np.asarray(probabilities, np.float64)
-        rows = np.arange(self.seen, self.seen + len(p))
-        self.seen += len(p)
-        # Row r is in split k iff k N // s <= r < (k + 1) N // s.
-        bounds = [k * self.total // self.splits for k in range(self.splits + 1)]
-        split_of = np.searchsorted(bounds, rows, side="right") - 1
-        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(1)
-        for k in np.unique(split_of):
-            chosen = split_of == k
-            part = p[chosen].sum(0)
-            self.sums[k] = part if self.sums[k] is None else self.sums[k] + part
-            self.plogp[k] += plogp[chosen].sum()
-            self.counts[k] += int(chosen.sum())
-
-    def score(self) -> tuple[float, float]:
-        if self.total < self.splits or self.seen != self.total:
-            raise ValueError(f"the Inception Score over {self.splits} splits needs >= {self.splits} images "
-                             f"and all {self.total} of them, got {self.seen}")
-        scores = []
-        for k in range(self.splits):
-            marginal = self.sums[k] / self.counts[k]
-            log_marginal = np.log(np.where(marginal > 0, marginal, 1.0))
-            kl = (self.plogp[k] - self.sums[k] @ log_marginal) / self.counts[k]
-            scores.append(np.exp(kl))
-        return float(np.mean(scores)), float(np.std(scores))
-
-
 @dataclass
 class MethodResult:
     """The scores of one method at one M: per-tuple arrays and the set metrics (None: unavailable)."""
@@ -122,59 +76,6 @@ class MethodResult:
     fid: float | None = None
     inception: tuple[float, float] | None = None
     mask_inception: tuple[float, float] | None = None
-
-
-@torch.no_grad()
-def warp_baseline(batch: dict) -> Tensor:
-    """The non-learned baseline: each source image warped to the target pose with its own part
-    affines and masks (``part_warp``, the max over parts), the warped sources averaged weighted by
-    how much of each pixel they actually cover; pixels no source covers take the mean of the
-    unwarped sources (the background they share).
-
-    Coverage is the warp of a channel of ones: the part masks (the torso's covers the whole
-    image, being the background warp too) times the share of the bilinear taps that fall inside
-    the source, so a part that maps outside its source adds no black. batch: "sources"
-    (B, M, 3, H, W) in [-1, 1], "theta" (B, M, P, 2, 3), "part_masks" (B, M, P, H, W), "valid"
-    None or (B, M). Returns (B, 3, H, W) in [-1, 1].
-    """
-    sources = batch["sources"].float()
-    B, M, _, H, W = sources.shape
-    theta, masks = batch["theta"].float(), batch["part_masks"].float()
-    valid = batch.get("valid")
-    weight = torch.ones(B, M, 1, 1, 1, device=sources.device) if valid is None else valid.float().view(B, M, 1, 1, 1)
-    warped = warp_source_pixels(sources, theta, masks)  # in [0, 1], and the coverage
-    unit = (sources + 1) / 2
-    colour = (warped[:, :, :3] * weight).sum(1)
-    covered = (warped[:, :, 3:] * weight).sum(1)
-    background = (unit * weight).sum(1) / weight.sum(1).clamp_min(1)
-    rest = (1 - covered).clamp_min(0)
-    image = (colour + background * rest) / (covered + rest).clamp_min(1e-6)
-    return image.clamp(0, 1) * 2 - 1
-
-
-def mean_colour(folder: PoseImageFolder, names: Sequence[str], limit: int = MEAN_COLOUR_IMAGES) -> Tensor:
-    """The mean RGB (3,) in [-1, 1] of up to ``limit`` of ``names`` (evenly spaced, all if fewer)."""
-    if not names:
-        raise ValueError("mean_colour needs at least one image")
-    chosen = [names[i] for i in np.linspace(0, len(names) - 1, min(limit, len(names))).round().astype(int)]
-    total = torch.zeros(3, dtype=torch.float64)
-    for name in chosen:
-        total += folder.load(name)[0].double().mean((1, 2))
-    return (total / len(chosen)).float()
-
-
-def constant_method(colour: Tensor) -> Method:
-    """The row of a constant image of ``colour`` (3,) in [-1, 1] (the training mean colour)."""
-
-    def make(batch: dict) -> Tensor:
-        target = batch["target"]
-        return colour.to(target.device, target.dtype).view(1, 3, 1, 1).expand_as(target).contiguous()
-
-    return Method("constant image (training mean colour)", make, per_m=False)
-
-
-def ground_truth_method() -> Method:
-    return Method("ground truth (test images)", lambda batch: batch["target"], per_m=False, pairwise=False)
 
 
 def real_statistics(folder: PoseImageFolder, names: Sequence[str], inception: InceptionModel, batch_size: int = 32,

@@ -1,13 +1,13 @@
 """Generator weights as a safetensors file: what a trained model ships as, without the optimiser.
 
-    python -m msgen.weights export --checkpoint runs/x/checkpoints/step-00003000.pt --out model.safetensors
+    python -m msgen.export export --checkpoint runs/x/checkpoints/step-00003000.pt --out model.safetensors
 
 A training checkpoint holds G, D, both optimisers and the RNG state (a few times G's size); the
 exported file holds G's tensors only, with the run's TrainConfig (``config_to_dict``, as JSON) and
 the step in the safetensors metadata, so ``load_generator_weights`` rebuilds the same generator.
 safetensors stores raw tensors and a JSON header: loading it runs no pickle code.
-``msgen.checkpoint.load_generator`` (and so ``MultiSourceGenerator.from_checkpoint``) takes either
-kind of file.
+``load_generator`` (and so ``MultiSourceGenerator.from_checkpoint``) takes either kind of file: a
+training checkpoint (``msgen.checkpoint``, which knows nothing of generators) or an exported one.
 """
 
 from __future__ import annotations
@@ -15,20 +15,44 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from msgen.checkpoint import CheckpointError, build_generator, load_checkpoint
+from msgen.checkpoint import CheckpointError, load_checkpoint, load_module_state
 from msgen.errors import UsageError
+from msgen.models import Generator
+from msgen.training.config import TrainConfig, config_from_dict
 
 FORMAT = "msgen-generator-1"
 SUFFIX = ".safetensors"
+
+
+def build_generator(config: TrainConfig, state: Mapping[str, torch.Tensor], path: str | Path,
+                    map_location: str | torch.device = "cpu") -> nn.Module:
+    """The generator of ``config`` (a TrainConfig) holding the weights ``state``, in eval mode; a
+    state of another model size raises CheckpointError naming ``path``."""
+    generator = Generator(config.model.generator)
+    load_module_state(generator, state, "generator", path)
+    return generator.to(map_location).eval()
+
+
+def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """The generator of a training checkpoint, or of a file exported by ``python -m msgen.export
+    export`` (.safetensors), in eval mode, and its TrainConfig.
+
+    The generator is built from the file's own configuration (``config.model.generator``), so
+    any model size loads; its ops run on the implementations that configuration names.
+    """
+    if Path(path).suffix == SUFFIX:
+        return load_generator_weights(path, map_location)
+    state = load_checkpoint(path, map_location=map_location)
+    config = config_from_dict(state["config"])
+    return build_generator(config, state["generator"], path, map_location), config
 
 
 def export_generator(checkpoint: str | Path, out: str | Path) -> Path:
@@ -56,25 +80,23 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise UsageError(f"{path} is not a safetensors file ({error})") from None
     if metadata.get("format") != FORMAT:
         raise UsageError(f"{path} is not an msgen generator file (format {metadata.get('format')!r}, "
-                         f"expected {FORMAT!r}; export one with python -m msgen.weights export)")
+                         f"expected {FORMAT!r}; export one with python -m msgen.export export)")
     return metadata
 
 
-def read_config(path: str | Path) -> Any:
+def read_config(path: str | Path) -> TrainConfig:
     """The TrainConfig an exported generator file was trained with."""
-    from msgen.training.config import config_from_dict
-
     return config_from_dict(json.loads(read_metadata(path)["config"]))
 
 
-def load_generator_weights(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
+def load_generator_weights(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
     """The generator of an exported file, in eval mode, and its TrainConfig (as ``load_generator``)."""
     config = read_config(path)
     return build_generator(config, load_file(str(path)), path, map_location), config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m msgen.weights", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m msgen.export", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write a training checkpoint's generator as safetensors")
     export.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (.pt)")
