@@ -36,6 +36,7 @@ from torch import nn
 from msgen.errors import UsageError
 
 FORMAT_VERSION = 1
+GENERATOR_FORMAT = "msgen-generator-1"  # the metadata "format" of an exported generator (msgen.export)
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 _TEMPORARY = re.compile(r"^\..+\.(tmp|link)$")  # atomic_save's and _mark_best's temporary names
 BEST_NAME = "best.pt"
@@ -260,3 +261,22 @@ class CheckpointManager:
     def _prune(self) -> None:
         for _, old in step_checkpoints(self.directory)[: -self.keep_last]:
             old.unlink(missing_ok=True)
+
+
+def read_generator_metadata(path: str | Path) -> dict[str, str]:
+    """The safetensors metadata of an exported generator file (``msgen.export``: "format",
+    "config" as JSON, "step"); UsageError naming the file if it is not one."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UsageError(f"{path} is not a safetensors file ({error})") from None
+    if metadata.get("format") != GENERATOR_FORMAT:
+        raise UsageError(f"{path} is not an msgen generator file (format {metadata.get('format')!r}, "
+                         f"expected {GENERATOR_FORMAT!r}; export one with python -m msgen.export export)")
+    return metadata

@@ -8,9 +8,13 @@ with reference rows and 95% intervals.
 DIR is a dataset folder (DIR/images, DIR/annotation.csv, DIR/split.json), the same folder
 ``msgen.train --data.root`` takes; default: the checkpoint's training data. The test tuples are
 the split's (``msgen.data.split.run_split``: split.json, else the persons held out by the
-checkpoint's data.test_fraction and data.seed, exactly as training held them out), those with
->= max(--sources) sources, truncated to each M: the same tuples at every M. With an official
-split (``msgen.data.prepare --official``) ``--sources 1`` scores the 12,000 standard pairs.
+checkpoint's data.test_fraction and data.seed, exactly as training held them out): never the
+validation persons training chose best.pt on. Each M scores the tuples that hold M sources or more,
+truncated to M, so every test person serves each M its images allow (M = 1 from 2 images); the
+table says how many persons each M rests on, and evaluation.json keeps each scored tuple's index
+and person. With an official split (``msgen.data.prepare --official``) ``--sources 1`` scores the
+12,000 standard pairs. The person rule (identity) is the dataset folder's (summary.json), unless
+--identity overrides it.
 
 Rows: the model; the warp baseline (each source warped with its own part affines and masks, the
 warped sources averaged; no learning); a constant image of the training mean colour; the ground
@@ -65,7 +69,7 @@ from msgen.evaluation import (
 )
 from msgen.pose.framing import check_sizes, image_sizes
 from msgen.training.config import DataConfig, IDENTITIES
-from msgen.training.data import dataset_dir, ensure_synthetic, identity_function
+from msgen.training.data import dataset_dir, ensure_synthetic, identity_function, resolve_rules
 
 PROG = "python -m msgen.evaluate"
 MAX_TEST_TUPLES = 12000  # the standard Market-1501 test pairs
@@ -82,10 +86,10 @@ def _fmt(summary: dict | None) -> str:
 def markdown_table(report: dict) -> str:
     """The table as Markdown: one line per (method, M), then the notes."""
     notes = report["notes"]
-    header = ["method", "M", *COLUMNS.values(), "FID", "IS", "mask-IS"]
+    header = ["method", "M", "persons (tuples)", *COLUMNS.values(), "FID", "IS", "mask-IS"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in report["rows"]:
-        cells = [row["method"], str(row["M"]) if row["per_m"] else "any"]
+        cells = [row["method"], str(row["M"]) if row["per_m"] else "any", f"{row['persons']} ({row['tuples']})"]
         for key in COLUMNS:
             if not row["pairwise"]:
                 cells.append("—")
@@ -106,7 +110,7 @@ def markdown_table(report: dict) -> str:
         lines += ["", "Paired differences (same tuples; 95% bootstrap interval of the mean difference):", ""]
         for item in report["paired"]:
             lines.append(f"- {item['what']}, {COLUMNS[item['metric']]}: {item['mean']:+.4f} "
-                         f"[{item['low']:+.4f}, {item['high']:+.4f}] (n={item['n']})")
+                         f"[{item['low']:+.4f}, {item['high']:+.4f}] (n={item['n']} tuples of {item['persons']} persons)")
     return "\n".join(lines) + "\n"
 
 
@@ -128,23 +132,26 @@ def _networks(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Net
 
 
 def _test_tuples(args: argparse.Namespace, folder: PoseImageFolder, root: Path, data: DataConfig,
-                 max_m: int) -> tuple[list, str, list[str]]:
-    """(tuples with max_m sources, where they come from, the training persons' image names)."""
-    split = run_split(root, folder.identities, data.test_fraction, data.seed, max_m, args.max_tuples)
-    train = set(split.train_persons)
+                 max_m: int, min_m: int = 1) -> tuple[list, str, list[str]]:
+    """(tuples of min_m to max_m sources, where they come from, the training persons' image names)."""
+    split = run_split(root, folder.identities, data.test_fraction, data.seed, max_m, args.max_tuples,
+                      validation_fraction=data.validation_fraction)
+    # The validation persons are training-side data too (FID's real set, the mean colour, --tuples' leak check).
+    train = set(split.train_persons) | set(split.validation_persons)
     train_names = [n for n in folder.names if folder.identity_fn(n) in train]
     if args.tuples is not None:
         if not args.tuples.is_file():
             raise UsageError(f"--tuples: file not found: {args.tuples}")
         tuples = read_tuples_csv(args.tuples)
-        if tuples and len(tuples[0][0]) < max_m:
-            raise UsageError(f"--tuples {args.tuples} has tuples of {len(tuples[0][0])} sources; --sources asks for M={max_m}")
+        most = max((len(s) for s, _ in tuples), default=0)
+        if most < max_m:
+            raise UsageError(f"--tuples {args.tuples} has tuples of up to {most} sources; --sources asks for M={max_m}")
         leaked = sorted({folder.identity_fn(t) for _, t in tuples} & train)
         if leaked:
             raise UsageError(f"--tuples {args.tuples}: persons {', '.join(leaked[:5])} are training persons of {root}")
         origin = f"{args.tuples}"
     else:
-        tuples = split.tuples_with(max_m)
+        tuples = [(s[:max_m], t) for s, t in split.test_tuples if len(s) >= min_m]
         origin = (f"{root / SPLIT_FILE}" if (root / SPLIT_FILE).is_file() else "derived split") + f" ({split.origin})"
     kept = set(folder.names)
     usable = [(s[:max_m], t) for s, t in tuples if all(n in kept for n in (*s[:max_m], t))]
@@ -164,27 +171,39 @@ def _rows(results: Sequence[MethodResult], methods: Sequence[Method], seed: int)
         method = by_name[result.method]
         rows.append({
             "method": result.method, "M": result.num_sources, "per_m": method.per_m, "pairwise": method.pairwise,
+            "persons": len(set(result.persons)), "tuples": len(result.tuples),
             "metrics": {k: summarise(v, seed) for k, v in result.per_tuple.items()},
             "fid": result.fid, "is": result.inception, "mask_is": result.mask_inception,
         })
     return rows
 
 
+def _on_tuples(result: MethodResult, metric: str, tuples: np.ndarray) -> np.ndarray:
+    """``result``'s per-tuple ``metric`` on the dataset tuples ``tuples`` (which it scored)."""
+    position = {int(t): i for i, t in enumerate(result.tuples)}
+    return result.per_tuple[metric][[position[int(t)] for t in tuples]]
+
+
 def _paired(results: Sequence[MethodResult], seed: int) -> list[dict]:
-    """Per-tuple metrics: each M-dependent row at its largest M minus its smallest; the model minus
-    the warp baseline at every M."""
+    """Per-tuple metrics: each M-dependent row at its largest M minus its smallest, on the tuples
+    that serve the largest M; the model minus the warp baseline at every M."""
     table = {(r.method, r.num_sources): r for r in results}
     items = []
     for metric in PAIRWISE:
         for name in dict.fromkeys(name for name, _ in table):
             ms = sorted(m for n, m in table if n == name)
             if len(ms) > 1 and metric in table[(name, ms[-1])].per_tuple:
+                high, low = table[(name, ms[-1])], table[(name, ms[0])]
+                if len(high.tuples) < 2:
+                    continue
                 items.append({"what": f"{name} M={ms[-1]} minus M={ms[0]}", "metric": metric,
-                              **paired_difference(table[(name, ms[-1])].per_tuple[metric],
-                                                  table[(name, ms[0])].per_tuple[metric], seed=seed)})
+                              "persons": len(set(high.persons)),
+                              **paired_difference(high.per_tuple[metric], _on_tuples(low, metric, high.tuples),
+                                                  seed=seed)})
         for m in sorted(m for n, m in table if n == "model"):
-            if (WARP, m) in table and metric in table[("model", m)].per_tuple:
+            if (WARP, m) in table and metric in table[("model", m)].per_tuple and len(table[("model", m)].tuples) >= 2:
                 items.append({"what": f"model minus {WARP} at M={m}", "metric": metric,
+                              "persons": len(set(table[("model", m)].persons)),
                               **paired_difference(table[("model", m)].per_tuple[metric],
                                                   table[(WARP, m)].per_tuple[metric], seed=seed)})
     return items
@@ -232,13 +251,15 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
         raise UsageError("--data: give the dataset folder (or --checkpoint to use its training data)")
     else:
         data, image_size = DataConfig(root=str(args.data)), None
-    if args.identity:
-        data = DataConfig(**{**data.__dict__, "identity": args.identity})
     if args.data is not None:
         if not args.data.is_dir():
             raise UsageError(f"--data {args.data}: no such folder; expected a dataset folder holding images/, "
                              f"annotation.csv and split.json")
-        data = DataConfig(**{**data.__dict__, "root": str(args.data), "dataset": "folder"})
+        # Another folder than the checkpoint's: its own rules (summary.json) apply.
+        data = DataConfig(**{**data.__dict__, "root": str(args.data), "dataset": "folder", "identity": None,
+                             "framing": None})
+    if args.identity:
+        data = DataConfig(**{**data.__dict__, "identity": args.identity})
     if data.root is None and image_size is not None:
         # The checkpoint trained on the synthetic set: made from its seed if absent, as training does.
         ensure_synthetic(data, image_size, log)
@@ -246,6 +267,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
         root = dataset_dir(data, image_size or (0, 0))
     except UsageError as error:
         raise UsageError(str(error).replace("--data.root", "--data")) from None
+    data, notices = resolve_rules(data, image_size if args.resize else None)  # without --resize: an error below
+    for notice in notices:
+        log(notice.replace("--data.identity", "--identity"))
     folder = PoseImageFolder(root / "images", root / "annotation.csv", image_size=image_size,
                              identity_fn=identity_function(data.identity), drop_junk=data.identity == "market",
                              resize=args.resize or image_size is None)
@@ -253,8 +277,13 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
         check_sizes(image_sizes(folder.root / n for n in folder.names), image_size, f"--data {root}", args.resize, "--resize")
     if image_size is not None and not args.resize:
         folder.verify_images()
-    tuples, origin, train_names = _test_tuples(args, folder, root, data, max(args.sources))
+    tuples, origin, train_names = _test_tuples(args, folder, root, data, max(args.sources), min(args.sources))
     log(f"{len(tuples)} test tuples: {origin}")
+    unserved = [m for m in args.sources if not any(len(s) >= m for s, _ in tuples)]
+    if unserved:
+        log(f"M={', '.join(map(str, unserved))}: no test tuple holds that many sources (no test person has enough "
+            "images); not scored")
+        args.sources = [m for m in args.sources if m not in unserved]
     networks, notes = _networks(args, log)
     if min(folder.image_size) < 51:
         notes["ssim"] = f"GFLA's 51x51 window does not fit {folder.image_size[0]}x{folder.image_size[1]} images"
@@ -282,11 +311,13 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
         "real_set": f"{len(train_names) if not args.max_real else min(args.max_real, len(train_names))} training images",
         "rows": _rows(results, methods, args.seed), "paired": _paired(results, args.seed),
         "tuple_names": [[*s, t] for s, t in tuples],
+        "tuple_persons": [folder.identity_fn(t) for _, t in tuples],
         "per_tuple": {},
     }
     for result in results:
+        # "tuple_index": the tuples (of tuple_names / tuple_persons) each score belongs to.
         report["per_tuple"].setdefault(result.method, {})[str(result.num_sources)] = {
-            k: v.tolist() for k, v in result.per_tuple.items()}
+            "tuple_index": result.tuples.tolist(), **{k: v.tolist() for k, v in result.per_tuple.items()}}
     (out / "evaluation.json").write_text(json.dumps(report) + "\n")
     table = markdown_table(report)
     title = args.checkpoint or "the reference rows"

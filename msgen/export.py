@@ -19,16 +19,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from msgen.checkpoint import CheckpointError, load_checkpoint, load_module_state
+# The file format is read where training reads it too (--init-from), below msgen.export's floor.
+from msgen.checkpoint import GENERATOR_FORMAT as FORMAT, read_generator_metadata as read_metadata
 from msgen.errors import UsageError
 from msgen.models import Generator
 from msgen.training.config import TrainConfig, config_from_dict
 
-FORMAT = "msgen-generator-1"
 SUFFIX = ".safetensors"
 
 
@@ -66,22 +66,6 @@ def export_generator(checkpoint: str | Path, out: str | Path) -> Path:
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(out)
     return out
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of an exported generator file; UsageError naming the file if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise UsageError(f"{path} is not a safetensors file ({error})") from None
-    if metadata.get("format") != FORMAT:
-        raise UsageError(f"{path} is not an msgen generator file (format {metadata.get('format')!r}, "
-                         f"expected {FORMAT!r}; export one with python -m msgen.export export)")
-    return metadata
 
 
 def read_config(path: str | Path) -> TrainConfig:

@@ -34,13 +34,17 @@ def test_training_never_sees_a_test_person_of_the_written_split(tmp_path) -> Non
     summary = prepare.prepare("market", data, test_fraction=0.3, num_sources=2, seed=5)
     split = read_split(data / SPLIT_FILE)
     _assert_no_leak(split, market_identity)
-    assert summary["persons"] == {"train": len(split.train_persons), "test": len(split.test_persons)}
+    assert summary["persons"] == {"train": len(split.train_persons), "validation": len(split.validation_persons),
+                                  "test": len(split.test_persons)}
     # Training reads the same file: a test fraction in its config that would split differently is ignored.
     run = build_run_data(DataConfig(root=str(data), test_fraction=0.5, seed=0, workers=0), (64, 32), 2, SINGLE)
     trained = {market_identity(n) for s, t in run.train.tuples for n in (*s, t)}
     held = {market_identity(n) for s, t in run.held_out.tuples for n in (*s, t)}
     assert trained <= set(split.train_persons) and not trained & set(split.test_persons)
-    assert held <= set(split.test_persons)
+    # The evaluation during training (and best.pt) rests on the validation persons, never on test persons.
+    assert held <= set(split.validation_persons) and not held & set(split.test_persons)
+    assert all({market_identity(t) for s, t in d.tuples} <= set(split.validation_persons)
+               for d in run.held_out_by_m.values())
     # And evaluation's call gives the same split.
     assert run_split(data, {}, 0.5, 0, 2).to_json() == split.to_json()
 
@@ -82,13 +86,15 @@ def test_official_market_split_from_public_format(tmp_path, capsys) -> None:
     assert prepare.main(["--dataset", "market", "--out", str(out), "--official", *map(str, files),
                          "--num-sources", "2"]) == 0
     split = read_split(out / SPLIT_FILE)
-    assert split.train_persons == ["0002", "0007"] and split.test_persons == ["0001", "0003"]
+    # The training CSV's persons are the training and validation persons (one validation person here).
+    assert sorted(split.train_persons + split.validation_persons) == ["0002", "0007"]
+    assert len(split.validation_persons) == 1 and split.test_persons == ["0001", "0003"]
     # M = 1: exactly the standard pairs, in order; M = 2: the pair's source first, then another image.
     assert split.tuples_with(1) == [([a], b) for a, b in pairs]
     assert split.test_tuples[0] == (["0001_c2s1_2.jpg", "0001_c3s1_3.jpg"], "0001_c1s1_1.jpg")
     assert split.test_tuples[1] == (["0003_c1_1.jpg"], "0003_c2_2.jpg")  # no third image: one source
     assert len(read_annotations(out / "annotation.csv")) == len(train) + len(test)
-    assert "persons train 2, test 2" in capsys.readouterr().out
+    assert "persons train 1, validation 1, test 2" in capsys.readouterr().out
 
 
 def test_official_deepfashion_split_and_bad_pairs(tmp_path) -> None:
@@ -110,7 +116,10 @@ def test_official_market_split_of_the_public_files(shared_data, tmp_path) -> Non
                               keypoints / "market-annotation-test.csv", keypoints / "market-pairs-test.csv"])
     split = read_split(tmp_path / "m" / SPLIT_FILE)
     _assert_no_leak(split, market_identity)
-    assert summary["test_tuples"] == 12000 and summary["persons"] == {"train": 751, "test": 750}
+    persons = summary["persons"]
+    assert summary["test_tuples"] == 12000 and persons["train"] + persons["validation"] == 751
+    # 0.1 of the training persons with a usable pose, rounded either way
+    assert persons["test"] == 750 and abs(persons["validation"] - 75) <= 2
     with open(keypoints / "market-pairs-test.csv") as file:
         pairs = [line.strip().split(",") for line in file.readlines()[1:] if line.strip()]
     assert [[s[0], t] for s, t in split.test_tuples] == pairs
@@ -124,7 +133,12 @@ def test_prepare_real_market_persons(shared_data, tmp_path) -> None:
     split = read_split(tmp_path / "mr" / SPLIT_FILE)
     _assert_no_leak(split, market_identity)
     assert summary["kept_images"] == 386 and (tmp_path / "mr" / "images").is_symlink()
-    assert all(len(s) == 3 for s, _ in split.test_tuples)
+    # Every test person serves the M its images allow (85 of the 135 persons have only 2 images).
+    counts = {}
+    for name in read_annotations(root / "annotation.csv"):
+        counts[market_identity(name)] = counts.get(market_identity(name), 0) + 1
+    assert all(len(s) == min(counts[market_identity(t)] - 1, 3) for s, t in split.test_tuples)
+    assert {market_identity(t) for _, t in split.test_tuples} == set(split.test_persons)
 
 
 def test_prepare_reports_bad_input(tmp_path, capsys) -> None:

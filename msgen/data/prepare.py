@@ -5,7 +5,7 @@
         --official market-annotation-train.csv market-annotation-test.csv market-pairs-test.csv
     # any folder: persons held out at random (stratified by image count)
     python -m msgen.data.prepare --dataset market --out DIR [--images IMAGES --annotations CSV] \\
-        [--test-fraction 0.1 --seed 0 --num-sources 5 --max-test-tuples 12000]
+        [--test-fraction 0.1 --validation-fraction 0.1 --seed 0 --num-sources 5 --max-test-tuples 12000]
 
 DIR is what ``msgen.train --data.root DIR`` and ``msgen.evaluate --data DIR`` take. Images and the
 annotation CSV default to DIR/images and DIR/annotation.csv; given elsewhere, DIR/images becomes a
@@ -14,10 +14,20 @@ copied), and the CSV is copied to DIR/annotation.csv (with --official, the train
 together). Identity: Market-1501, the name before the
 first ``_`` (``-1*``/``0000*`` junk dropped); DeepFashion, id + item, the name before the last ``_``.
 
-split.json (``msgen.data.split``): training persons, test persons, test tuples of up to
---num-sources sources. With --official the test tuples are the pairs of the pairs CSV in order,
-each pair's source first (``msgen.evaluate --sources 1`` scores exactly the standard pairs), and
-the images need not be present yet. summary.json: inputs, counts, what was dropped and why.
+split.json (``msgen.data.split``): training, validation and test persons, and test tuples of up
+to --num-sources sources: every test person with 2 or more images serves each M its images allow
+(M = 1 from 2 images, M = 2 from 3, ...). The validation persons (--validation-fraction of the
+non-test persons) are what training evaluates on and chooses best.pt by; the test persons are
+only for ``msgen.evaluate``. With --official the test tuples are the pairs of the pairs CSV in
+order, each pair's source first (``msgen.evaluate --sources 1`` scores exactly the standard pairs),
+and the images need not be present yet.
+
+summary.json: the folder's rules, which training and evaluation read from it (identity: the
+--dataset's person rule; image_size; framing: how photos are cropped for the model, "market" or
+"full-body"), the inputs, the counts (persons serving each M) and what was dropped and why.
+
+Nothing is left behind when prepare fails: everything is written into a temporary folder inside
+DIR and moved into place at the end (a DIR that prepare created is removed again).
 """
 
 from __future__ import annotations
@@ -25,12 +35,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from msgen.data.folder import DROP_REASONS, JUNK_PREFIXES, PoseImageFolder, deepfashion_identity, market_identity
-from msgen.data.split import SPLIT_FILE, derive_split, official_split, write_split
+from msgen.data.split import SPLIT_FILE, derive_split, official_split, validation_persons, write_split
+from msgen.data.tuples import tuple_persons
 from msgen.errors import UsageError
 from msgen.pose import is_usable, read_annotations
 
@@ -38,18 +51,26 @@ DATASETS = {
     "market": dict(identity_fn=market_identity, drop_junk=True),
     "deepfashion": dict(identity_fn=deepfashion_identity, drop_junk=False),
 }
+# How each dataset's photos are framed for the model (msgen.pose.framing): Market's person crops,
+# DeepFashion's full-body fashion shots.
+FRAMINGS = ("market", "full-body")
+DEFAULT_FRAMING = {"market": "market", "deepfashion": "full-body"}
 SUMMARY = "summary.json"
 PROG = "python -m msgen.data.prepare"
+# The share of the non-test persons held out for validation (training's evaluation and best.pt).
+VALIDATION_FRACTION = 0.1
 
 
-def _link_images(out: Path, folders: Sequence[Path]) -> Path:
-    """DIR/images: a link to the one image folder, or a folder of links to the files of several
-    (the releases ship train/ and test/ apart). Nothing is copied."""
-    target = out / "images"
-    if len(folders) == 1 and target.resolve() == folders[0].resolve():
-        return target
-    if target.exists() or target.is_symlink():
-        raise UsageError(f"--out {out}: already has images/ ({target}); omit --images or choose another --out")
+def _link_images(out: Path, stage: Path, folders: Sequence[Path]) -> Path:
+    """images/ in ``stage`` (moved to DIR/images at the end): a link to the one image folder, or a
+    folder of links to the files of several (the releases ship train/ and test/ apart). Nothing is
+    copied. Returns the folder the images are read from now."""
+    existing = out / "images"
+    if len(folders) == 1 and existing.resolve() == folders[0].resolve():
+        return existing
+    if existing.exists() or existing.is_symlink():
+        raise UsageError(f"--out {out}: already has images/ ({existing}); omit --images or choose another --out")
+    target = stage / "images"
     if len(folders) == 1:
         os.symlink(folders[0].resolve(), target, target_is_directory=True)
         return target
@@ -62,11 +83,14 @@ def _link_images(out: Path, folders: Sequence[Path]) -> Path:
     return target
 
 
-def _write_annotations(out: Path, sources: Sequence[Path]) -> Path:
-    """DIR/annotation.csv as the concatenation of ``sources`` (one header)."""
-    target = out / "annotation.csv"
-    if len(sources) == 1 and sources[0].resolve() == target.resolve():
-        return target
+def _write_annotations(out: Path, stage: Path, sources: Sequence[Path]) -> Path:
+    """annotation.csv in ``stage`` (moved to DIR at the end) as the concatenation of ``sources``
+    (one header), or DIR/annotation.csv itself when that is the one source."""
+    if len(sources) == 1 and sources[0].resolve() == (out / "annotation.csv").resolve():
+        if not sources[0].is_file():
+            raise UsageError(f"annotation CSV not found: {sources[0]} (give --annotations)")
+        return sources[0]
+    target = stage / "annotation.csv"
     lines = ["name:keypoints_y:keypoints_x"]
     for source in sources:
         if not source.is_file():
@@ -87,64 +111,107 @@ def prepare(
     seed: int = 0,
     max_test_tuples: int | None = 12000,
     resize: bool = False,
+    validation_fraction: float = VALIDATION_FRACTION,
+    framing: str | None = None,
 ) -> dict:
-    """Make the dataset folder ``out`` (see the module docstring); returns the summary."""
+    """Make the dataset folder ``out`` (see the module docstring); returns the summary.
+
+    framing: None takes the dataset's (``DEFAULT_FRAMING``). On any error nothing new is left in
+    ``out`` (and ``out`` itself is removed when this call created it)."""
     if dataset not in DATASETS:
         raise UsageError(f"--dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+    framing = DEFAULT_FRAMING[dataset] if framing is None else framing
+    if framing not in FRAMINGS:
+        raise UsageError(f"--framing must be one of {FRAMINGS}, got {framing!r}")
     if num_sources < 1:
         raise UsageError(f"--num-sources must be >= 1, got {num_sources}")
     if not 0 < test_fraction < 1:
         raise UsageError(f"--test-fraction must be in (0, 1), got {test_fraction}")
+    if not 0 < validation_fraction < 1:
+        raise UsageError(f"--validation-fraction must be in (0, 1), got {validation_fraction}")
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))
+    try:
+        summary = _prepare(dataset, out, stage, images, annotations, official, num_sources, test_fraction, seed,
+                           max_test_tuples, resize, validation_fraction, framing)
+        for name in ("images", "annotation.csv", SPLIT_FILE, SUMMARY):  # everything checked: move it in
+            if (stage / name).exists() or (stage / name).is_symlink():
+                os.replace(stage / name, out / name)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+    return summary
+
+
+def _prepare(dataset: str, out: Path, stage: Path, images, annotations, official, num_sources: int,
+             test_fraction: float, seed: int, max_test_tuples: int | None, resize: bool, validation_fraction: float,
+             framing: str) -> dict:
+    """``prepare``'s work: reads from ``out``, writes into ``stage``; returns the summary."""
     identity_fn = DATASETS[dataset]["identity_fn"]
+    image_dir = out / "images"
     if images is not None:
         folders = [Path(images)] if isinstance(images, (str, Path)) else [Path(f) for f in images]
         for folder in folders:
             if not folder.is_dir():
                 raise UsageError(f"--images: image folder {folder} does not exist")
-        _link_images(out, folders)
-    summary: dict = {"dataset": dataset, "out": str(out.resolve())}
+        image_dir = _link_images(out, stage, folders)
+    summary: dict = {"dataset": dataset, "identity": dataset, "framing": framing, "out": str(out.resolve())}
     if official is not None:
         train_csv, test_csv, pairs_csv = (Path(p) for p in official)
         for path in (train_csv, test_csv, pairs_csv):
             if not path.is_file():
                 raise UsageError(f"--official: file not found: {path}")
-        annotation = _write_annotations(out, [train_csv, test_csv])
+        annotation = _write_annotations(out, stage, [train_csv, test_csv])
         keypoints = read_annotations(annotation)
         junk = (lambda n: n.startswith(JUNK_PREFIXES)) if DATASETS[dataset]["drop_junk"] else (lambda n: False)
         split = official_split(train_csv, test_csv, pairs_csv, identity_fn, num_sources, seed,
                                usable=lambda name: bool(is_usable(keypoints[name])), is_junk=junk)
-        present = (out / "images").is_dir()
+        train_ids: dict[str, list[str]] = {}
+        for name in read_annotations(train_csv):
+            if not junk(name) and is_usable(keypoints[name]):
+                train_ids.setdefault(identity_fn(name), []).append(name)
+        split.validation_persons = validation_persons(train_ids, validation_fraction, seed)
+        split.train_persons = sorted(set(split.train_persons) - set(split.validation_persons))
+        split.origin += f"; validation persons {validation_fraction} of the training CSV's persons (seed {seed + 2})"
+        present = image_dir.is_dir()
         if present:
-            on_disk = set(os.listdir(out / "images"))
+            on_disk = set(os.listdir(image_dir))
             missing = sorted({n for s, t in split.test_tuples for n in (*s, t)} - on_disk)
             summary["missing_test_images"] = len(missing)
             if missing:
-                raise UsageError(f"{len(missing)} images of the test tuples are not in {out / 'images'}, "
+                raise UsageError(f"{len(missing)} images of the test tuples are not in {image_dir}, "
                                  f"e.g. {', '.join(missing[:3])}")
         summary["images_present"] = present
     else:
-        annotation = _write_annotations(out, [Path(annotations) if annotations else out / "annotation.csv"])
-        if not (out / "images").is_dir():
-            raise UsageError(f"--images: no image folder (none given and {out / 'images'} does not exist)")
-        folder = PoseImageFolder(out / "images", annotation, resize=resize, **DATASETS[dataset])
+        annotation = _write_annotations(out, stage, [Path(annotations) if annotations else out / "annotation.csv"])
+        if not image_dir.is_dir():
+            raise UsageError(f"--images: no image folder (none given and {image_dir} does not exist)")
+        folder = PoseImageFolder(image_dir, annotation, resize=resize, **DATASETS[dataset])
         folder.verify_images()
-        split = derive_split(folder.identities, test_fraction, seed, num_sources, max_test_tuples)
+        split = derive_split(folder.identities, test_fraction, seed, num_sources, max_test_tuples,
+                             validation_fraction)
         if not split.test_tuples:
-            raise UsageError(f"no test tuple: none of the {len(split.test_persons)} test persons has "
-                             f"{num_sources + 1} usable images; raise --test-fraction or lower --num-sources")
+            raise UsageError(f"no test tuple: none of the {len(split.test_persons)} test persons has 2 usable "
+                             f"images (a source and a target); raise --test-fraction")
         summary.update(image_size=list(folder.image_size), kept_images=len(folder),
                        dropped_images={reason: folder.dropped[reason] for reason in DROP_REASONS})
-    write_split(out / SPLIT_FILE, split)
+    write_split(stage / SPLIT_FILE, split)
     sources = [len(s) for s, _ in split.test_tuples]
+    ms = range(1, num_sources + 1)
     summary.update(
-        origin=split.origin, num_sources=num_sources, seed=seed,
-        persons={"train": len(split.train_persons), "test": len(split.test_persons)},
+        origin=split.origin, num_sources=num_sources, seed=seed, validation_fraction=validation_fraction,
+        persons={"train": len(split.train_persons), "validation": len(split.validation_persons),
+                 "test": len(split.test_persons)},
         test_tuples=len(split.test_tuples),
-        test_tuples_by_sources={m: sum(1 for k in sources if k >= m) for m in range(1, num_sources + 1)},
+        test_tuples_by_sources={m: sum(1 for k in sources if k >= m) for m in ms},
+        test_persons_by_sources=tuple_persons(split.test_tuples, identity_fn, ms),
     )
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    (stage / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -168,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest M the test tuples serve (sources per tuple, >= 1; default 5)")
     parser.add_argument("--test-fraction", type=float, default=0.1,
                         help="share of persons held out for test, in (0, 1), without --official (default 0.1)")
+    parser.add_argument("--validation-fraction", type=float, default=VALIDATION_FRACTION,
+                        help="share of the non-test persons held out for validation (training's periodic "
+                             f"evaluation and best.pt), in (0, 1) (default {VALIDATION_FRACTION})")
+    parser.add_argument("--framing", choices=FRAMINGS,
+                        help="how photos are framed for the model: market (Market-1501 person crops) or "
+                             "full-body (full-body fashion shots); recorded in summary.json, used by training, "
+                             "evaluation and generation (default: market for --dataset market, full-body for "
+                             "deepfashion)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the person split and the tuple sampling (integer; default 0)")
     parser.add_argument("--max-test-tuples", type=int, default=12000,
@@ -184,13 +259,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.official and args.annotations:
             raise UsageError("--annotations and --official exclude each other (--official names the CSVs)")
         summary = prepare(args.dataset, args.out, args.images, args.annotations, args.official, args.num_sources,
-                          args.test_fraction, args.seed, args.max_test_tuples, args.resize)
+                          args.test_fraction, args.seed, args.max_test_tuples, args.resize, args.validation_fraction,
+                          args.framing)
     except (UsageError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    counts = ", ".join(f"M>={m}: {n}" for m, n in summary["test_tuples_by_sources"].items())
-    print(f"{args.out}: persons train {summary['persons']['train']}, test {summary['persons']['test']}; "
-          f"{summary['test_tuples']} test tuples ({counts}); {summary['origin']}")
+    persons = summary["persons"]
+    counts = ", ".join(f"M={m}: {n} tuples of {summary['test_persons_by_sources'][m]} persons"
+                       for m, n in summary["test_tuples_by_sources"].items())
+    print(f"{args.out}: persons train {persons['train']}, validation {persons['validation']}, test {persons['test']}; "
+          f"{summary['test_tuples']} test tuples ({counts}); framing {summary['framing']}; {summary['origin']}")
     return 0
 
 

@@ -1,12 +1,17 @@
-"""The one train/test split of a dataset folder: written once, read by training and evaluation.
+"""The one split of a dataset folder: written once, read by training and evaluation.
 
 A dataset folder DIR holds ``images/``, ``annotation.csv`` and ``split.json``. ``split.json`` is
-written by ``python -m msgen.data.prepare`` and lists the training persons, the test persons and
-the test tuples (``[source_0, ..., source_{k-1}, target]``, k >= 1 sources). ``msgen.train`` draws
-its training tuples from the training persons only and ``msgen.evaluate`` scores the test tuples:
-both get the split from ``run_split``, which reads the file or, when the folder has none (the
-synthetic set, a custom folder), derives it by ``split_by_identity`` with the run's
-test_fraction and seed, so the two sides always agree.
+written by ``python -m msgen.data.prepare`` and lists the training persons, the validation
+persons, the test persons and the test tuples (``[source_0, ..., source_{k-1}, target]``, k >= 1
+sources: every test person serves each M its images allow, k = min(n - 1, M_max) for n images).
+``msgen.train`` draws its training tuples from the training persons only, scores its periodic
+evaluation (and chooses best.pt) on the validation persons, and ``msgen.evaluate`` scores the test
+tuples: all get the split from ``run_split``, which reads the file or, when the folder has none
+(the synthetic set, a custom folder), derives it by ``split_by_identity`` with the run's
+test_fraction, validation_fraction and seed, so the sides always agree. The three sets of persons
+are disjoint; the validation persons are drawn from the non-test persons after the test persons,
+so adding them never changes which persons are tested. A split.json written before validation
+persons existed gets them derived the same way from its training persons.
 
 Official splits (``official_split``): the public pose-transfer releases ship the train and test
 annotations as two CSVs (Market-1501: market-annotation-train.csv / -test.csv; DeepFashion:
@@ -36,15 +41,17 @@ FORMAT = 1
 
 
 class SplitLeakError(UsageError):
-    """A test person is also a training person (or a test tuple mixes persons)."""
+    """A person is on two sides of the split (or a test tuple mixes persons)."""
 
 
 @dataclass
 class Split:
-    """Training persons, test persons and the test tuples of one dataset.
+    """Training, validation and test persons and the test tuples of one dataset.
 
-    test_tuples: (sources, target) with >= 1 source each; the sources may differ in number
-    between tuples (official pairs of persons with few images). ``origin`` says how it was made.
+    test_tuples: (sources, target) with >= 1 source each; the sources differ in number between
+    tuples (persons with few images serve the small M only). ``origin`` says how it was made.
+    validation_persons: held out from training for its periodic evaluation and best.pt, never
+    tested.
     """
 
     train_persons: list[str]
@@ -52,6 +59,7 @@ class Split:
     test_tuples: list[Tuple]
     origin: str
     extra: dict = field(default_factory=dict)
+    validation_persons: list[str] = field(default_factory=list)
 
     def tuples_with(self, num_sources: int) -> list[Tuple]:
         """The test tuples that have >= ``num_sources`` sources, truncated to exactly that many."""
@@ -59,22 +67,25 @@ class Split:
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "origin": self.origin, "train_persons": sorted(self.train_persons),
-                "test_persons": sorted(self.test_persons),
+                "validation_persons": sorted(self.validation_persons), "test_persons": sorted(self.test_persons),
                 "test_tuples": [[*sources, target] for sources, target in self.test_tuples], **self.extra}
 
 
 def check_disjoint(split: Split, identity_fn: Callable[[str], str] | None = None) -> None:
-    """Raise SplitLeakError if a person is on both sides, or (with identity_fn) a test tuple holds
-    an image of a training person or of two persons."""
-    both = sorted(set(split.train_persons) & set(split.test_persons))
-    if both:
-        raise SplitLeakError(f"{len(both)} test person(s) are also training persons: {', '.join(both[:5])}")
+    """Raise SplitLeakError if a person is on two sides (training, validation, test), or (with
+    identity_fn) a test tuple holds an image of a non-test person or of two persons."""
+    sides = {"training": set(split.train_persons), "validation": set(split.validation_persons),
+             "test": set(split.test_persons)}
+    for a, b in (("test", "training"), ("test", "validation"), ("validation", "training")):
+        both = sorted(sides[a] & sides[b])
+        if both:
+            raise SplitLeakError(f"{len(both)} {a} person(s) are also {b} persons: {', '.join(both[:5])}")
     if identity_fn is None:
         return
-    train = set(split.train_persons)
+    test = sides["test"]
     for index, (sources, target) in enumerate(split.test_tuples):
         persons = {identity_fn(name) for name in (*sources, target)}
-        if len(persons) != 1 or persons & train:
+        if len(persons) != 1 or not persons <= test:
             raise SplitLeakError(f"test tuple {index} ({', '.join([*sources, target])}) has persons "
                                  f"{sorted(persons)}; a test tuple shows one test person")
 
@@ -95,9 +106,10 @@ def read_split(path: str | Path) -> Split:
     try:
         data = json.loads(path.read_text())
         extra = {k: v for k, v in data.items()
-                 if k not in ("format", "origin", "train_persons", "test_persons", "test_tuples")}
+                 if k not in ("format", "origin", "train_persons", "validation_persons", "test_persons", "test_tuples")}
         split = Split(list(data["train_persons"]), list(data["test_persons"]),
-                      [(list(row[:-1]), row[-1]) for row in data["test_tuples"]], str(data["origin"]), extra)
+                      [(list(row[:-1]), row[-1]) for row in data["test_tuples"]], str(data["origin"]), extra,
+                      list(data.get("validation_persons", [])))
     except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
         raise UsageError(f"{path}: not a msgen split file ({error}); rewrite it with python -m msgen.data.prepare") from None
     if data.get("format") != FORMAT:
@@ -108,28 +120,51 @@ def read_split(path: str | Path) -> Split:
     return split
 
 
+def validation_persons(identities: Mapping[str, Sequence[str]], validation_fraction: float, seed: int) -> list[str]:
+    """The persons of ``identities`` (the non-test persons) held out for validation:
+    ``split_by_identity`` with seed + 2, stratified by image count like the test persons; at least
+    one person when there are two or more (a share that rounds to none still validates on one)."""
+    if validation_fraction == 0 or len(identities) < 2:
+        return []
+    return sorted(split_by_identity(identities, max(validation_fraction, 1 / len(identities)), seed + 2)[1])
+
+
 def derive_split(identities: Mapping[str, Sequence[str]], test_fraction: float, seed: int, num_sources: int,
-                 max_test_tuples: int | None) -> Split:
-    """Hold out persons (``split_by_identity``) and sample test tuples of ``num_sources`` sources
-    from them (seed + 1, the sampling seed training has always used for its held-out tuples)."""
-    train, test = split_by_identity(identities, test_fraction, seed)
-    tuples = sample_tuples(test, num_sources, seed + 1, max_tuples=max_test_tuples)
-    origin = (f"persons held out by split_by_identity(test_fraction={test_fraction}, seed={seed}); "
-              f"tuples of {num_sources} sources sampled with seed {seed + 1}")
-    return Split(sorted(train), sorted(test), list(tuples), origin)
+                 max_test_tuples: int | None, validation_fraction: float = 0.0) -> Split:
+    """Hold out test persons (``split_by_identity``), then validation persons from the rest
+    (``validation_persons``: the test persons do not depend on it), and sample test tuples of up
+    to ``num_sources`` sources, every test person with 2 or more images serving the M its images
+    allow (seed + 1, the sampling seed training has always used for its held-out tuples)."""
+    rest, test = split_by_identity(identities, test_fraction, seed)
+    validation = validation_persons(rest, validation_fraction, seed)
+    train = sorted(set(rest) - set(validation))
+    tuples = sample_tuples(test, num_sources, seed + 1, max_tuples=max_test_tuples, min_sources=1)
+    origin = (f"persons held out by split_by_identity(test_fraction={test_fraction}, seed={seed}), validation "
+              f"persons {validation_fraction} of the rest (seed {seed + 2}); tuples of up to {num_sources} sources "
+              f"sampled with seed {seed + 1}")
+    return Split(train, sorted(test), list(tuples), origin, validation_persons=validation)
 
 
 def run_split(dataset_dir: str | Path, identities: Mapping[str, Sequence[str]], test_fraction: float, seed: int,
-              num_sources: int, max_test_tuples: int | None = 12000) -> Split:
+              num_sources: int, max_test_tuples: int | None = 12000, validation_fraction: float = 0.0) -> Split:
     """THE split of a run: ``dataset_dir/split.json`` when it exists, else ``derive_split``.
 
     identities: {person: image names} of the folder (``PoseImageFolder.identities``), used only to
-    derive a split. Training and msgen.evaluate both call this, so they cannot disagree.
+    derive a split. Training and msgen.evaluate both call this, so they cannot disagree. A
+    split.json without validation persons (written before they existed) gets them from its
+    training persons (``validation_persons``), and says so in ``origin``.
     """
     path = Path(dataset_dir) / SPLIT_FILE
-    if path.is_file():
-        return read_split(path)
-    return derive_split(identities, test_fraction, seed, num_sources, max_test_tuples)
+    if not path.is_file():
+        return derive_split(identities, test_fraction, seed, num_sources, max_test_tuples, validation_fraction)
+    split = read_split(path)
+    if not split.validation_persons and validation_fraction > 0:
+        train = restrict(identities, split.train_persons)
+        split.validation_persons = validation_persons(train, validation_fraction, seed)
+        split.train_persons = sorted(set(split.train_persons) - set(split.validation_persons))
+        split.origin += (f"; {path} names no validation persons: {len(split.validation_persons)} of its training "
+                         f"persons held out for validation ({validation_fraction}, seed {seed + 2})")
+    return split
 
 
 def _names(annotation_csv: Path) -> list[str]:

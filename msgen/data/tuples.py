@@ -4,6 +4,11 @@ METHOD.md, "Data conventions": all M + 1 images of a tuple are distinct images o
 tuples are sampled at random with a seed, as many per person as it has ordered pairs, n * (n - 1)
 for n images (enumerating all M + 1 permutations is infeasible); test persons are disjoint from
 training persons; evaluating at several M truncates the same tuples to their first M sources.
+
+Every person serves every M it can: with ``min_sources`` below ``num_sources`` a person of n
+images gets tuples of min(n - 1, num_sources) sources, so a person with 2 images still serves
+M = 1 (real sets have many such persons: 85 of market-real's 135). Truncating a tuple to its first
+m sources then serves any m up to its own count.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import permutations
 from pathlib import Path
 
@@ -25,7 +30,8 @@ Tuple = tuple[list[str], str]  # (M source names, target name)
 class SampledTuples(list):
     """The sampled tuples (a list of ``(sources, target)``) and the identities that were skipped.
 
-    ``skipped_identities`` lists the identities with fewer than M + 1 images, which give no tuple.
+    ``skipped_identities`` lists the identities with too few images (fewer than min_sources + 1),
+    which give no tuple.
     """
 
     def __init__(self, tuples: list[Tuple], skipped_identities: list[str]):
@@ -50,17 +56,24 @@ def _distinct_orderings(n: int, k: int, count: int, rng: np.random.Generator) ->
 
 
 def sample_tuples(
-    identities: Mapping[str, Sequence[str]], num_sources: int, seed: int, max_tuples: int | None = None
+    identities: Mapping[str, Sequence[str]], num_sources: int, seed: int, max_tuples: int | None = None,
+    min_sources: int | None = None,
 ) -> SampledTuples:
-    """Sample ``(sources, target)`` tuples of M = ``num_sources`` sources, n * (n - 1) per identity.
+    """Sample ``(sources, target)`` tuples of up to M = ``num_sources`` sources, n * (n - 1) per identity.
 
-    identities: {identity: its image names}. Every tuple holds M + 1 distinct images of one identity
-    and no tuple repeats. Identities with fewer than M + 1 images are skipped and listed in the
-    result's ``skipped_identities``. The tuples are shuffled; ``max_tuples`` keeps the first ones.
-    The result depends only on the arguments (identities are visited in sorted order).
+    identities: {identity: its image names}. Every tuple holds distinct images of one identity and
+    no tuple repeats. An identity of n images gets tuples of min(n - 1, num_sources) sources when
+    n - 1 >= ``min_sources`` (default ``num_sources``: every tuple has exactly M sources); the
+    others are skipped and listed in the result's ``skipped_identities``. The tuples are shuffled;
+    ``max_tuples`` keeps the first ones. The result depends only on the arguments (identities are
+    visited in sorted order); with every identity holding num_sources + 1 images or more it does
+    not depend on ``min_sources``.
     """
     if num_sources < 1:
         raise ValueError(f"num_sources must be >= 1, got {num_sources}")
+    min_sources = num_sources if min_sources is None else min_sources
+    if not 1 <= min_sources <= num_sources:
+        raise ValueError(f"min_sources must be in [1, num_sources={num_sources}], got {min_sources}")
     if max_tuples is not None and max_tuples < 0:
         raise ValueError(f"max_tuples must be >= 0 or None, got {max_tuples}")
     rng = np.random.default_rng(seed)
@@ -71,10 +84,11 @@ def sample_tuples(
         if len(set(names)) != len(names):
             raise ValueError(f"identity {identity!r} lists an image twice")
         n = len(names)
-        if n < num_sources + 1:
+        if n < min_sources + 1:
             skipped.append(identity)
             continue
-        for order in _distinct_orderings(n, num_sources + 1, n * (n - 1), rng):
+        k = min(n - 1, num_sources)
+        for order in _distinct_orderings(n, k + 1, n * (n - 1), rng):
             tuples.append(([names[i] for i in order[:-1]], names[order[-1]]))
     order = rng.permutation(len(tuples))
     if max_tuples is not None:
@@ -82,7 +96,7 @@ def sample_tuples(
     if skipped:
         logger.info(
             "sample_tuples: skipped %d of %d identities with fewer than %d images",
-            len(skipped), len(identities), num_sources + 1,
+            len(skipped), len(identities), min_sources + 1,
         )
     return SampledTuples([tuples[i] for i in order], skipped)
 
@@ -111,24 +125,27 @@ def split_by_identity(
 
 
 def write_tuples_csv(path: str | Path, tuples: Sequence[Tuple]) -> None:
-    """Write tuples (all with the same M) as CSV with the header ``from_0,...,from_{M-1},to``."""
+    """Write tuples as CSV with the header ``from_0,...,from_{M-1},to``, M the largest number of
+    sources; a tuple of fewer sources leaves its last source fields empty (a person with few
+    images serves the small M only)."""
     if not tuples:
         raise ValueError("tuples is empty: nothing to write")
-    num_sources = len(tuples[0][0])
+    num_sources = max(len(sources) for sources, _ in tuples)
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow([f"from_{i}" for i in range(num_sources)] + ["to"])
         for index, (sources, target) in enumerate(tuples):
-            if len(sources) != num_sources:
-                raise ValueError(f"tuple {index} has {len(sources)} sources, tuple 0 has {num_sources}")
-            writer.writerow([*sources, target])
+            if not sources:
+                raise ValueError(f"tuple {index} has no source")
+            writer.writerow([*sources, *[""] * (num_sources - len(sources)), target])
 
 
 def read_tuples_csv(path: str | Path, num_sources: int | None = None) -> list[Tuple]:
-    """Read a tuple CSV; ``num_sources`` keeps each tuple's first M sources (None: all of them).
+    """Read a tuple CSV; ``num_sources`` keeps each tuple's first M sources (None: all of them; a
+    tuple of fewer sources, its last source fields empty, keeps those it has).
 
     Raises ValueError naming the file and line of a bad header, a row with the wrong number of
-    fields, an empty name or a tuple whose images are not distinct.
+    fields, an empty name (other than trailing sources) or a tuple whose images are not distinct.
     """
     path = Path(path)
     with open(path, newline="") as file:
@@ -151,9 +168,28 @@ def read_tuples_csv(path: str | Path, num_sources: int | None = None) -> list[Tu
         names = [field.strip() for field in row]
         if len(names) != available + 1:
             raise ValueError(f"{path}:{line}: {len(names)} fields, expected {available + 1}")
-        if not all(names):
+        sources = names[:-1]
+        while sources and not sources[-1]:
+            sources.pop()
+        names = [*sources, names[-1]]
+        if not sources or not all(names):
             raise ValueError(f"{path}:{line}: empty image name")
         if len(set(names)) != len(names):
             raise ValueError(f"{path}:{line}: the images of a tuple must be distinct, got {names}")
-        tuples.append((names[:num_sources], names[-1]))
+        tuples.append((sources[:num_sources], names[-1]))
     return tuples
+
+
+def persons_serving(identities: Mapping[str, Sequence[str]], num_sources: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """{M: (persons, images)}: the identities with M + 1 images or more, which can serve M, and
+    their images, for each M of ``num_sources``."""
+    counts = [len(names) for names in identities.values()]
+    return {m: (sum(1 for n in counts if n >= m + 1), sum(n for n in counts if n >= m + 1))
+            for m in sorted(set(num_sources))}
+
+
+def tuple_persons(tuples: Sequence[Tuple], identity_fn: Callable[[str], str], num_sources: Iterable[int]) -> dict[int, int]:
+    """{M: the number of persons among the tuples of M sources or more}: how many persons the
+    scores at M rest on (a tuple's person is its target's)."""
+    return {m: len({identity_fn(target) for sources, target in tuples if len(sources) >= m})
+            for m in sorted(set(num_sources))}

@@ -4,8 +4,10 @@ Rows are *methods*, each a function of a batch (with its pose tensors) that retu
 (B, 3, H, W) in [-1, 1]: the model, and the reference rows of ``msgen.evaluation.baselines``: the
 non-learned warp baseline (``warp_baseline``), a constant image of the training mean colour
 (``constant_method``) and the ground truth itself (scored only by the metrics that are not
-pairwise: FID and IS of the test images). Every M is scored on the SAME tuples truncated to their
-first M sources (TupleDataset items ``(i, m)``).
+pairwise: FID and IS of the test images). Every M is scored on the tuples that hold M sources or
+more, truncated to their first M (TupleDataset items ``(i, m)``): the same tuples at every M when
+all hold the largest M, and otherwise every person at each M its images allow (a person with 2
+images serves M = 1 only). Each result records which tuples it scored and their persons.
 
 Per tuple (kept for paired comparisons): SSIM in GFLA's form (``ssim_gfla``), SSIM_256
 (``ssim``, its data range as chosen), mask-SSIM (both images masked with the TARGET's person
@@ -68,7 +70,11 @@ class Networks:
 
 @dataclass
 class MethodResult:
-    """The scores of one method at one M: per-tuple arrays and the set metrics (None: unavailable)."""
+    """The scores of one method at one M: per-tuple arrays and the set metrics (None: unavailable).
+
+    tuples: the dataset indices of the scored tuples, in the order of the per-tuple arrays;
+    persons: each scored tuple's person (its target's identity), for intervals over persons.
+    """
 
     method: str
     num_sources: int
@@ -76,6 +82,8 @@ class MethodResult:
     fid: float | None = None
     inception: tuple[float, float] | None = None
     mask_inception: tuple[float, float] | None = None
+    tuples: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    persons: list[str] = field(default_factory=list)
 
 
 def real_statistics(folder: PoseImageFolder, names: Sequence[str], inception: InceptionModel, batch_size: int = 32,
@@ -112,7 +120,8 @@ def score_methods(
     autocast: Callable[[], object] = contextlib.nullcontext,
     progress: bool = False,
 ) -> list[MethodResult]:
-    """Score every method on the first ``count`` tuples (all: None) at every M of ``num_sources``.
+    """Score every method on the first ``count`` tuples (all: None) at every M of ``num_sources``,
+    each M on those of them that hold M sources or more.
 
     networks: Inception (FID with ``real``, IS) and LPIPS; a metric whose network is None is left
     out (its arrays/values absent). Returns one MethodResult per (method, M) it applies to.
@@ -124,7 +133,8 @@ def score_methods(
     size = tuple(dataset.image_size)
     gfla_fits = min(size) >= 51
     results: list[MethodResult] = []
-    total_batches = sum(-(-count // batch_size) for _ in ms)
+    serving = {m: [i for i in range(count) if len(dataset.tuples[i][0]) >= m] for m in ms}
+    total_batches = sum(-(-len(serving[m]) // batch_size) for m in ms)
     bar = _progress(range(total_batches), progress, "evaluating")
     ticks = iter(bar)
     for m in ms:
@@ -132,8 +142,10 @@ def score_methods(
         current = {method.name: MethodResult(method.name, m) for method in active}
         scores = {method.name: {key: [] for key in PAIRWISE} for method in active}
         feats = {method.name: FeatureStats() for method in active}
-        inception = {method.name: (StreamingInceptionScore(count), StreamingInceptionScore(count)) for method in active}
-        batches = [[(i, m) for i in range(start, min(start + batch_size, count))] for start in range(0, count, batch_size)]
+        indices = serving[m]
+        inception = {method.name: (StreamingInceptionScore(len(indices)), StreamingInceptionScore(len(indices)))
+                     for method in active}
+        batches = [[(i, m) for i in indices[start:start + batch_size]] for start in range(0, len(indices), batch_size)]
         loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_tuples, num_workers=workers)
         for batch in loader:
             next(ticks, None)
@@ -169,10 +181,12 @@ def score_methods(
         for method in active:
             result = current[method.name]
             result.per_tuple = {k: np.asarray(v) for k, v in scores[method.name].items() if v}
+            result.tuples = np.asarray(indices, np.int64)
+            result.persons = [dataset.folder.identity_fn(dataset.tuples[i][1]) for i in indices]
             if networks.inception is not None:
                 if real is not None and feats[method.name].count >= 2:
                     result.fid = feats[method.name].frechet_distance(real)
-                if count >= IS_SPLITS:
+                if len(indices) >= IS_SPLITS:
                     result.inception = inception[method.name][0].score()
                     result.mask_inception = inception[method.name][1].score()
             results.append(result)

@@ -100,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "corrupt files, saying which) and starts at step 0 when there is none "
                              "(default: none, a new run)")
     parser.add_argument("--init-from", metavar="PATH", default=None,
-                        help="start a new run (step 0, fresh optimisers) from a checkpoint's weights "
-                             "and configuration, e.g. to fine-tune at another --num-sources "
-                             "(default: none)")
+                        help="start a new run (step 0, fresh optimisers) from the weights and configuration "
+                             "of a training checkpoint (.pt) or of an exported generator (.safetensors, e.g. "
+                             "docs/models/synthetic-full.safetensors; its D starts afresh), e.g. to fine-tune at "
+                             "another --num-sources or on another --data.root (default: none)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved configuration and exit without training (default: off)")
     defaults = TrainConfig()
@@ -180,7 +181,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Invocation, argparse.
             state = _load(resume, "--resume")
         elif args.init_from:
             init_from = Path(args.init_from)
-            state = _load(init_from, "--init-from")
+            state = _load_init(init_from)
         if state is not None:
             try:
                 base = config_from_dict(state["config"])
@@ -188,10 +189,28 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Invocation, argparse.
                 raise UsageError(f"{resume or init_from} holds a configuration this msgen cannot read: {error}") from error
             if init_from is not None:
                 base = dataclasses.replace(base, out=None)
+                if "data.root" in overrides or "data.dataset" in overrides:
+                    # Another dataset: its folder's rules apply, not those the checkpoint trained with.
+                    base = dataclasses.replace(base, data=dataclasses.replace(base.data, identity=None, framing=None))
         config = with_overrides(base, overrides)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     return Invocation(config, resume, init_from), args
+
+
+def _load_init(path: Path) -> dict:
+    """What --init-from starts from: a training checkpoint, or an exported generator (.safetensors,
+    ``python -m msgen.export export``), whose metadata holds the configuration it trained with."""
+    if path.suffix != ".safetensors":
+        return _load(path, "--init-from")
+    import json
+
+    from msgen.checkpoint import read_generator_metadata as read_metadata
+
+    try:
+        return {"config": json.loads(read_metadata(path)["config"])}
+    except (UsageError, KeyError, ValueError) as error:
+        raise UsageError(f"--init-from: {error}") from error
 
 
 def _load(path: Path, option: str) -> dict:

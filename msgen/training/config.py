@@ -32,6 +32,7 @@ from msgen.models.config import ModelConfig, preset as model_preset
 DATASETS = ("synthetic", "folder")
 PRECISIONS = ("fp32", "bf16")
 IDENTITIES = ("market", "deepfashion")
+FRAMINGS = ("market", "full-body")
 
 
 def default_workers() -> int:
@@ -52,10 +53,16 @@ class DataConfig:
     """Where the images come from and how tuples are drawn (each field's help is its metadata).
 
     A dataset folder (``root``) holds ``images/``, ``annotation.csv`` (the pose-transfer format)
-    and, when ``python -m msgen.data.prepare`` made it, ``split.json`` (``msgen.data.split``):
-    training draws its tuples from the split's training persons only and holds out its test
-    persons. Without ``root`` the synthetic set is generated on first use under
-    ``synthetic_cache``, and its split is derived by ``split_by_identity`` (test_fraction, seed).
+    and, when ``python -m msgen.data.prepare`` made it, ``split.json`` (``msgen.data.split``) and
+    ``summary.json`` (the folder's rules: identity, image size, framing): training draws its
+    tuples from the split's training persons only, evaluates on its validation persons and never
+    sees its test persons. Without ``root`` the synthetic set is generated on first use under
+    ``synthetic_cache``, and its split is derived by ``split_by_identity`` (test_fraction,
+    validation_fraction, seed).
+
+    identity and framing None mean "the folder's rule" (summary.json; Market's without one):
+    training resolves them (``msgen.training.data.resolve_rules``) and stores the resolved
+    values in its checkpoints, so a checkpoint's ``data.framing`` is always one of FRAMINGS.
     """
 
     dataset: str = field(default="synthetic", metadata={"help": (
@@ -68,9 +75,14 @@ class DataConfig:
     synthetic_cache: str | None = field(default=None, metadata={"help": (
         "folder under which the synthetic set is generated and reused when no --data.root is given, as "
         "<DIR>/synthetic-<hash of its parameters> (default: $MSGEN_CACHE, else ~/.cache/msgen)")})
-    identity: str = field(default="market", metadata={"help": (
+    identity: str | None = field(default=None, metadata={"help": (
         "file name -> person: 'market' (the name before the first _, junk -1*/0000* dropped) or "
-        "'deepfashion' (id + item, the name before the last _) (default: market)")})
+        "'deepfashion' (id + item, the name before the last _); overrides the dataset folder's rule "
+        "(default: the folder's summary.json, else market)")})
+    framing: str | None = field(default=None, metadata={"help": (
+        "how photos are framed for the model: 'market' (Market-1501 person crops) or 'full-body' (full-body "
+        "fashion shots); stored with the model for generation; overrides the dataset folder's "
+        "(default: the folder's summary.json, else market)")})
     # 500 identities (seconds to generate): with 64, the default run's held-out
     # mask-SSIM fell from 0.56 to 0.50 over 5000 steps as it memorised 57 people; with 500 it rose
     # to 0.60 and held (CPU, 2026-11-24). 24 images per person (12000 images) instead of 6: with 6,
@@ -85,11 +97,15 @@ class DataConfig:
     seed: int = field(default=0, metadata={"help": (
         "seed of the synthetic set, of the derived person split and of the tuple sampling (default: 0)")})
     test_fraction: float = field(default=0.1, metadata={"help": (
-        "share of persons held out when the folder has no split.json, in (0, 1) (default: 0.1)")})
+        "share of persons held out for test when the folder has no split.json, in (0, 1) (default: 0.1)")})
+    validation_fraction: float = field(default=0.1, metadata={"help": (
+        "share of the non-test persons held out for validation (the periodic evaluation and best.pt) when "
+        "the split names none (no split.json, or one written before validation persons), in (0, 1) "
+        "(default: 0.1)")})
     eval_tuples: int = field(default=32, metadata={"help": (
-        "held-out tuples scored at every evaluation during training, >= 1 (default: 32)")})
+        "validation tuples scored at each M at every evaluation during training, >= 1 (default: 32)")})
     sample_tuples: int = field(default=4, metadata={"help": (
-        "held-out tuples drawn in each sample grid (its columns), >= 1 (default: 4)")})
+        "validation tuples drawn in each sample grid (its columns), >= 1 (default: 4)")})
     workers: int = field(default_factory=default_workers, metadata={"help": (
         "DataLoader worker processes decoding images while the model trains (0: in the training "
         "process), >= 0; by default min(4, CPUs - 1), and 0 on a machine with 2 CPUs or fewer, where "
@@ -102,8 +118,10 @@ class DataConfig:
             # --data.root names a dataset folder, whatever made it (msgen's synthetic folders
             # have the same layout), so giving it selects the folder.
             object.__setattr__(self, "dataset", "folder")
-        if self.identity not in IDENTITIES:
+        if self.identity is not None and self.identity not in IDENTITIES:
             raise UsageError(f"--data.identity must be one of {IDENTITIES}, got {self.identity!r}")
+        if self.framing is not None and self.framing not in FRAMINGS:
+            raise UsageError(f"--data.framing must be one of {FRAMINGS}, got {self.framing!r}")
         if self.dataset == "folder" and self.root is None:
             raise UsageError("--data.root must name the dataset folder when --data.dataset is 'folder'")
         for name in ("identities", "images_per_identity", "eval_tuples", "sample_tuples"):
@@ -111,6 +129,8 @@ class DataConfig:
                 raise UsageError(f"--data.{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.test_fraction < 1:
             raise UsageError(f"--data.test-fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0 < self.validation_fraction < 1:
+            raise UsageError(f"--data.validation-fraction must be in (0, 1), got {self.validation_fraction}")
         if self.workers < 0:
             raise UsageError(f"--data.workers must be >= 0, got {self.workers}")
 
@@ -278,10 +298,13 @@ _RETIRED_FIELDS = {"DataConfig": ("annotations", _retire_annotations)}
 
 def config_from_dict(data: dict[str, Any], cls: type = TrainConfig) -> Any:
     """Undo ``config_to_dict``: rebuild ``cls`` from plain containers, checking the field names
-    (fields of older versions are translated, see ``_RETIRED_FIELDS``)."""
+    (fields of older versions are translated, see ``_RETIRED_FIELDS``; a DataConfig saved before
+    ``framing`` existed trained on Market-framed crops, so it reads as framing "market")."""
     retired = _RETIRED_FIELDS.get(cls.__name__)
     if retired is not None and retired[0] in data:
         data = retired[1](data)
+    if cls is DataConfig and "framing" not in data:
+        data = {**data, "framing": "market"}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

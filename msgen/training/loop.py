@@ -26,6 +26,7 @@ Set-up errors (bad data, a checkpoint of another model, a configuration that can
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import shutil
@@ -58,10 +59,10 @@ from msgen.models import Discriminator, Generator, NearestNeighbourLoss, VGGWeig
 from msgen.pose import with_pose_inputs
 from msgen.training import distributed
 from msgen.training.config import TrainConfig, config_to_dict
-from msgen.training.data import build_run_data
+from msgen.training.data import build_run_data, ensure_synthetic, resolve_rules
 from msgen.evaluation import evaluate
 from msgen.training.monitor import RunMonitor
-from msgen.training.sampler import StepBatchSampler
+from msgen.training.sampler import StepBatchSampler, step_weights
 from msgen.training.step import LOSS_NAMES, LossWindow, TrainingStep
 from msgen.training.visuals import sample_grid
 
@@ -280,17 +281,25 @@ class Trainer:
         if checkpoint is not None:
             self._load(checkpoint, resume, full=True)
         elif init_from is not None:
-            self._load(load_checkpoint(init_from), init_from, full=False)
+            self._load_init(Path(init_from))
 
         log = (lambda line: print(line, file=sys.stderr)) if state.is_main else (lambda line: None)
+        if config.data.root is None:  # the synthetic set: generated before its rules are read
+            if state.is_main:
+                ensure_synthetic(config.data, tuple(config.model.generator.image_size), log)
+            distributed.barrier(state)
+        # The folder's identity and framing rules, resolved now so checkpoints store what was used.
+        resolved, self.rule_notices = resolve_rules(config.data, tuple(config.model.generator.image_size))
+        config = self.config = dataclasses.replace(config, data=resolved)
         self.data = build_run_data(config.data, tuple(config.model.generator.image_size),
-                                   config.max_sources, state, log=log)
+                                   config.num_sources, state, log=log)
         # Every image's header, now (about 0.1 ms each): a missing or unreadable file is a set-up
         # error naming it, before anything is written, not a crash at some later step.
         for folder in {id(d.folder): d.folder for d in (self.data.train, self.data.held_out)}.values():
             folder.verify_images()
-        sampler = StepBatchSampler(len(self.data.train), config.batch_size, config.steps, config.num_sources,
-                                   config.seed, self.start_step, state.rank, state.world_size)
+        sampler = self.sampler = StepBatchSampler(
+            len(self.data.train), config.batch_size, config.steps, config.num_sources, config.seed,
+            self.start_step, state.rank, state.world_size, capacities=self.data.capacities)
         self.loader = torch.utils.data.DataLoader(
             self.data.train, batch_sampler=sampler, collate_fn=collate_tuples,
             num_workers=config.data.workers, pin_memory=self.device.type == "cuda",
@@ -302,7 +311,8 @@ class Trainer:
         count = min(config.data.sample_tuples, len(self.data.held_out))
         # With its pose tensors (the sample grid draws the target's heatmap), built once here.
         self.sample_batch = with_pose_inputs(
-            collate_tuples([self.data.held_out[(i, config.max_sources)] for i in range(count)]),
+            collate_tuples([self.data.held_out[(i, min(config.max_sources, len(self.data.held_out.tuples[i][0])))]
+                            for i in range(count)]),
             tuple(config.model.generator.image_size))
 
         if config.compile:
@@ -329,6 +339,26 @@ class Trainer:
             for stale in remove_stale_temporaries(self.out / "checkpoints"):
                 print(f"msgen.train: removed {stale}, left by a save that did not finish", file=sys.stderr)
         self.monitor = RunMonitor(self.out, config.steps, self.start_step, enabled=state.is_main)
+
+    def _load_init(self, path: Path) -> None:
+        """--init-from: the weights of a training checkpoint (G and D), or of an exported generator
+        (.safetensors, ``msgen.export``): G only, D starts from its initialisation."""
+        self.init_note = None
+        if path.suffix != ".safetensors":
+            self._load(load_checkpoint(path), path, full=False)
+            return
+        from safetensors.torch import load_file
+
+        from msgen.checkpoint import read_generator_metadata as read_metadata
+
+        read_metadata(path)  # a UsageError naming the file when it is not an exported generator
+        try:
+            load_module_state(self.G, load_file(str(path)), "generator", path)
+        except CheckpointError as error:
+            raise SetupError(f"{error}. A --model.* option that changes the model's size cannot be "
+                             "applied to an exported generator: drop it") from error
+        self.init_note = (f"NOTE: --init-from {path} is an exported generator: G starts from its weights, "
+                          "D from its initialisation (the file holds no discriminator)")
 
     def _load(self, checkpoint: dict[str, Any], path: str | Path, full: bool) -> None:
         try:
@@ -402,9 +432,18 @@ class Trainer:
         self.monitor.sample(step, sample_grid(self.sample_batch, out.image.float(), out.saliency.float()))
 
     def _evaluate(self, step: int) -> None:
+        """Score the held-out tuples at each M, each M on the tuples that serve it; "mask_ssim"
+        (best.pt's choice) and "ssim" are the means over M."""
         self.G.eval()
-        self.metrics = evaluate(self.G, self.data.held_out, self.config.data.eval_tuples,
-                                self.config.num_sources, self.config.batch_size, self.device, self.autocast)
+        metrics: dict[str, float] = {}
+        for m, dataset in sorted(self.data.held_out_by_m.items()):
+            metrics.update({k: v for k, v in evaluate(self.G, dataset, self.config.data.eval_tuples, [m],
+                                                      self.config.batch_size, self.device, self.autocast).items()
+                            if k.endswith(f"_m{m}")})
+        ms = sorted(self.data.held_out_by_m)
+        for name in ("ssim", "mask_ssim"):
+            metrics[name] = float(np.mean([metrics[f"{name}_m{m}"] for m in ms]))
+        self.metrics = metrics
         self.G.train()
         self.monitor.evaluation(step, self.metrics)
 
@@ -499,7 +538,8 @@ class Trainer:
             f"variant {g.variant} ({_count(self.G)}); discriminator ({_count(self.D)})",
             f"  NOTE: the reconstruction loss compares {self.nn_loss.feature_space}",
             *(f"  WARNING: preset {c.preset}: {text}" for text in preset_substitutes(c)),
-            f"  data: {self.data.description}",
+            *self._data_lines(),
+            *([f"  {self.init_note}"] if getattr(self, "init_note", None) else []),
             f"  M per batch: {', '.join(map(str, c.num_sources))}; batch {c.batch_size} per process; "
             f"Adam lr {c.lr}{decay} betas {tuple(c.betas)}; lambda {c.model.loss.lambda_nn}",
             *([f"  NOTE: no adversarial term (--model.loss.adversarial-weight 0): D is neither run nor trained"]
@@ -507,6 +547,22 @@ class Trainer:
             f"  steps {self.start_step} -> {c.steps}; outputs in {self.out}",
         ):
             self.monitor.print(line)
+
+    def _data_lines(self) -> list[str]:
+        """The banner's data lines: persons, tuples and images per M, what was dropped and why, and
+        how the M of a step is drawn when some tuples cannot serve the largest M."""
+        first, *rest = self.data.description.split("\n")
+        lines = [f"  data: {first}", *(f"  {line}" for line in rest),
+                 f"  data rules: identity {self.config.data.identity}, framing {self.config.data.framing}",
+                 *(f"  {notice}" for notice in self.rule_notices)]
+        if self.sampler.weights is not None:
+            ms = sorted(set(self.config.num_sources))
+            _, shares = step_weights(ms, self.sampler.capacities)
+            lines.append("  M per step drawn with weights " + ", ".join(
+                f"M={m}: {w:.2f}" for m, w in zip(ms, self.sampler.weights)) + " (tuples that hold fewer sources "
+                "train at the largest M they hold): tuples per M " + ", ".join(
+                f"M={m}: {share:.0%}" for m, share in zip(ms, shares)))
+        return lines
 
     def run(self) -> TrainResult:
         c = self.config

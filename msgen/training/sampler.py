@@ -6,8 +6,14 @@ world_size, and rank r takes its consecutive batch_size of them: the ranks see d
 (as DistributedSampler does) and together the same data a single process with batch G would.
 The only state is the step count: ``StepBatchSampler(..., start_step=s)`` resumes at step s.
 
-With several M (``num_sources``), step s trains at ``sources_at_step(num_sources, seed, s)``, drawn
-from a generator seeded by (seed, s): the same on every rank, and the same after a resume.
+With several M (``num_sources``), step s draws ``sources_at_step(num_sources, seed, s, weights)``
+from a generator seeded by (seed, s): the same on every rank, and the same after a resume. Every
+person serves every M it can: a tuple holds min(n - 1, M_max) sources for a person of n images
+(its *capacity*), and trains at the step's M or, when it has fewer sources, at the largest M of
+``num_sources`` it holds (the batch is padded to its largest M, ``collate_tuples``). The step's M
+is drawn with ``step_weights``, chosen so that over the tuples the M come out as wanted (uniform
+over ``num_sources``); when every tuple holds M_max sources those weights are uniform and the draw
+is the plain uniform one.
 """
 
 from __future__ import annotations
@@ -24,12 +30,48 @@ def epoch_permutation(num_items: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_items, generator=generator)
 
 
-def sources_at_step(num_sources: Sequence[int], seed: int, step: int) -> int:
-    """The M that step ``step`` trains at: one of ``num_sources``, uniformly, fixed by (seed, step)."""
+def sources_at_step(num_sources: Sequence[int], seed: int, step: int, weights: Sequence[float] | None = None) -> int:
+    """The M drawn for step ``step``: one of ``num_sources`` with probabilities ``weights`` (None:
+    uniformly), fixed by (seed, step)."""
     if len(num_sources) == 1:
         return int(num_sources[0])
-    choice = np.random.default_rng([seed, step]).integers(len(num_sources))
+    rng = np.random.default_rng([seed, step])
+    if weights is None or np.allclose(weights, 1 / len(num_sources), rtol=0, atol=1e-12):
+        choice = rng.integers(len(num_sources))
+    else:
+        choice = min(int(np.searchsorted(np.cumsum(weights), rng.random(), side="right")), len(num_sources) - 1)
     return int(num_sources[choice])
+
+
+def served_sources(num_sources: Sequence[int], capacity: int) -> int:
+    """The largest M of ``num_sources`` that a tuple of ``capacity`` sources serves (0: none)."""
+    return max((m for m in num_sources if m <= capacity), default=0)
+
+
+def step_weights(num_sources: Sequence[int], capacities: Sequence[int]) -> tuple[list[float], list[float]]:
+    """(weights of the step's M draw, the share of tuples each M then trains at), over sorted M.
+
+    A tuple whose largest served M is a trains at min(drawn M, a). With G_j the share of tuples
+    serving m_j (a >= m_j) and F_j the share whose largest is m_j, M = m_j comes out with
+    probability q_j G_j + (sum_{i>j} q_i) F_j; solving for a uniform outcome from the largest M
+    down gives q. When too few tuples serve a large M for it to reach its share, its q is capped
+    (the returned shares say what the run gets)."""
+    ms = sorted(set(int(m) for m in num_sources))
+    served = np.array([served_sources(ms, c) for c in capacities])
+    if len(served) == 0 or (served == 0).any():
+        raise ValueError(f"every tuple must hold at least min(num_sources) = {ms[0]} sources")
+    wanted = 1 / len(ms)
+    at_least = [float(np.mean(served >= m)) for m in ms]
+    exactly = [float(np.mean(served == m)) for m in ms]
+    weights = [0.0] * len(ms)
+    above, left = 0.0, 1.0
+    for j in reversed(range(len(ms))):
+        q = (wanted - above * exactly[j]) / at_least[j] if j else left
+        weights[j] = min(max(q, 0.0), left)
+        above += weights[j]
+        left -= weights[j]
+    shares = [weights[j] * at_least[j] + sum(weights[j + 1:]) * exactly[j] for j in range(len(ms))]
+    return weights, shares
 
 
 class StepBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
@@ -37,7 +79,8 @@ class StepBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
     (``msgen.data.TupleDataset`` then loads only the first M sources of each tuple).
 
     num_items: training tuples; batch_size: per rank; num_sources: the M to draw from;
-    rank, world_size: this process's share.
+    rank, world_size: this process's share; capacities: the sources each tuple holds (None: every
+    tuple holds max(num_sources)).
     """
 
     def __init__(
@@ -50,6 +93,7 @@ class StepBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
         start_step: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        capacities: Sequence[int] | None = None,
     ) -> None:
         if num_items < 1:
             raise ValueError(f"num_items must be >= 1, got {num_items}")
@@ -63,6 +107,14 @@ class StepBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
         self.batch_size = batch_size
         self.steps = steps
         self.num_sources = tuple(num_sources)
+        if capacities is not None and len(capacities) != num_items:
+            raise ValueError(f"capacities must hold one count per tuple ({num_items}), got {len(capacities)}")
+        full = capacities is None or min(capacities) >= max(self.num_sources)
+        # Only when some tuple holds fewer sources than M_max: the plain case keeps the uniform draw.
+        self.capacities = None if full else [int(c) for c in capacities]
+        self.weights = None if full else step_weights(self.num_sources, self.capacities)[0]
+        # The weights are over the sorted M; the draw must index the same order.
+        self._draw_order = tuple(sorted(set(self.num_sources))) if not full else self.num_sources
         self.seed = seed
         self.start_step = start_step
         self.rank = rank
@@ -85,5 +137,9 @@ class StepBatchSampler(torch.utils.data.Sampler[list[tuple[int, int]]]):
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.start_step, self.steps):
-            m = sources_at_step(self.num_sources, self.seed, step)
-            yield [(index, m) for index in self.batch_at(step)]
+            m = sources_at_step(self._draw_order, self.seed, step, self.weights)
+            indices = self.batch_at(step)
+            if self.capacities is None:
+                yield [(index, m) for index in indices]
+            else:
+                yield [(index, min(m, served_sources(self._draw_order, self.capacities[index]))) for index in indices]
