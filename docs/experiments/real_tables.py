@@ -113,7 +113,7 @@ def folds_tables(root: Path) -> str:
     reference = pooled[configs[0]]  # baselines are the same for every configuration of a fold
     header = ["row", "M", "persons (tuples)", *METRICS.values(), *SET_METRICS]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    constant = next((method for method, _ in reference if method not in ("model", WARP, "ground truth")), None)
+    constant = next((method for method, _ in reference if method.startswith("constant image")), None)
     rows = [(f"model: {c}", pooled[c], "model") for c in configs] + [(WARP, reference, WARP)]
     if constant:
         rows.append((constant, reference, constant))
@@ -122,7 +122,7 @@ def folds_tables(root: Path) -> str:
             entry = table.get((method, m))
             if entry is None:
                 continue
-            cells = [name, str(m), f"{len(set(entry['persons']))} ({len(entry['persons'])})"]
+            cells = [name, str(m) if method != constant else "any", f"{len(set(entry['persons']))} ({len(entry['persons'])})"]
             cells += [cell(entry, k) for k in METRICS] + ["unavailable"] * len(SET_METRICS)
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Paired differences (mean [95% interval over persons]):", ""]
