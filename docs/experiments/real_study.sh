@@ -12,7 +12,7 @@
 #                                                      # of training persons (prepare --max-train-persons)
 #
 # Configurations (config_args below):
-#   paper        the paper's model and objective (--preset market: M-GAN, VGG-19 relu1_2 NN loss,
+#   paper        (VGG=PATH where msgen ships no VGG-19 weights) the paper's model and objective (--preset market: M-GAN, VGG-19 relu1_2 NN loss,
 #                lambda 0.01, lr 2e-4, adversarial weight 1) at --model.generator.width $WIDTH, from scratch
 #   default      this project's defaults (L1, copied pixels, coarser attention) fine-tuned from
 #                docs/models/synthetic-full.safetensors at 128x64
@@ -43,6 +43,9 @@ BEST=${BEST:-default}
 EXTRA=${EXTRA:-}
 SHIPPED=docs/models/synthetic-full.safetensors
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# The paper configuration's VGG-19 weights: VGG=PATH (a torchvision-keyed state dict) where msgen has
+# none of its own (before the networks work ships them)
+[ -n "${VGG:-}" ] && export MSGEN_VGG19_WEIGHTS=$VGG
 
 config_args() {  # the options of a new run of configuration $1
   case $1 in
