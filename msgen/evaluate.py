@@ -22,8 +22,9 @@ truth (FID and IS of the test images themselves). Columns (docs/EVALUATION.md): 
 script computes it (51x51 window; images >= 51x51), SSIM_256 (Gaussian window, data range
 --data-range), mask-SSIM, LPIPS (v0.1 AlexNet), FID (Inception-v3 pool features, real set = the
 split's training images, its statistics cached in DIR/.msgen-cache/), IS and mask-IS (10 splits). Per-tuple metrics carry a 95% bootstrap
-interval over tuples, and evaluation.json keeps every per-tuple score and the PAIRED intervals
-of the differences (model at the largest M minus the smallest; model minus warp baseline at
+interval over PERSONS (a person's tuples are not independent: persons are drawn with replacement,
+all their tuples kept), and evaluation.json keeps every per-tuple score, each tuple's person
+(``tuple_persons``, beside ``tuple_names``) and the PAIRED intervals of the differences (model at the largest M minus the smallest; model minus warp baseline at
 each M); ``compare`` pairs two runs' evaluation.json tuple by tuple. The network weights come
 from the options, environment variables or torch's hub cache; without them a column says
 "unavailable" and why. Nothing is downloaded.
@@ -56,6 +57,7 @@ from msgen.evaluation import (
     MetricUnavailable,
     Networks,
     constant_method,
+    count_persons,
     ground_truth_method,
     inception_weights_path,
     load_inception_model,
@@ -65,6 +67,7 @@ from msgen.evaluation import (
     real_statistics,
     score_methods,
     summarise,
+    tuple_persons,
     warp_baseline,
 )
 from msgen.pose.framing import check_sizes, image_sizes
@@ -86,10 +89,10 @@ def _fmt(summary: dict | None) -> str:
 def markdown_table(report: dict) -> str:
     """The table as Markdown: one line per (method, M), then the notes."""
     notes = report["notes"]
-    header = ["method", "M", "persons (tuples)", *COLUMNS.values(), "FID", "IS", "mask-IS"]
+    header = ["method", "M", *COLUMNS.values(), "FID", "IS", "mask-IS"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in report["rows"]:
-        cells = [row["method"], str(row["M"]) if row["per_m"] else "any", f"{row['persons']} ({row['tuples']})"]
+        cells = [row["method"], str(row["M"]) if row["per_m"] else "any"]
         for key in COLUMNS:
             if not row["pairwise"]:
                 cells.append("—")
@@ -103,15 +106,31 @@ def markdown_table(report: dict) -> str:
             cells.append(f"{value[0]:.2f} ± {value[1]:.2f}" if value is not None else ("unavailable" if "is" in notes else "—"))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"{report['num_tuples']} test tuples: {report['tuples']}. Mean [95% bootstrap interval over "
-              f"tuples]; IS: mean ± std over {IS_SPLITS} splits. SSIM_256 data range: {report['data_range']}."]
+              f"persons]; IS: mean ± std over {IS_SPLITS} splits. SSIM_256 data range: {report['data_range']}.",
+              _rests_on(report)]
     names = {**COLUMNS, "fid": "FID", "is": "IS and mask-IS"}
     lines += [f"{names[key]} unavailable: {reason}." for key, reason in notes.items()]
     if report["paired"]:
         lines += ["", "Paired differences (same tuples; 95% bootstrap interval of the mean difference):", ""]
         for item in report["paired"]:
             lines.append(f"- {item['what']}, {COLUMNS[item['metric']]}: {item['mean']:+.4f} "
-                         f"[{item['low']:+.4f}, {item['high']:+.4f}] (n={item['n']} tuples of {item['persons']} persons)")
+                         f"[{item['low']:+.4f}, {item['high']:+.4f}] ({_counts(item)})")
     return "\n".join(lines) + "\n"
+
+
+def _counts(summary: dict) -> str:
+    """"n tuples of p persons" of a summary or paired item (files from before persons: tuples only)."""
+    persons = f" of {summary['persons']} persons" if "persons" in summary else ""
+    return f"{summary['n']} tuples{persons}"
+
+
+def _rests_on(report: dict) -> str:
+    """What each M's scores rest on: its tuples and their persons."""
+    counts = {}
+    for row in report["rows"]:
+        if row["pairwise"] and row["metrics"]:
+            counts.setdefault(row["M"], _counts(next(iter(row["metrics"].values()))))
+    return "Each M rests on: " + "; ".join(f"M = {m}: {text}" for m, text in sorted(counts.items())) + "."
 
 
 def _networks(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Networks, dict[str, str]]:
@@ -171,8 +190,7 @@ def _rows(results: Sequence[MethodResult], methods: Sequence[Method], seed: int)
         method = by_name[result.method]
         rows.append({
             "method": result.method, "M": result.num_sources, "per_m": method.per_m, "pairwise": method.pairwise,
-            "persons": len(set(result.persons)), "tuples": len(result.tuples),
-            "metrics": {k: summarise(v, seed) for k, v in result.per_tuple.items()},
+            "metrics": {k: summarise(v, seed, result.persons) for k, v in result.per_tuple.items()},
             "fid": result.fid, "is": result.inception, "mask_is": result.mask_inception,
         })
     return rows
@@ -197,15 +215,14 @@ def _paired(results: Sequence[MethodResult], seed: int) -> list[dict]:
                 if len(high.tuples) < 2:
                     continue
                 items.append({"what": f"{name} M={ms[-1]} minus M={ms[0]}", "metric": metric,
-                              "persons": len(set(high.persons)),
                               **paired_difference(high.per_tuple[metric], _on_tuples(low, metric, high.tuples),
-                                                  seed=seed)})
+                                                  seed=seed, persons=high.persons)})
         for m in sorted(m for n, m in table if n == "model"):
             if (WARP, m) in table and metric in table[("model", m)].per_tuple and len(table[("model", m)].tuples) >= 2:
                 items.append({"what": f"model minus {WARP} at M={m}", "metric": metric,
-                              "persons": len(set(table[("model", m)].persons)),
                               **paired_difference(table[("model", m)].per_tuple[metric],
-                                                  table[(WARP, m)].per_tuple[metric], seed=seed)})
+                                                  table[(WARP, m)].per_tuple[metric], seed=seed,
+                                                  persons=table[("model", m)].persons)})
     return items
 
 
@@ -298,7 +315,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
             real_names = [train_names[i] for i in np.linspace(0, len(train_names) - 1, args.max_real).round().astype(int)]
         real = _cached_real_statistics(args, folder, root, real_names, networks, log)
     start = time.perf_counter()
-    results = score_methods(methods, TupleDataset(folder, tuples), args.sources, args.device, args.batch_size,
+    dataset = TupleDataset(folder, tuples)
+    results = score_methods(methods, dataset, args.sources, args.device, args.batch_size,
                             args.data_range, networks, real, workers=args.workers, progress=args.progress)
     seconds = time.perf_counter() - start
     out = args.out or (args.checkpoint.parent / f"eval-{args.checkpoint.stem}" if args.checkpoint else root / "eval")
@@ -311,7 +329,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
         "real_set": f"{len(train_names) if not args.max_real else min(args.max_real, len(train_names))} training images",
         "rows": _rows(results, methods, args.seed), "paired": _paired(results, args.seed),
         "tuple_names": [[*s, t] for s, t in tuples],
-        "tuple_persons": [folder.identity_fn(t) for _, t in tuples],
+        "tuple_persons": tuple_persons(dataset),
         "per_tuple": {},
     }
     for result in results:
@@ -326,7 +344,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
 
 
 def compare(a_path: Path, b_path: Path, method: str = "model", seed: int = 0) -> str:
-    """The paired comparison of two evaluation.json files (same tuples): A minus B per M and metric."""
+    """The paired comparison of two evaluation.json files (same tuples): A minus B per M and metric,
+    its interval over persons when both files name each tuple's person (over tuples otherwise, said)."""
     reports = []
     for path in (a_path, b_path):
         try:
@@ -339,14 +358,26 @@ def compare(a_path: Path, b_path: Path, method: str = "model", seed: int = 0) ->
     for path, report in ((a_path, a), (b_path, b)):
         if method not in report.get("per_tuple", {}):
             raise UsageError(f"{path} has no method {method!r} (it has {sorted(report.get('per_tuple', {}))})")
-    lines = [f"A = {a_path} ({method}), B = {b_path} ({method}); {len(a['tuple_names'])} paired tuples", "",
+    persons = a.get("tuple_persons")
+    if persons is not None and b.get("tuple_persons") is not None and persons != b["tuple_persons"]:
+        raise UsageError(f"{a_path} and {b_path} name different persons for the same tuples (another identity rule?); "
+                         f"a paired comparison needs the same ones")
+    if persons is not None and b.get("tuple_persons") is not None:
+        over = f"of {count_persons(persons)} persons; intervals resample persons"
+    else:
+        lacking = " and ".join(str(p) for p, r in ((a_path, a), (b_path, b)) if r.get("tuple_persons") is None)
+        persons, over = None, f"intervals over tuples: {lacking} names no persons (written before tuple_persons)"
+    lines = [f"A = {a_path} ({method}), B = {b_path} ({method}); {len(a['tuple_names'])} paired tuples {over}", "",
              "| M | metric | A | B | A - B [95% paired interval] |", "|---|---|---|---|---|"]
     for m in sorted(set(a["per_tuple"][method]) & set(b["per_tuple"][method]), key=int):
         for metric in PAIRWISE:
             x, y = a["per_tuple"][method][m].get(metric), b["per_tuple"][method][m].get(metric)
             if not x or not y:
                 continue
-            d = paired_difference(np.array(x), np.array(y), seed=seed)
+            # Each M scored the tuples that serve it ("tuple_index"; all of them in older files).
+            index = a["per_tuple"][method][m].get("tuple_index", range(len(x)))
+            d = paired_difference(np.array(x), np.array(y), seed=seed,
+                                  persons=None if persons is None else [persons[i] for i in index])
             lines.append(f"| {m} | {COLUMNS[metric]} | {np.mean(x):.4f} | {np.mean(y):.4f} | "
                          f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Tests of msgen.training.curves: log series, smoothing, the PNG and the CLI's errors."""
+"""Tests of docs/experiments/training_curves.py: log series, smoothing, the PNG and the CLI's errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from msgen.training import curves
+import training_curves as curves  # docs/experiments/, on pytest's path
 
 
 def write_log(folder: Path, losses: list[float], evals: list[float]) -> Path:

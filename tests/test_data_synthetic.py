@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 
 from msgen.data import synthetic
+from msgen.data.synthetic import render, write
 from msgen.data.synthetic import (
     SUPERSAMPLE,
     generate_synthetic,
     identity_appearance,
-    logo_area,
-    logo_contrast,
     logo_layer,
-    logo_tuples,
     parse_sample_name,
     render_person,
     render_sample,
@@ -140,19 +138,6 @@ def test_logo_layer_is_the_logo_and_only_the_logo():
     assert seen and unseen
 
 
-def test_logo_contrast_reads_how_much_of_the_logo_is_drawn():
-    plain, logo = next(layer for index in range(24) if logo_area((layer := logo_layer(5, 3, index, SIZE))[1]) >= 6)
-    assert logo_contrast(plain + logo, plain, logo) == pytest.approx(1.0)
-    assert logo_contrast(plain, plain, logo) == pytest.approx(0.0, abs=1e-9)
-    # Half the logo on a shirt drawn 20 levels too light, plus noise: still a half.
-    noise = np.random.default_rng(0).normal(0, 3, plain.shape)
-    assert logo_contrast(plain + 0.5 * logo + 20 + noise, plain, logo) == pytest.approx(0.5, abs=0.05)
-    # A logo drawn one pixel too far to the right counts less than one in place.
-    assert logo_contrast(plain + np.roll(logo, 1, axis=1), plain, logo) < 0.9
-    with pytest.raises(ValueError, match="not seen"):
-        logo_contrast(plain, plain, np.zeros_like(logo))
-
-
 def test_render_sample_names_its_view():
     name, image, kp = render_sample(3, 12, 7, SIZE)
     identity, view, index = name[: -len(".png")].split("_")
@@ -161,24 +146,6 @@ def test_render_sample_names_its_view():
     assert parse_sample_name(f"images/{name}") == (12, view, 7)
     with pytest.raises(ValueError, match="<identity>_<view>_<index>"):
         parse_sample_name("0001_c1s1_000151_00.jpg")  # a Market-1501 name
-
-
-def test_logo_tuples_keeps_the_targets_whose_logo_a_source_shows():
-    names = [render_sample(5, 3, index, SIZE)[0] for index in range(12)]
-    areas = {name: logo_area(logo_layer(5, 3, parse_sample_name(name)[2], SIZE)[1]) for name in names}
-    shown = [n for n in names if areas[n] >= 6]
-    hidden = [n for n in names if areas[n] < 6]
-    assert len(shown) >= 2 and hidden
-    tuples = [(hidden[:1] + shown[1:2], shown[0]),  # the second source shows it
-              (hidden[:1] + shown[1:2], hidden[0]),  # the target does not show it
-              (shown[1:2] + hidden[:1], shown[0])]  # the first source shows it
-    chosen = logo_tuples(tuples, 5, SIZE, num_sources=2)
-    assert list(chosen) == [0, 2]
-    plain, logo = chosen[0]
-    expected = logo_layer(5, 3, parse_sample_name(shown[0])[2], SIZE)
-    np.testing.assert_array_equal(plain, expected[0])
-    np.testing.assert_array_equal(logo, expected[1])
-    assert list(logo_tuples(tuples, 5, SIZE, num_sources=1)) == [2]
 
 
 def test_cli_writes_the_dataset(tmp_path, capsys):
@@ -235,7 +202,7 @@ def test_the_reported_crash_seed_3_identity_444_gives_a_valid_pose():
     # 0444_backright_007.png: the raised right wrist rendered at row -1 (above the top edge).
     from msgen.pose.keypoints import KEYPOINT_INDEX, check_keypoints
 
-    rng = synthetic._image_rng(3, 444, 7)
+    rng = render._image_rng(3, 444, 7)
     pose = sample_pose(rng)
     _, raw = render_person(identity_appearance(3, 444), pose, synthetic.sample_background(rng, SIZE))
     assert raw[KEYPOINT_INDEX["Rwri"], 0] < 0 and raw[KEYPOINT_INDEX["Rwri"], 1] >= 0  # the bad point, as rendered
@@ -280,14 +247,14 @@ def test_any_seed_and_size_renders_poses_inside_their_image(seed):
 
 
 def test_annotations_are_written_as_identities_finish_and_a_late_error_keeps_them(tmp_path, monkeypatch):
-    real = synthetic._render_identity
+    real = write._render_identity
 
     def failing_on_the_third(args):
         if args[2] == 3:
             raise RuntimeError("disk full")
         return real(args)
 
-    monkeypatch.setattr(synthetic, "_render_identity", failing_on_the_third)
+    monkeypatch.setattr(write, "_render_identity", failing_on_the_third)
     with pytest.raises(RuntimeError, match="disk full"):
         generate_synthetic(tmp_path, identities=4, images_per_identity=2, size=(64, 32), seed=5)
     assert not (tmp_path / "annotation.csv").exists() and not (tmp_path / "synthetic.json").exists()
@@ -298,7 +265,7 @@ def test_annotations_are_written_as_identities_finish_and_a_late_error_keeps_the
                      for name in [render_sample(5, i, j, (64, 32))[0]]]
     assert all((tmp_path / "images" / name).is_file() for name in names)
 
-    monkeypatch.setattr(synthetic, "_render_identity", real)
+    monkeypatch.setattr(write, "_render_identity", real)
     generate_synthetic(tmp_path, identities=4, images_per_identity=2, size=(64, 32), seed=5)
     assert not (tmp_path / "annotation.csv.partial").exists()
     assert len(read_annotations(tmp_path / "annotation.csv")) == 8

@@ -147,6 +147,58 @@ def test_cli_errors_are_one_line(run: dict, tmp_path, capsys) -> None:
     assert capsys.readouterr().err.startswith("error: --checkpoint: file not found")
 
 
+def test_every_tuple_names_its_person_and_the_table_its_persons(run: dict, tmp_path, capsys) -> None:
+    from msgen.data.folder import market_identity
+
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", str(run["checkpoint"]), "--sources", "1", "--max-tuples", "6",
+                          "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "evaluation.json").read_text())
+    persons = report["tuple_persons"]
+    assert persons == [market_identity(names[-1]) for names in report["tuple_names"]]  # the synthetic set's rule
+    assert all(market_identity(name) == person for names, person in zip(report["tuple_names"], persons) for name in names)
+    count = len(set(persons))
+    for row in report["rows"]:
+        assert all(summary["persons"] == count for summary in row["metrics"].values())
+    assert f"Each M rests on: M = 1: 6 tuples of {count} persons." in printed
+    assert "interval over persons" in printed
+
+
+def _evaluation_json(path, names, persons, scores) -> str:
+    report = {"tuple_names": names, "per_tuple": {"model": {"1": {"mask_ssim": scores}}}}
+    if persons is not None:
+        report["tuple_persons"] = persons
+    path.write_text(json.dumps(report))
+    return str(path)
+
+
+def test_compare_resamples_persons_and_refuses_other_tuples(tmp_path, capsys) -> None:
+    from msgen.evaluation import paired_difference
+
+    rng = np.random.default_rng(5)
+    names = [[f"{p:04d}_a.png", f"{p:04d}_{k}.png"] for p in range(4) for k in range(3)]
+    persons = [f"{p:04d}" for p in range(4) for _ in range(3)]
+    x, y = rng.uniform(size=12).tolist(), rng.uniform(size=12).tolist()
+    a = _evaluation_json(tmp_path / "a.json", names, persons, x)
+    b = _evaluation_json(tmp_path / "b.json", names, persons, y)
+    assert evaluate.main(["compare", a, b]) == 0
+    printed = capsys.readouterr().out
+    d = paired_difference(np.array(x), np.array(y), persons=persons)
+    assert "12 paired tuples of 4 persons; intervals resample persons" in printed
+    assert f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" in printed
+    # A file from before tuple_persons: tuple-level intervals, and the output says so.
+    old = _evaluation_json(tmp_path / "old.json", names, None, y)
+    assert evaluate.main(["compare", a, old]) == 0
+    assert f"intervals over tuples: {old} names no persons" in capsys.readouterr().out
+    other = _evaluation_json(tmp_path / "other.json", names[::-1], persons[::-1], y)
+    assert evaluate.main(["compare", a, other]) == 2
+    assert "scored different test tuples" in capsys.readouterr().err
+    renamed = _evaluation_json(tmp_path / "renamed.json", names, [p + "x" for p in persons], y)
+    assert evaluate.main(["compare", a, renamed]) == 2
+    assert "name different persons for the same tuples" in capsys.readouterr().err
+
+
 def test_market_style_folder_on_its_official_split(run: dict, stand_ins, tmp_path, capsys) -> None:
     """Market-named images + the public files' format -> prepare --official -> every column."""
     from msgen.data import prepare

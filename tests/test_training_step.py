@@ -11,8 +11,9 @@ import torch
 from msgen.data import collate_tuples
 from msgen.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, NearestNeighbourLoss
 from msgen.pose import with_pose_inputs
-from msgen.training.host_syncs import count_host_syncs, optimizer_host_tensors
 from msgen.training.step import LOSS_NAMES, LossWindow, TrainingStep
+
+from host_syncs import count_host_syncs, optimizer_host_tensors  # tests/host_syncs.py, a test tool
 
 SIZE = (32, 16)
 BASE = torch.tensor([[4, 8], [7, 8], [7, 5], [11, 4], [15, 4], [7, 11], [11, 12], [15, 12], [16, 6],

@@ -12,7 +12,7 @@ constant colour, so a shirt drawn a little too dark or light does not count as a
 logo as in the target; 0: plain shirt; the target photo itself scores about 1 (its sensor noise).
 A tuple counts when the target's logo covers at least --min-area pixels and at least one of its
 largest-M sources shows the logo too (so it can be copied). Printed per method and M: the mean a
-with a 95% bootstrap interval over tuples (with, as an oracle of what copying one source could
+with a 95% bootstrap interval over persons (a person's tuples resampled together; with, as an oracle of what copying one source could
 give, the best of the largest-M sources each warped alone), and the paired differences of each checkpoint against
 the warp baseline (each source warped with its part affines, the warped sources averaged).
 """
@@ -28,8 +28,8 @@ import torch
 
 from msgen.api import MultiSourceGenerator
 from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
-from msgen.data.synthetic import logo_contrast, logo_tuples
-from msgen.evaluation import bootstrap_interval
+from logo_measure import logo_contrast, logo_tuples
+from msgen.evaluation import bootstrap_interval, count_persons
 from msgen.pose import with_pose_inputs
 from msgen.training.data import open_folder
 from msgen.evaluation import warp_baseline
@@ -41,8 +41,8 @@ def to_255(images: torch.Tensor) -> np.ndarray:
     return ((images.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def summary(values: list[float]) -> str:
-    low, high = bootstrap_interval(np.asarray(values))
+def summary(values: list[float], persons: list[str]) -> str:
+    low, high = bootstrap_interval(np.asarray(values), persons=persons)
     return f"{np.mean(values):+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
@@ -66,7 +66,9 @@ def main() -> None:
 
     layers = logo_tuples(tuples, data.seed, size, top, args.min_area)
     chosen = list(layers)
-    print(f"{len(chosen)} of {len(tuples)} tuples: target logo >= {args.min_area:g} px, shown by a source among the first {top}")
+    persons = [folder.identity_fn(tuples[i][1]) for i in chosen]
+    print(f"{len(chosen)} of {len(tuples)} tuples ({count_persons(persons)} persons): target logo >= "
+          f"{args.min_area:g} px, shown by a source among the first {top}")
 
     scores: dict[str, list[float]] = {}
     with torch.no_grad():
@@ -93,19 +95,19 @@ def main() -> None:
     print("| image | logo contrast drawn (1: as the target, 0: plain shirt) [95% interval] |")
     print("|---|---|")
     for name, values in scores.items():
-        print(f"| {name} | {summary(values)} |")
+        print(f"| {name} | {summary(values, persons)} |")
     print("\n| paired difference | mean [95% interval] |")
     print("|---|---|")
     for m in args.sources:
         baseline = np.asarray(scores[f"warp baseline, M={m}"])
         for path in args.checkpoint:
-            print(f"| {path} minus warp baseline, M={m} | {summary(list(np.asarray(scores[f'{path}, M={m}']) - baseline))} |")
+            print(f"| {path} minus warp baseline, M={m} | {summary(list(np.asarray(scores[f'{path}, M={m}']) - baseline), persons)} |")
     if len(args.checkpoint) > 1:
         first = args.checkpoint[0]
         for path in args.checkpoint[1:]:
             for m in args.sources:
                 diff = np.asarray(scores[f"{path}, M={m}"]) - np.asarray(scores[f"{first}, M={m}"])
-                print(f"| {path} minus {first}, M={m} | {summary(list(diff))} |")
+                print(f"| {path} minus {first}, M={m} | {summary(list(diff), persons)} |")
     if args.out is not None:
         args.out.write_text(json.dumps({"tuples": [tuples[i][1] for i in chosen], "scores": scores}, indent=1))
 

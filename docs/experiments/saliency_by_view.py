@@ -6,7 +6,7 @@ tuples, whose file names carry the view (front, frontleft, left, ... in steps of
 For every tuple at M sources and every source: the view difference to the target (0 to 4 steps of
 45 degrees) and the source's mean saliency (the finest attention's channel mean) over the target's
 person mask. Prints, per view difference, the mean saliency with a 95% bootstrap interval over
-tuples; an even split gives 1 / M at every difference. ``--all-levels`` prints the same table for
+persons (a person's tuples resampled together); an even split gives 1 / M at every difference. ``--all-levels`` prints the same table for
 every attention level of the decoder (level 0 is the finest, the one the saliency maps show;
 coarser levels' attention is upsampled to the image, nearest).
 """
@@ -24,7 +24,7 @@ from msgen.api import MultiSourceGenerator
 from msgen.data import TupleDataset, collate_tuples, read_tuples_csv
 from msgen.data.synthetic import VIEW_NAMES, parse_sample_name
 from msgen.pose import person_mask
-from msgen.evaluation import bootstrap_interval
+from msgen.evaluation import bootstrap_interval, count_persons
 from msgen.training.data import open_folder
 
 
@@ -55,15 +55,18 @@ def record_every_level(model: MultiSourceGenerator) -> dict[int, torch.Tensor]:
     return store
 
 
-def print_table(title: str, by_steps: dict[int, list[list[float]]]) -> None:
+def print_table(title: str, by_steps: dict[int, list[tuple[str, list[float]]]]) -> None:
+    """by_steps: view difference -> (the tuple's person, its sources' saliencies) per tuple."""
     print(title)
-    print("| view difference | sources | mean saliency on the target's person [95% interval] |")
-    print("|---|---|---|")
+    print("| view difference | sources | tuples | persons | mean saliency on the target's person [95% interval] |")
+    print("|---|---|---|---|---|")
     for steps in sorted(by_steps):
-        per_tuple_means = np.array([np.mean(v) for v in by_steps[steps]])
-        low, high = bootstrap_interval(per_tuple_means)
-        count = sum(len(v) for v in by_steps[steps])
-        print(f"| {45 * steps} degrees | {count} | {per_tuple_means.mean():.4f} [{low:.4f}, {high:.4f}] |")
+        persons = [person for person, _ in by_steps[steps]]
+        per_tuple_means = np.array([np.mean(v) for _, v in by_steps[steps]])
+        low, high = bootstrap_interval(per_tuple_means, persons=persons)
+        count = sum(len(v) for _, v in by_steps[steps])
+        print(f"| {45 * steps} degrees | {count} | {len(persons)} | {count_persons(persons)} | "
+              f"{per_tuple_means.mean():.4f} [{low:.4f}, {high:.4f}] |")
 
 
 def main() -> None:
@@ -79,7 +82,7 @@ def main() -> None:
     folder = open_folder(model.config.data, model.image_size)
     tuples = read_tuples_csv(args.tuples)
     dataset = TupleDataset(folder, tuples)
-    by_level: dict[int, dict[int, list[list[float]]]] = {}
+    by_level: dict[int, dict[int, list[tuple[str, list[float]]]]] = {}
     with torch.no_grad():
         for start in range(0, len(tuples), 32):
             items = [dataset[(i, args.sources)] for i in range(start, min(start + 32, len(tuples)))]
@@ -96,7 +99,7 @@ def main() -> None:
                     for m, name in enumerate(sources[: args.sources]):
                         per_tuple.setdefault(view_steps(name, target), []).append(float(saliency[b, m][mask].mean()))
                     for steps, values in per_tuple.items():
-                        by_level.setdefault(level, {}).setdefault(steps, []).append(values)
+                        by_level.setdefault(level, {}).setdefault(steps, []).append((folder.identity_fn(target), values))
     print(f"{args.checkpoint}: {len(tuples)} tuples, M = {args.sources}; even share 1/M = {1 / args.sources:.3f}")
     for level in sorted(by_level):
         print_table(f"\nattention level {level} (stride {2 ** level})", by_level[level])

@@ -1,13 +1,14 @@
 """Evaluation: the metrics of the field, the reference rows and the evaluator that scores them.
 
-- ``evaluator``: ``score_methods`` (every method at every M on the same tuples), ``summarise``,
+- ``evaluator``: ``score_methods`` (every method at every M on the same tuples), ``tuple_persons``
+  (each tuple's person), ``summarise``,
   ``evaluate`` (training's periodic evaluation), ``Method``, ``MethodResult``, ``Networks``;
 - ``baselines``: the warp baseline, the constant image of the mean colour, the ground truth;
 - ``ssim``: SSIM_256, GFLA's SSIM, mask-SSIM, ``to_uint8``;
 - ``features``: Inception-v3 loading, ``FeatureStats`` and ``frechet_distance`` (FID), the
   Inception Score (whole and streamed), ``MetricUnavailable``;
 - ``lpips``: LPIPS v0.1 AlexNet and its loading;
-- ``intervals``: ``bootstrap_interval`` and ``paired_difference``.
+- ``intervals``: ``bootstrap_interval`` and ``paired_difference``, resampling persons.
 
 ``python -m msgen.evaluate`` is the command line over this package.
 """
@@ -28,6 +29,7 @@ from msgen.evaluation.evaluator import (
     real_statistics,
     score_methods,
     summarise,
+    tuple_persons,
 )
 from msgen.evaluation.features import (
     INCEPTION_ENV,
@@ -48,7 +50,7 @@ from msgen.evaluation.features import (
     load_inception,
     load_inception_model,
 )
-from msgen.evaluation.intervals import BOOTSTRAP_RESAMPLES, bootstrap_interval, paired_difference
+from msgen.evaluation.intervals import BOOTSTRAP_RESAMPLES, bootstrap_interval, count_persons, paired_difference
 from msgen.evaluation.lpips import (
     ALEXNET_ENV,
     ALEXNET_TAPS,
@@ -94,6 +96,7 @@ __all__ = [
     "apply_mask",
     "bootstrap_interval",
     "constant_method",
+    "count_persons",
     "evaluate",
     "frechet_distance",
     "ground_truth_method",
@@ -113,5 +116,6 @@ __all__ = [
     "ssim_gfla",
     "summarise",
     "to_uint8",
+    "tuple_persons",
     "warp_baseline",
 ]

@@ -9,7 +9,8 @@ more, truncated to their first M (TupleDataset items ``(i, m)``): the same tuple
 all hold the largest M, and otherwise every person at each M its images allow (a person with 2
 images serves M = 1 only). Each result records which tuples it scored and their persons.
 
-Per tuple (kept for paired comparisons): SSIM in GFLA's form (``ssim_gfla``), SSIM_256
+Per tuple (kept for paired comparisons, with the tuple's person from ``tuple_persons``, so that
+intervals resample persons): SSIM in GFLA's form (``ssim_gfla``), SSIM_256
 (``ssim``, its data range as chosen), mask-SSIM (both images masked with the TARGET's person
 mask), LPIPS. Per set: FID against the real set's Inception statistics, IS and mask-IS (10
 splits). The images are scored as uint8, as saved PNGs would be. Inception features and IS
@@ -36,7 +37,7 @@ from msgen.evaluation.features import (
     StreamingInceptionScore,
     images_to_inception_input,
 )
-from msgen.evaluation.intervals import bootstrap_interval
+from msgen.evaluation.intervals import bootstrap_interval, count_persons
 from msgen.evaluation.ssim import apply_mask, ssim, ssim_gfla, to_uint8
 from msgen.pose import person_mask, with_pose_inputs
 
@@ -70,7 +71,8 @@ class Networks:
 
 @dataclass
 class MethodResult:
-    """The scores of one method at one M: per-tuple arrays and the set metrics (None: unavailable).
+    """The scores of one method at one M: per-tuple arrays, the person of each tuple and the set
+    metrics (None: unavailable).
 
     tuples: the dataset indices of the scored tuples, in the order of the per-tuple arrays;
     persons: each scored tuple's person (its target's identity), for intervals over persons.
@@ -79,6 +81,7 @@ class MethodResult:
     method: str
     num_sources: int
     per_tuple: dict[str, np.ndarray] = field(default_factory=dict)
+    persons: list[str] = field(default_factory=list)
     fid: float | None = None
     inception: tuple[float, float] | None = None
     mask_inception: tuple[float, float] | None = None
@@ -95,6 +98,12 @@ def real_statistics(folder: PoseImageFolder, names: Sequence[str], inception: In
         images = to_uint8(torch.stack([folder.load(n)[0] for n in names[start : start + batch_size]]))
         stats.add(inception(images_to_inception_input(images))[0])
     return stats
+
+
+def tuple_persons(dataset: TupleDataset, count: int | None = None) -> list[str]:
+    """The person of each of the first ``count`` tuples (all: None): the identity of its target by
+    the folder's identity function (a tuple's sources are the same person)."""
+    return [dataset.folder.identity_fn(target) for _, target in dataset.tuples[:count]]
 
 
 def _progress(iterable: Iterable, enabled: bool, description: str) -> Iterable:
@@ -132,6 +141,7 @@ def score_methods(
     ms = sorted(set(num_sources))
     size = tuple(dataset.image_size)
     gfla_fits = min(size) >= 51
+    persons = tuple_persons(dataset, count)  # of every scored tuple; each M keeps those it scores
     results: list[MethodResult] = []
     serving = {m: [i for i in range(count) if len(dataset.tuples[i][0]) >= m] for m in ms}
     total_batches = sum(-(-len(serving[m]) // batch_size) for m in ms)
@@ -182,7 +192,7 @@ def score_methods(
             result = current[method.name]
             result.per_tuple = {k: np.asarray(v) for k, v in scores[method.name].items() if v}
             result.tuples = np.asarray(indices, np.int64)
-            result.persons = [dataset.folder.identity_fn(dataset.tuples[i][1]) for i in indices]
+            result.persons = [persons[i] for i in indices]
             if networks.inception is not None:
                 if real is not None and feats[method.name].count >= 2:
                     result.fid = feats[method.name].frechet_distance(real)
@@ -195,10 +205,15 @@ def score_methods(
     return results
 
 
-def summarise(values: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Mean, 95% bootstrap interval over tuples and the tuple count of per-tuple scores."""
-    low, high = bootstrap_interval(values, seed=seed) if len(values) >= 2 else (float("nan"), float("nan"))
-    return {"mean": float(np.mean(values)), "low": low, "high": high, "n": int(len(values))}
+def summarise(values: np.ndarray, seed: int = 0, persons: Sequence[str] | None = None) -> dict[str, float]:
+    """Mean, 95% bootstrap interval and the tuple count "n" of per-tuple scores; given each tuple's
+    person, the interval resamples persons and "persons" counts them."""
+    enough = len(values) >= 2 and (persons is None or count_persons(persons) >= 2)
+    low, high = bootstrap_interval(values, seed=seed, persons=persons) if enough else (float("nan"), float("nan"))
+    summary = {"mean": float(np.mean(values)), "low": low, "high": high, "n": int(len(values))}
+    if persons is not None:
+        summary["persons"] = count_persons(persons)
+    return summary
 
 
 @torch.no_grad()

@@ -267,29 +267,17 @@ PRESETS: dict[str, ModelConfig] = {
         discriminator=DiscriminatorConfig(width=1.0),
         loss=LossConfig(features="vgg19", neighbourhood=5),
     ),
-    # The paper's lambda = 0.01 weighs VGG relu1_2 distances (channel sums over 64 activations);
-    # a pixel distance is about 100x smaller, so at 0.01 the reconstruction term was ~1% of G's
-    # loss and the adversarial term alone drove training. Measured on the synthetic default
-    # (2026-11-24, CPU): held-out mask-SSIM 0.41-0.45 at steps 1500-2500 with lambda 0.01, where
-    # lambda 100 gave 0.55 by step 1000 and the person's silhouette in the samples.
-    # No adversarial term by default: at the CPU budget of this preset (1000 steps, 500 held-out
-    # synthetic tuples, paired) the GAN cost 0.004 mask-SSIM at M = 1 and 0.009 at M = 5 and drew
-    # colour blobs where the reconstruction term alone drew the person (docs/RESULTS.md); its
-    # discriminator is kept so --model.loss.adversarial-weight 1 restores the paper's objective.
-    # The coarser level's attention fed to each level's gates (the published code's variant): the
-    # finest level alone cannot tell which source shows the target's view (its inputs are local),
-    # its coarser level can. On the synthetic default (3000 steps, 500 held-out tuples, M = 5) the
-    # finest saliency on the target's person went from 0.208 / 0.194 (same view / 90 degrees) to
-    # 0.258 / 0.184, mask-SSIM changed by -0.003 [-0.004, -0.002] (docs/RESULTS.md).
-    # Plain L1 instead of the pixel NN loss: the 3x3 nearest neighbour forgives any detail under
-    # 3 pixels wide (a shirt pixel inside a 4-pixel logo finds a shirt neighbour), and at 64x32 the
-    # logos, eyes and limb edges are that small. 3000 steps, 500 held-out tuples, paired: mask-SSIM
-    # +0.025 / +0.032 at M = 1 / 5, SSIM_256 +0.033 / +0.044, logo contrast drawn +0.023 at M = 5
-    # (docs/RESULTS.md, 2026-12-03).
-    # Warped source pixels blended into the output (copy_pixels, not in the paper): the decoder
-    # alone redrew the logos from blurred features. Same budget and tuples, over L1 alone: logo
-    # contrast drawn at M = 5 0.130 -> 0.270 (the warp baseline: 0.151), mask-SSIM +0.005 at
-    # M = 5, SSIM_256 +0.010 to +0.014 at every M (docs/RESULTS.md, 2026-12-03).
+    # Where the synthetic preset leaves the paper, and why (the measurements: docs/RESULTS.md):
+    # - lambda_nn 100: the paper's 0.01 weighs VGG relu1_2 distances; pixel distances are ~100x
+    #   smaller, and at 0.01 the adversarial term alone drives training.
+    # - no adversarial term: at this preset's CPU budget the GAN draws colour blobs where the
+    #   reconstruction term alone draws the person; D is kept, so --model.loss.adversarial-weight 1
+    #   restores the paper's objective.
+    # - coarse_attention (the published code's variant): the finest level's inputs are local, so
+    #   alone it cannot tell which source shows the target's view; its coarser level can.
+    # - plain L1, not the 3x3 pixel NN loss: the nearest neighbour forgives any detail under 3
+    #   pixels wide, and at 64x32 the logos, eyes and limb edges are that small.
+    # - copy_pixels (not in the paper): the decoder alone redraws the logos from blurred features.
     "synthetic-small": ModelConfig(
         generator=GeneratorConfig(image_size=(128, 64), levels=6, width=0.125, coarse_attention=True,
                                   copy_pixels=True),

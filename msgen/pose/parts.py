@@ -14,7 +14,8 @@ part lies.
   joint and 0.1 (upper segments) or 0.3 (lower segments) past the distal joint, half-width
   0.2 * s of its own pose; the affine maps the target rectangle's corners exactly onto the source
   rectangle's. A source without the limb lends its mirrored limb (R <-> L). The mask is the target
-  rectangle (the published code extends lower segments' masks by 0.5: ``lower_mask_extension``).
+  rectangle, the same rectangle the affine maps (the published code extends lower segments' masks
+  by 0.5 bone lengths, beyond its rectangle; here mask and affine cover one region).
 
 s = sqrt((|Rhip - Rsho|^2 + |Lhip - Lsho|^2) / 2) is the torso size of the pose it is used on:
 the target's for the target rectangles and the head mask, the source's for the source rectangles.
@@ -143,8 +144,7 @@ class _Constants(NamedTuple):
     head: Tensor  # HEAD_POINTS then SHOULDERS
     joints: Tensor  # (8, 2) LIMB_JOINTS
     mirror: Tensor
-    lower: Tensor  # (8,) bool LIMB_IS_LOWER
-    distal: Tensor  # (8,) float64 distal extension of the affine's rectangles
+    distal: Tensor  # (8,) float64 distal extension of the limb rectangles (affines and masks)
     null: Tensor  # (2, 3) float64 NULL_THETA
 
 
@@ -161,7 +161,6 @@ def _constants(device: torch.device) -> _Constants:
         head=index(HEAD_POINTS + SHOULDERS),
         joints=index(LIMB_JOINTS),
         mirror=index(LIMB_MIRROR),
-        lower=torch.tensor(LIMB_IS_LOWER, device=device),
         distal=torch.tensor([LOWER_EXTENSION if low else UPPER_EXTENSION for low in LIMB_IS_LOWER],
                             dtype=torch.float64, device=device),
         null=torch.tensor(NULL_THETA, dtype=torch.float64, device=device),
@@ -297,7 +296,6 @@ def body_part_affines(
     target_kp: Tensor,
     size: tuple[int, int],
     *,
-    lower_mask_extension: float = LOWER_EXTENSION,
     check: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Backward affines and target-side masks of the 10 body parts for N source/target pose pairs.
@@ -305,8 +303,6 @@ def body_part_affines(
     Args:
         source_kp, target_kp: (N, 18, 2) (y, x) pixel keypoints, -1 = missing.
         size: (H, W) of the target image, the resolution of the masks.
-        lower_mask_extension: how far the lower-segment masks extend past the distal joint, in bone
-            lengths (0.3 like the affine's rectangle; the published code used 0.5).
         check: validate the keypoints' values (finite, >= 0 or missing). That reads them on the
             host: a training step on a GPU passes False for keypoints its loader checked.
 
@@ -316,8 +312,6 @@ def body_part_affines(
         float64 for float64 keypoints, else float32; on the keypoints' device.
     """
     _check_pair(source_kp, target_kp, size, check)
-    if not lower_mask_extension >= 0:
-        raise ValueError(f"lower_mask_extension must be >= 0, got {lower_mask_extension}")
     H, W = int(size[0]), int(size[1])
     out_dtype = torch.float64 if target_kp.dtype == torch.float64 else torch.float32
     device = target_kp.device
@@ -350,8 +344,7 @@ def body_part_affines(
     valid[:, 2:] = limb_t & (limb_s | use_mirror)
 
     head_rows, head_cols = _head_square(tgt, ok_t, s_t, H, W)
-    mask_distal = torch.where(const.lower, torch.full_like(distal, lower_mask_extension), distal)
-    centre, along, normal, _ = _rectangles(tgt, ok_t, s_t, mask_distal)
+    centre, along, normal = rect_t  # the masks are the target rectangles the affines map
     first, last = _rectangle_rows(centre, along, normal, H, W)  # (N, 8, H)
 
     valid[:, 1] &= head_rows.any(-1) & head_cols.any(-1)

@@ -228,7 +228,7 @@ def build_run_data(data: DataConfig, image_size: tuple[int, int], num_sources: i
     if not train_tuples or not held_tuples:
         raise UsageError(
             f"no tuples of M={ms[0]} sources on the {'training' if not train_tuples else 'held-out'} side: its "
-            f"persons have too few images (a person needs >= {ms[0] + 1}); lower --num-sources or add images"
+            f"persons have too few images (each needs >= {ms[0] + 1}); lower --num-sources or add images"
         )
     held_by_m = {m: TupleDataset(folder, [(s[:m], t) for s, t in held_tuples if len(s) >= m][: data.eval_tuples])
                  for m in ms}

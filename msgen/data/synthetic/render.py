@@ -1,4 +1,4 @@
-"""The built-in synthetic dataset: articulated people seen from any side, with exact keypoints.
+"""The synthetic people's renderer: articulated people seen from any side, with exact keypoints.
 
 Each identity has a fixed appearance in which the views differ -- a logo only on the front of the
 shirt, another colour on its back, a face seen only from the front and hair from every side (long
@@ -21,25 +21,13 @@ falls outside the image (a raised hand above the top edge: the framing fits the 
 hands) is written as missing, as a detector run on the image would report it and as msgen.pose
 crops do (``msgen.pose.framing``); ``in_frame`` does that for every rendered pose.
 
-Output: ``DIR/images/<identity:04d>_<view>_<index:03d>.png`` (identities numbered from 1, so no
-name starts with ``0000``, which the Market junk filter drops), ``DIR/annotation.csv`` in the
-standard format, and ``DIR/synthetic.json`` with the generation parameters. The bytes depend only
-on the arguments, not on the number of workers: every image has its own seeded generator. The
-annotation rows are appended to ``DIR/annotation.csv.partial`` as each identity is finished, and
-the file is renamed to ``annotation.csv`` at the end (then ``synthetic.json`` marks the set
-complete), so an error late in a long run loses no finished work: the partial file names every
-image written so far.
+Files and the command line: ``msgen.data.synthetic.write``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -511,112 +499,6 @@ def logo_layer(seed: int, identity: int, index: int, size: tuple[int, int]) -> t
     return plain, with_logo.astype(np.float32) - plain
 
 
-LOGO_RING = 2  # pixels of shirt around the logo over which logo_contrast fits the shirt's colour
-
-
-def logo_area(logo: np.ndarray) -> float:
-    """The area in pixels of a logo layer (H, W, 3) (``logo_layer``), its anti-aliased edge
-    counted by the fraction it covers; 0 when the logo is not seen."""
-    magnitude = np.linalg.norm(logo, axis=-1)
-    return float(magnitude.sum() / magnitude.max()) if magnitude.max() > 0 else 0.0
-
-
-def logo_contrast(image: np.ndarray, plain: np.ndarray, logo: np.ndarray) -> float:
-    """How much of the logo an image draws: the least-squares a of image - plain = a * logo + c
-    over the logo's pixels and a ring of LOGO_RING pixels around them, c a constant colour (so a
-    shirt drawn a little too dark or light is not taken for a logo). image, plain, logo: (H, W, 3)
-    in 0..255, plain and logo from ``logo_layer`` (logo not all zero). 1: the logo as rendered;
-    0: the plain shirt; negative: the opposite of the logo's contrast."""
-    from skimage.morphology import dilation  # imported here: only the logo measure needs it
-
-    seen = np.abs(logo).sum(-1) > 0
-    if not seen.any():
-        raise ValueError("logo is all zero: the logo is not seen in this image")
-    region = dilation(seen, np.ones((2 * LOGO_RING + 1,) * 2, dtype=bool))
-    r, d = (np.asarray(image, np.float64) - plain)[region], np.asarray(logo, np.float64)[region]
-    r, d = r - r.mean(0), d - d.mean(0)
-    return float((r * d).sum() / (d * d).sum())
-
-
-def logo_tuples(tuples: list[tuple[list[str], str]], seed: int, size: tuple[int, int], num_sources: int,
-                min_area: float = 6.0) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """The tuples (sources, target) of synthetic file names whose target's logo covers at least
-    ``min_area`` pixels and is shown as large by one of the first ``num_sources`` sources (so a model
-    could copy it): {tuple index: the target's ``logo_layer`` (plain, logo)}, in tuple order."""
-    def layer(name: str) -> tuple[np.ndarray, np.ndarray]:
-        identity, _, index = parse_sample_name(name)
-        return logo_layer(seed, identity, index, size)
-
-    chosen = {}
-    for i, (sources, target) in enumerate(tuples):
-        target_layer = layer(target)
-        if logo_area(target_layer[1]) >= min_area and any(
-                logo_area(layer(s)[1]) >= min_area for s in sources[:num_sources]):
-            chosen[i] = target_layer
-    return chosen
-
-
-def _render_identity(args: tuple[Path, int, int, int, tuple[int, int]]) -> list[str]:
-    """Render and save one identity's images; returns their annotation rows (checked)."""
-    from msgen.pose.keypoints import annotation_row
-
-    images_dir, seed, identity, count, size = args
-    rows = []
-    for index in range(count):
-        name, image, keypoints = render_sample(seed, identity, index, size)
-        row = annotation_row(name, keypoints)  # checked before the image is written
-        Image.fromarray(image).save(images_dir / name, compress_level=1)
-        rows.append(row)
-    return rows
-
-
-def generate_synthetic(
-    out: str | Path,
-    identities: int,
-    images_per_identity: int,
-    size: tuple[int, int] = (128, 64),
-    seed: int = 0,
-    workers: int = 1,
-) -> Path:
-    """Render ``identities`` x ``images_per_identity`` images into ``out`` and return ``out``.
-
-    Writes out/images/*.png, out/annotation.csv (standard format) and out/synthetic.json.
-    ``workers`` > 1 renders identities in that many processes; the output is identical. Rows are
-    appended to out/annotation.csv.partial as identities finish, in identity order.
-    """
-    from msgen.pose.keypoints import CSV_HEADER  # the pose package owns the CSV format
-
-    if identities < 1:
-        raise ValueError(f"identities (--identities) must be >= 1, got {identities}")
-    if images_per_identity < 1:
-        raise ValueError(f"images_per_identity (--images-per-identity) must be >= 1, got {images_per_identity}")
-    if len(size) != 2 or min(size) < 32:
-        raise ValueError(f"size (--size) must be HxW with both >= 32, got {'x'.join(map(str, size))}")
-    if workers < 1:
-        raise ValueError(f"workers (--workers) must be >= 1, got {workers}")
-    out = Path(out)
-    images_dir = out / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(images_dir, seed, identity, images_per_identity, tuple(size)) for identity in range(1, identities + 1)]
-    partial = out / "annotation.csv.partial"
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    try:
-        results = (map(_render_identity, jobs) if pool is None
-                   else pool.map(_render_identity, jobs, chunksize=max(1, len(jobs) // (8 * workers))))
-        with open(partial, "w") as csv:
-            csv.write(CSV_HEADER + "\n")
-            for rows in results:
-                csv.write("".join(row + "\n" for row in rows))
-                csv.flush()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    partial.replace(out / "annotation.csv")
-    parameters = dict(identities=identities, images_per_identity=images_per_identity, size=list(size), seed=seed)
-    (out / "synthetic.json").write_text(json.dumps(parameters, indent=2) + "\n")
-    return out
-
-
 def example_grid(seed: int = 0, identities: int = 6, size: tuple[int, int] = (128, 64)) -> np.ndarray:
     """Identities (rows) x the eight views (columns, VIEW_NAMES order) in one uint8 image, for docs."""
     rows = []
@@ -629,46 +511,3 @@ def example_grid(seed: int = 0, identities: int = 6, size: tuple[int, int] = (12
             row.append(render_person(appearance, pose, sample_background(rng, size))[0])
         rows.append(np.concatenate(row, axis=1))
     return np.concatenate(rows, axis=0)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'128x64' -> (128, 64): height x width."""
-    try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 128x64 (height x width), got {text!r}") from None
-    return height, width
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m msgen.data.synthetic", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, type=Path,
-                        help="output folder; gets images/, annotation.csv and synthetic.json (required)")
-    parser.add_argument("--identities", type=int, default=500,
-                        help="number of people, each with its own clothes and proportions (>= 1; default: 500)")
-    parser.add_argument("--images-per-identity", type=int, default=20,
-                        help="images of each person, each in a new pose, view and background (>= 1; default: 20)")
-    parser.add_argument("--size", type=parse_size, default=(128, 64),
-                        help="image size HxW in pixels, both >= 32, e.g. 128x64 or 256x256 (default: 128x64)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of everything drawn; the same arguments give the same bytes (default: 0)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processes rendering in parallel (>= 1; the output does not depend on it; default: 1)")
-    parser.add_argument("--grid", type=Path,
-                        help="also save a PNG of identities x the eight views to this path (default: none)")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        if args.grid:
-            Image.fromarray(example_grid(args.seed, size=args.size)).save(args.grid)
-        generate_synthetic(args.out, args.identities, args.images_per_identity, args.size, args.seed, args.workers)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    count = args.identities * args.images_per_identity
-    print(f"wrote {count} images of {args.identities} identities to {args.out} in {time.perf_counter() - start:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

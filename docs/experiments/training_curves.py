@@ -1,6 +1,6 @@
 """Training curves drawn from runs' log.jsonl files, as one PNG (PIL only, no plotting library).
 
-    python -m msgen.training.curves --run full=runs/study/full --run avg=runs/study/avg \\
+    python docs/experiments/training_curves.py --run full=runs/study/full --run avg=runs/study/avg \\
         --out docs/images/study_curves.png
 
 One panel per quantity, one line per run: by default the reconstruction loss of the training
@@ -127,7 +127,7 @@ def plot_curves(runs: dict[str, Sequence[dict]], panels: Sequence[str] = DEFAULT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m msgen.training.curves", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python docs/experiments/training_curves.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=DIR",
                         help="a run to draw: its label and its folder (or log.jsonl); repeat for several runs")
     parser.add_argument("--panel", action="append", metavar="KIND:KEY",
