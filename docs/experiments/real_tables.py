@@ -14,7 +14,6 @@ configuration) are resampled by person too, so what a person's tuples share canc
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -27,20 +26,11 @@ METRICS = {"ssim": "SSIM (GFLA)", "ssim_256": "SSIM_256", "mask_ssim": "mask-SSI
 SET_METRICS = ("FID", "KID")
 WARP = "warp baseline"
 MS = (1, 2)
-PERSON_LEVEL = "persons" in inspect.signature(intervals.bootstrap_interval).parameters
 
 
 def interval(values: np.ndarray, persons: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of the mean of ``values`` resampling ``persons`` (msgen's own
-    person-level bootstrap when this msgen has it, else the same cluster bootstrap here)."""
-    if PERSON_LEVEL:
-        return intervals.bootstrap_interval(values, seed=seed, persons=persons)
-    codes = np.unique(persons, return_inverse=True)[1].ravel()
-    sums = np.bincount(codes, weights=values)
-    sizes = np.bincount(codes)
-    drawn = np.random.default_rng(seed).integers(0, len(sums), (intervals.BOOTSTRAP_RESAMPLES, len(sums)))
-    means = sums[drawn].sum(1) / sizes[drawn].sum(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+    """95% bootstrap interval of the mean of ``values`` resampling ``persons``."""
+    return intervals.bootstrap_interval(values, seed=seed, persons=persons)
 
 
 def load(path: Path) -> dict:
@@ -104,9 +94,7 @@ def folds_tables(root: Path) -> str:
     lines = [f"# Real-photo study: {root}", "",
              f"Folds with an evaluation: {', '.join(d.name for d in fold_dirs)}; configurations: "
              + ", ".join(f"{c} ({len(per_config[c])} folds)" for c in configs) + ".",
-             "Intervals: 95% bootstrap over persons " + ("(msgen.evaluation.intervals, persons=)" if PERSON_LEVEL
-                                                         else "(cluster bootstrap in this script: this msgen's "
-                                                              "intervals resample tuples)") + ".", ""]
+             "Intervals: 95% bootstrap over persons (msgen.evaluation.intervals, persons=).", ""]
     if not configs:
         return "\n".join(lines + ["No evaluation yet."]) + "\n"
     pooled = {c: pool(per_config[c]) for c in configs}
