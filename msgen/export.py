@@ -55,11 +55,18 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
     return build_generator(config, state["generator"], path, map_location), config
 
 
-def export_generator(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the generator of a training checkpoint to ``out`` (.safetensors); returns the path."""
+def export_generator(checkpoint: str | Path, out: str | Path, extra: Mapping[str, str] | None = None) -> Path:
+    """Write the generator of a training checkpoint to ``out`` (.safetensors); returns the path.
+
+    extra: further metadata strings (e.g. "held_out_persons", what the model never saw), stored
+    beside "format", "config" and "step", which they may not replace."""
     state = load_checkpoint(checkpoint, map_location="cpu")
     tensors = {name: t.detach().contiguous() for name, t in state["generator"].items()}
     metadata = {"format": FORMAT, "config": json.dumps(state["config"]), "step": str(state["step"])}
+    clash = sorted(set(extra or {}) & set(metadata))
+    if clash:
+        raise UsageError(f"--metadata may not set {', '.join(clash)}: export writes them")
+    metadata.update({str(k): str(v) for k, v in (extra or {}).items()})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -85,14 +92,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     export = commands.add_parser("export", help="write a training checkpoint's generator as safetensors")
     export.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (.pt)")
     export.add_argument("--out", type=Path, required=True, help=f"the file to write ({SUFFIX})")
+    export.add_argument("--metadata", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="further metadata to store in the file, e.g. held_out_persons=0001,0002 or "
+                             "note=@FILE (the text of FILE) (default: none)")
     args = parser.parse_args(argv)
     try:
+        extra = {}
+        for item in args.metadata:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UsageError(f"--metadata: expected KEY=VALUE, got {item!r}")
+            extra[key] = Path(value[1:]).read_text().strip() if value.startswith("@") else value
         if args.out.suffix != SUFFIX:
             raise UsageError(f"--out must end in {SUFFIX}, got {args.out}")
         if not args.checkpoint.is_file():
             raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
-        out = export_generator(args.checkpoint, args.out)
-    except (UsageError, CheckpointError) as error:
+        out = export_generator(args.checkpoint, args.out, extra)
+    except (UsageError, CheckpointError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"written: {out} ({out.stat().st_size / 1e6:.2f} MB)")

@@ -63,3 +63,21 @@ def test_cli_errors_are_one_line_with_exit_2(checkpoint, tmp_path: Path, capsys:
     assert export.main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "g.safetensors")]) == 2
     assert "--checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "g.safetensors").exists()
+
+
+def test_export_stores_further_metadata_but_not_over_its_own(checkpoint, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    path, _ = checkpoint
+    (tmp_path / "persons.txt").write_text("0002,0007\n")
+    out = tmp_path / "g.safetensors"
+    assert export.main(["export", "--checkpoint", str(path), "--out", str(out), "--metadata",
+                        "held_out_persons=@" + str(tmp_path / "persons.txt"), "split=seed 0"]) == 0
+    metadata = export.read_metadata(out)
+    assert metadata["held_out_persons"] == "0002,0007" and metadata["split"] == "seed 0"
+    assert export.read_config(out) is not None  # still loads
+    assert export.main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "h.safetensors"),
+                        "--metadata", "step=9"]) == 2
+    assert "may not set step" in capsys.readouterr().err
+    assert export.main(["export", "--checkpoint", str(path), "--out", str(tmp_path / "h.safetensors"),
+                        "--metadata", "novalue"]) == 2
+    assert not (tmp_path / "h.safetensors").exists()

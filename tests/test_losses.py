@@ -3,6 +3,7 @@ relu1_2 loader and its documented substitutes."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import warnings
 from pathlib import Path
@@ -31,6 +32,7 @@ from msgen.models.losses import (
     WEIGHTS_ENV,
     person_weight_map,
 )
+from msgen.pose import body_part_affines, is_usable, person_mask, read_annotations
 
 
 def naive_nearest_neighbour(
@@ -178,17 +180,44 @@ def test_weighted_nearest_neighbour_matches_a_loop() -> None:
         nearest_neighbour_loss(generated, target, weight=weight[:1])
 
 
-def test_person_weight_map_is_one_plus_w_on_the_union_of_part_masks() -> None:
-    masks = torch.zeros(2, 3, 10, 6, 4)
+def test_person_weight_map_is_one_plus_w_on_head_limbs_and_torso_area() -> None:
+    masks = torch.zeros(2, 3, 10, 12, 8)
+    masks[:, :, 0] = 1.0           # the torso's mask is the whole image, as body_part_affines gives
     masks[0, 0, 2, 1, 1] = 1.0     # source 0, part 2
     masks[0, 2, 7, 4, 3] = 0.5     # soft edge of another source's part
-    masks[1, 1, 0, :, 0] = 1.0
-    weight = person_weight_map(masks, 4.0)
-    expected = torch.ones(2, 1, 6, 4)
+    masks[1, 1, 1, :, 0] = 1.0     # the head
+    kp = torch.full((2, 18, 2), -1.0)
+    kp[0, [2, 5, 11, 8]] = torch.tensor([[6.0, 2.0], [6.0, 6.0], [10.0, 6.0], [10.0, 2.0]])  # Rsho Lsho Lhip Rhip
+    weight = person_weight_map(masks, kp, 4.0)
+    expected = torch.ones(2, 1, 12, 8)
+    expected[0, 0, 6:11, 2:7] = 5.0  # inside the torso points, edges included
     expected[0, 0, 1, 1] = 5.0
     expected[0, 0, 4, 3] = 3.0
-    expected[1, 0, :, 0] = 5.0
+    expected[1, 0, :, 0] = 5.0       # sample 1 has no torso points: its torso area is empty
     torch.testing.assert_close(weight, expected)
+
+
+def test_person_weight_map_of_real_poses_weighs_the_body_not_the_frame(shared_data) -> None:
+    """On real Market pose pairs the map is 1 + w on the body and 1 on the background: the
+    torso's whole-image mask must not make it a uniform 1 + w (a constant factor Adam ignores)."""
+    folder = shared_data / "market-real"
+    poses = read_annotations(folder / "annotation.csv")
+    with open(folder / "pairs.csv", newline="") as handle:
+        pairs = [row for row in list(csv.reader(handle))[1:] if is_usable(poses[row[0]]) and is_usable(poses[row[1]])][:20]
+    assert len(pairs) == 20
+    s_kp = torch.from_numpy(np.stack([poses[a] for a, _ in pairs]))
+    t_kp = torch.from_numpy(np.stack([poses[b] for _, b in pairs]))
+    _, masks = body_part_affines(s_kp, t_kp, (128, 64))
+    weight = person_weight_map(masks[:, None], t_kp, 4.0)[:, 0]
+    person = torch.from_numpy(np.stack([person_mask(k, (128, 64)) for k in t_kp.numpy()])) > 0
+    on_skeleton = []
+    for w, inside in zip(weight, person):
+        share_weighted = (w > 1).double().mean()
+        assert 0.1 < share_weighted < 0.7, "the body is a part of the frame, not all or none of it"
+        assert w.min() == 1.0 and w.max() == 5.0
+        on_skeleton.append((w[inside] > 1).double().mean())
+    # The skeleton lies on weighted pixels (a limb that no source shows has an empty mask).
+    assert min(on_skeleton) > 0.75 and sum(on_skeleton) / len(on_skeleton) > 0.9
 
 
 def test_generator_loss_weighs_the_adversarial_term_and_the_locations() -> None:

@@ -25,6 +25,9 @@ from msgen.models import (
     set_ops_impl,
 )
 from msgen.models.config import VARIANTS
+from msgen.models.generator import warp_source_pixels
+from msgen.pose import NUM_PARTS
+from msgen.pose.parts import NULL_THETA
 from msgen.ops import AttentionFusion, backends
 
 TINY = GeneratorConfig(image_size=(32, 16), levels=4, width=1 / 16)
@@ -543,3 +546,23 @@ def test_presets_follow_the_method() -> None:
     # The decoder mirrors the encoder: psi_r has the per-stream filters of level r.
     decoder = [m.out_channels for m in G.decoder.up.modules() if isinstance(m, torch.nn.Conv2d)]
     assert decoder == [64, 128, 256, 512, 512]
+
+
+def test_copied_pixels_come_whole_from_one_part() -> None:
+    """A limb over a brighter background: the copied pixel is the limb's colour in every channel,
+    not the channel-wise maximum of the limb and the torso's background (which mixes colours)."""
+    H, W = 4, 6
+    source = torch.empty(1, 1, 3, H, W)
+    source[..., :3] = torch.tensor([1.0, -1.0, -1.0])[:, None, None]    # left: bright red background
+    source[..., 3:] = torch.tensor([-0.6, 0.8, -1.0])[:, None, None]    # right: a dark green limb
+    theta = torch.tensor(NULL_THETA, dtype=torch.float32).expand(1, 1, NUM_PARTS, 2, 3).clone()
+    theta[0, 0, 0] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # torso: identity
+    theta[0, 0, 2] = torch.tensor([[1.0, 0.0, 3.0], [0.0, 1.0, 0.0]])  # a limb sampling 3 px right
+    masks = torch.zeros(1, 1, NUM_PARTS, H, W)
+    masks[0, 0, 0] = 1.0
+    masks[0, 0, 2, :, :3] = 1.0
+    warped = warp_source_pixels(source, theta, masks, impl="reference")
+    limb = (torch.tensor([-0.6, 0.8, -1.0]) + 1) / 2
+    torch.testing.assert_close(warped[0, 0, :3, :, :3], limb[:, None, None].expand(3, H, 3))
+    torch.testing.assert_close(warped[0, 0, 3], torch.ones(H, W))  # fully covered
+    torch.testing.assert_close(warped[0, 0, :3, :, 3:], (source[0, 0, :, :, 3:] + 1) / 2)

@@ -11,7 +11,7 @@ from skimage.measure import grid_points_in_poly
 from skimage.transform import estimate_transform
 
 from msgen.ops import part_warp_reference
-from msgen.pose import NUM_PARTS, PART_NAMES, affines_at_stride, body_part_affines, part_masks_at
+from msgen.pose import NUM_PARTS, PART_NAMES, affines_at_stride, body_part_affines, one_part_per_pixel, part_masks_at, torso_area
 from msgen.pose import read_annotations
 from msgen.pose.parts import MIN_SINGULAR_RATIO, NULL_THETA, singular_value_ratio
 
@@ -334,3 +334,31 @@ def test_cuda_matches_cpu():
     assert theta_gpu.is_cuda and masks_gpu.is_cuda
     torch.testing.assert_close(theta_gpu.cpu(), theta, atol=1e-5, rtol=1e-6)
     assert (masks_gpu.cpu() != masks).float().mean() < 1e-3
+
+
+def test_one_part_per_pixel_keeps_the_most_specific_covering_part() -> None:
+    g = torch.Generator().manual_seed(11)
+    masks = (torch.rand(3, NUM_PARTS, 9, 7, generator=g) > 0.7).double() * torch.rand(3, NUM_PARTS, 9, 7, generator=g)
+    masks[:, 0] = 1.0  # the torso covers the whole image
+    kept = one_part_per_pixel(masks)
+    assert ((kept > 0).sum(dim=1) == 1).all(), "exactly one part per pixel (the torso covers every pixel)"
+    specific = masks[:, 1:].amax(dim=1)
+    chosen = kept.argmax(dim=1)
+    # A head or limb part wins over the torso wherever one covers the pixel, the largest mask first.
+    assert ((chosen > 0) == (specific > 0)).all()
+    torch.testing.assert_close(kept.amax(dim=1), torch.where(specific > 0, specific, masks[:, 0]))
+    # The kept values are the masks' own, and an uncovered pixel keeps nothing.
+    torch.testing.assert_close(kept, torch.where(kept > 0, masks, torch.zeros_like(masks)))
+    assert one_part_per_pixel(torch.zeros(1, NUM_PARTS, 2, 2)).eq(0).all()
+
+
+def test_torso_area_is_inside_the_four_torso_points_and_empty_without_them() -> None:
+    kp = torch.full((2, 18, 2), -1.0)
+    # (y, x) of Rsho, Lsho, Lhip, Rhip: a trapezoid, shoulders wider than hips.
+    kp[0, [2, 5, 11, 8]] = torch.tensor([[2.0, 1.0], [2.0, 9.0], [8.0, 7.0], [8.0, 3.0]])
+    area = torso_area(kp, (12, 11))
+    rows = area[0].nonzero()
+    assert rows[:, 0].min() == 2 and rows[:, 0].max() == 8
+    assert area[0, 2, 1:10].all() and not area[0, 2, 0] and not area[0, 2, 10]
+    assert area[0, 8, 3:8].all() and not area[0, 8, 2] and not area[0, 8, 8]
+    assert not area[1].any(), "no torso points, no torso area"

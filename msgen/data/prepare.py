@@ -6,6 +6,8 @@
     # any folder: persons held out at random (stratified by image count)
     python -m msgen.data.prepare --dataset market --out DIR [--images IMAGES --annotations CSV] \\
         [--test-fraction 0.1 --validation-fraction 0.1 --seed 0 --num-sources 5 --max-test-tuples 12000]
+    # fold k of K-fold cross-validation over persons (every person tested in exactly one fold)
+    python -m msgen.data.prepare --dataset market --out DIR_k --images IMAGES --annotations CSV --folds 5 --fold k
 
 DIR is what ``msgen.train --data.root DIR`` and ``msgen.evaluate --data DIR`` take. Images and the
 annotation CSV default to DIR/images and DIR/annotation.csv; given elsewhere, DIR/images becomes a
@@ -42,7 +44,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from msgen.data.folder import DROP_REASONS, JUNK_PREFIXES, PoseImageFolder, deepfashion_identity, market_identity
-from msgen.data.split import SPLIT_FILE, derive_split, official_split, validation_persons, write_split
+from msgen.data.split import (SPLIT_FILE, derive_split, limit_train_persons, official_split, validation_persons,
+                              write_split)
 from msgen.data.tuples import tuple_persons
 from msgen.errors import CommandLineParser, UsageError
 from msgen.pose import is_usable, read_annotations
@@ -114,10 +117,14 @@ def prepare(
     resize: bool = False,
     validation_fraction: float = VALIDATION_FRACTION,
     framing: str | None = None,
+    folds: tuple[int, int] | None = None,
+    max_train_persons: int | None = None,
 ) -> dict:
     """Make the dataset folder ``out`` (see the module docstring); returns the summary.
 
-    framing: None takes the dataset's (``DEFAULT_FRAMING``). On any error nothing new is left in
+    framing: None takes the dataset's (``DEFAULT_FRAMING``). folds: (K, k), the test persons are
+    fold k of K-fold cross-validation over persons instead of a test_fraction share.
+    max_train_persons: keep only that many training persons (``limit_train_persons``). On any error nothing new is left in
     ``out`` (and ``out`` itself is removed when this call created it)."""
     if dataset not in DATASETS:
         raise UsageError(f"--dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
@@ -136,7 +143,7 @@ def prepare(
     stage = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))
     try:
         summary = _prepare(dataset, out, stage, images, annotations, official, num_sources, test_fraction, seed,
-                           max_test_tuples, resize, validation_fraction, framing)
+                           max_test_tuples, resize, validation_fraction, framing, folds, max_train_persons)
         for name in ("images", "annotation.csv", SPLIT_FILE, SUMMARY):  # everything checked: move it in
             if (stage / name).exists() or (stage / name).is_symlink():
                 os.replace(stage / name, out / name)
@@ -151,7 +158,7 @@ def prepare(
 
 def _prepare(dataset: str, out: Path, stage: Path, images, annotations, official, num_sources: int,
              test_fraction: float, seed: int, max_test_tuples: int | None, resize: bool, validation_fraction: float,
-             framing: str) -> dict:
+             framing: str, folds: tuple[int, int] | None = None, max_train_persons: int | None = None) -> dict:
     """``prepare``'s work: reads from ``out``, writes into ``stage``; returns the summary."""
     identity_fn = DATASETS[dataset]["identity_fn"]
     image_dir = out / "images"
@@ -162,6 +169,8 @@ def _prepare(dataset: str, out: Path, stage: Path, images, annotations, official
                 raise UsageError(f"--images: image folder {folder} does not exist")
         image_dir = _link_images(out, stage, folders)
     summary: dict = {"dataset": dataset, "identity": dataset, "framing": framing, "out": str(out.resolve())}
+    if official is not None and folds is not None:
+        raise UsageError("--folds and --official exclude each other (the release fixes its test persons)")
     if official is not None:
         train_csv, test_csv, pairs_csv = (Path(p) for p in official)
         for path in (train_csv, test_csv, pairs_csv):
@@ -195,17 +204,20 @@ def _prepare(dataset: str, out: Path, stage: Path, images, annotations, official
         folder = PoseImageFolder(image_dir, annotation, resize=resize, **DATASETS[dataset])
         folder.verify_images()
         split = derive_split(folder.identities, test_fraction, seed, num_sources, max_test_tuples,
-                             validation_fraction)
+                             validation_fraction, folds)
         if not split.test_tuples:
             raise UsageError(f"no test tuple: none of the {len(split.test_persons)} test persons has 2 usable "
                              f"images (a source and a target); raise --test-fraction")
         summary.update(image_size=list(folder.image_size), kept_images=len(folder),
                        dropped_images={reason: folder.dropped[reason] for reason in DROP_REASONS})
+    if max_train_persons is not None:
+        split = limit_train_persons(split, max_train_persons, seed)
     write_split(stage / SPLIT_FILE, split)
     sources = [len(s) for s, _ in split.test_tuples]
     ms = range(1, num_sources + 1)
     summary.update(
         origin=split.origin, num_sources=num_sources, seed=seed, validation_fraction=validation_fraction,
+        folds=None if folds is None else {"folds": folds[0], "fold": folds[1]},
         persons={"train": len(split.train_persons), "validation": len(split.validation_persons),
                  "test": len(split.test_persons)},
         test_tuples=len(split.test_tuples),
@@ -244,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "full-body (full-body fashion shots); recorded in summary.json, used by training, "
                              "evaluation and generation (default: market for --dataset market, full-body for "
                              "deepfashion)")
+    parser.add_argument("--folds", type=int,
+                        help="K-fold cross-validation over persons: persons dealt into K folds (stratified by "
+                             "image count, from --seed), the test persons are fold --fold; replaces "
+                             "--test-fraction; not with --official (default: no folds)")
+    parser.add_argument("--fold", type=int, default=0,
+                        help="which fold (0..K-1) is the test persons, with --folds (default 0)")
+    parser.add_argument("--max-train-persons", type=int,
+                        help="keep only this many training persons (a seeded subset, each smaller one inside "
+                             "every larger one; for learning curves); validation and test persons unchanged "
+                             "(default: all)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the person split and the tuple sampling (integer; default 0)")
     parser.add_argument("--max-test-tuples", type=int, default=12000,
@@ -261,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("--annotations and --official exclude each other (--official names the CSVs)")
         summary = prepare(args.dataset, args.out, args.images, args.annotations, args.official, args.num_sources,
                           args.test_fraction, args.seed, args.max_test_tuples, args.resize, args.validation_fraction,
-                          args.framing)
+                          args.framing, None if args.folds is None else (args.folds, args.fold),
+                          args.max_train_persons)
     except (UsageError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -129,20 +129,66 @@ def validation_persons(identities: Mapping[str, Sequence[str]], validation_fract
     return sorted(split_by_identity(identities, max(validation_fraction, 1 / len(identities)), seed + 2)[1])
 
 
+def fold_by_identity(identities: Mapping[str, Sequence[str]], folds: int, fold: int,
+                     seed: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(rest, test) for fold ``fold`` of ``folds``-fold cross-validation over persons.
+
+    Stratified by image count like ``split_by_identity``: persons ranked by their number of images
+    (ties in seeded random order), and each run of ``folds`` consecutive ranks deals one person to
+    each fold in a seeded random order. Every person is in exactly one fold's test side; the folds
+    differ by at most one person in size.
+    """
+    if folds < 2:
+        raise UsageError(f"--folds must be >= 2, got {folds}")
+    if not 0 <= fold < folds:
+        raise UsageError(f"--fold must be in 0..{folds - 1}, got {fold}")
+    if len(identities) < folds:
+        raise UsageError(f"--folds {folds}: only {len(identities)} persons, fewer than the folds")
+    keys = sorted(identities)
+    rng = np.random.default_rng(seed)
+    tie_break = rng.permutation(len(keys))
+    ranked = sorted(range(len(keys)), key=lambda i: (-len(identities[keys[i]]), tie_break[i]))
+    rest, test = {}, {}
+    for start in range(0, len(ranked), folds):
+        deal = rng.permutation(folds)  # which fold each of this run of ranks goes to
+        for offset, i in enumerate(ranked[start:start + folds]):
+            (test if deal[offset] == fold else rest)[keys[i]] = list(identities[keys[i]])
+    return rest, test
+
+
 def derive_split(identities: Mapping[str, Sequence[str]], test_fraction: float, seed: int, num_sources: int,
-                 max_test_tuples: int | None, validation_fraction: float = 0.0) -> Split:
-    """Hold out test persons (``split_by_identity``), then validation persons from the rest
-    (``validation_persons``: the test persons do not depend on it), and sample test tuples of up
-    to ``num_sources`` sources, every test person with 2 or more images serving the M its images
-    allow (seed + 1, the sampling seed training has always used for its held-out tuples)."""
-    rest, test = split_by_identity(identities, test_fraction, seed)
+                 max_test_tuples: int | None, validation_fraction: float = 0.0,
+                 folds: tuple[int, int] | None = None) -> Split:
+    """Hold out test persons (``split_by_identity``, or with ``folds`` = (K, k) fold k of K by
+    ``fold_by_identity``), then validation persons from the rest (``validation_persons``: the test
+    persons do not depend on it), and sample test tuples of up to ``num_sources`` sources, every
+    test person with 2 or more images serving the M its images allow (seed + 1, the sampling seed
+    training has always used for its held-out tuples)."""
+    if folds is None:
+        rest, test = split_by_identity(identities, test_fraction, seed)
+        held = f"split_by_identity(test_fraction={test_fraction}, seed={seed})"
+    else:
+        rest, test = fold_by_identity(identities, folds[0], folds[1], seed)
+        held = f"fold_by_identity(folds={folds[0]}, fold={folds[1]}, seed={seed})"
     validation = validation_persons(rest, validation_fraction, seed)
     train = sorted(set(rest) - set(validation))
     tuples = sample_tuples(test, num_sources, seed + 1, max_tuples=max_test_tuples, min_sources=1)
-    origin = (f"persons held out by split_by_identity(test_fraction={test_fraction}, seed={seed}), validation "
-              f"persons {validation_fraction} of the rest (seed {seed + 2}); tuples of up to {num_sources} sources "
-              f"sampled with seed {seed + 1}")
+    origin = (f"persons held out by {held}, validation persons {validation_fraction} of the rest (seed {seed + 2}); "
+              f"tuples of up to {num_sources} sources sampled with seed {seed + 1}")
     return Split(train, sorted(test), list(tuples), origin, validation_persons=validation)
+
+
+def limit_train_persons(split: Split, max_persons: int, seed: int) -> Split:
+    """``split`` keeping ``max_persons`` of its training persons (a learning curve's smaller
+    training sets): the first of a seeded permutation (seed + 3), so a smaller set is part of every
+    larger one with the same seed. Dropped persons join no side; validation and test are kept."""
+    if max_persons < 1:
+        raise UsageError(f"--max-train-persons must be >= 1, got {max_persons}")
+    persons = sorted(split.train_persons)
+    order = np.random.default_rng(seed + 3).permutation(len(persons))
+    kept = sorted(persons[i] for i in order[:max_persons])
+    origin = split.origin + f"; training persons limited to {len(kept)} of {len(persons)} (seed {seed + 3})"
+    return Split(kept, split.test_persons, split.test_tuples, origin, split.extra, split.validation_persons)
 
 
 def run_split(dataset_dir: str | Path, identities: Mapping[str, Sequence[str]], test_fraction: float, seed: int,

@@ -32,7 +32,7 @@ from msgen.models.decoder import AttentionDecoder
 from msgen.models.encoder import TwoStreamEncoder
 from msgen.ops import AttentionFusion, part_warp
 from msgen.ops.fused_attention import require_a_valid_source
-from msgen.pose import POSE_KEYS, with_pose_inputs
+from msgen.pose import POSE_KEYS, one_part_per_pixel, with_pose_inputs
 
 
 class GeneratorOutput(NamedTuple):
@@ -152,15 +152,20 @@ def warp_source_pixels(sources: Tensor, theta: Tensor, part_masks: Tensor, *, mo
                        impl: str = "auto") -> Tensor:
     """Each source image warped to the target pose with its own part affines and masks
     (``part_warp``), in [0, 1], with one more channel: the warp of a channel of ones, how much of
-    the pixel the warp covers. In [0, 1] because part_warp keeps the max over the parts and a part
-    whose mask is 0 gives 0, which in [-1, 1] would hide every colour below mid-grey.
+    the pixel the warp covers. Each pixel comes whole from one part, the most specific that covers
+    it (``msgen.pose.one_part_per_pixel``: a limb or the head before the torso, whose mask is the
+    whole image), not from part_warp's channel-wise maximum over parts, which could take each
+    colour channel from another part and let a brighter background beat a darker limb. In [0, 1]
+    because part_warp still takes the maximum with the zeros of the parts not chosen, which in
+    [-1, 1] would hide every colour below mid-grey.
 
     sources (B, M, C, H, W) in [-1, 1], theta (B, M, P, 2, 3), part_masks (B, M, P, H, W)
     -> (B, M, C + 1, H, W)."""
     B, M, C, H, W = sources.shape
     unit = (sources + 1) / 2
     with_ones = torch.cat([unit, torch.ones_like(unit[:, :, :1])], dim=2)
-    warped = part_warp(with_ones.flatten(0, 1), theta.flatten(0, 1), part_masks.flatten(0, 1), mode=mode, impl=impl)
+    masks = one_part_per_pixel(part_masks.flatten(0, 1))
+    warped = part_warp(with_ones.flatten(0, 1), theta.flatten(0, 1), masks, mode=mode, impl=impl)
     return warped.view(B, M, C + 1, H, W)
 
 

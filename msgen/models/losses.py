@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msgen.models.config import FEATURES, VGG_INPUTS, LossConfig
+from msgen.pose.parts import body_of
 
 WEIGHTS_ENV = "MSGEN_VGG19_WEIGHTS"
 # The file name torchvision gives VGG19_Weights.IMAGENET1K_V1 in torch's hub cache.
@@ -370,14 +371,16 @@ def generator_loss(
     return GeneratorLosses(adversarial_weight * adversarial + lambda_nn * rec, adversarial, rec)
 
 
-def person_weight_map(part_masks: Tensor, person_weight: float) -> Tensor:
-    """1 + person_weight * (the union of the target's part masks): (B, M, P, H, W) -> (B, 1, H, W).
+def person_weight_map(part_masks: Tensor, target_kp: Tensor, person_weight: float) -> Tensor:
+    """1 + person_weight on the target's body, 1 elsewhere: part_masks (B, M, P, H, W) and
+    target_kp (B, 18, 2) -> (B, 1, H, W).
 
-    The part masks of every source lie in the target's frame; their maximum over sources and
-    parts is the target's body (a source whose part was unusable has that mask zeroed, which the
-    other sources cover). The pose-mask loss of Ma et al., "Pose Guided Person Image Generation"
-    (NeurIPS 2017), weighs the person this way so that an unpredictable background does not
-    dominate the reconstruction term.
+    The body (``msgen.pose.body_of``) is the union of the head and limb masks over parts and
+    sources, and the area inside the target's torso points. The torso's part mask is left out
+    because it covers the whole image (it doubles as the background warp): with it the map would be
+    a uniform 1 + w, a constant factor that Adam ignores. The pose-mask loss of Ma et al., "Pose
+    Guided Person Image Generation" (NeurIPS 2017), weighs the person this way so that an
+    unpredictable background does not dominate the reconstruction term.
     """
-    body = part_masks.amax(dim=(1, 2))[:, None]
+    body = body_of(part_masks, target_kp)[:, None]
     return 1 + person_weight * body.clamp(0, 1)

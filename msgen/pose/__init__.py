@@ -28,7 +28,7 @@ from msgen.pose.keypoints import (
     read_annotations,
     write_annotations,
 )
-from msgen.pose.parts import NUM_PARTS, PART_NAMES, body_part_affines, part_masks_at
+from msgen.pose.parts import NUM_PARTS, PART_NAMES, body_of, body_part_affines, one_part_per_pixel, part_masks_at, torso_area
 from msgen.pose.person_mask import person_mask
 
 _LAZY = {"draw_pose", "save_pose_figure"}
@@ -53,13 +53,16 @@ __all__ = [
     "PART_NAMES",
     "POSE_KEYS",
     "affines_at_stride",
+    "body_of",
     "body_part_affines",
     "check_keypoints",
     "draw_pose",
     "heatmaps",
     "is_usable",
+    "one_part_per_pixel",
     "part_masks_at",
     "part_warp_inputs",
+    "torso_area",
     "person_mask",
     "pose_inputs",
     "present",

@@ -55,6 +55,61 @@ PART_NAMES = (
     "r_upper_arm", "l_upper_arm", "r_forearm", "l_forearm",
 )  # fmt: skip
 
+TORSO_PART = 0  # its mask is the whole image: it doubles as the background warp
+
+
+def torso_area(kp: Tensor, size: tuple[int, int]) -> Tensor:
+    """The pixels inside the torso's four points (Rsho, Lsho, Lhip, Rhip): (N, 18, 2) (y, x)
+    keypoints -> (N, H, W) bool, all False where a torso point is missing. The union of the four
+    triangles of three torso points each: the quadrilateral when it is convex, and its hull's
+    pieces when a side view crosses it over."""
+    H, W = int(size[0]), int(size[1])
+    xy = _xy(kp.to(torch.float64))[:, list(TORSO_POINTS)]  # (N, 4, 2) as (x, y)
+    ys = torch.arange(H, dtype=torch.float64, device=kp.device)[:, None]
+    xs = torch.arange(W, dtype=torch.float64, device=kp.device)[None, :]
+    area = torch.zeros(kp.shape[0], H, W, dtype=torch.bool, device=kp.device)
+    for corners in ((0, 1, 2), (0, 2, 3), (0, 1, 3), (1, 2, 3)):
+        sides = []
+        for a, b in zip(corners, corners[1:] + corners[:1]):
+            pa, pb = xy[:, a, :, None, None], xy[:, b, :, None, None]
+            sides.append((pb[:, 0] - pa[:, 0]) * (ys - pa[:, 1]) - (pb[:, 1] - pa[:, 1]) * (xs - pa[:, 0]))
+        sides = torch.stack(sides)
+        area |= (sides >= 0).all(0) | (sides <= 0).all(0)
+    return area & present(kp)[:, list(TORSO_POINTS)].all(-1)[:, None, None]
+
+
+def body_of(part_masks: Tensor, target_kp: Tensor) -> Tensor:
+    """Where the target's body is: the head and limb masks (maximum over the part axis and, for
+    (B, M, P, H, W) masks, over sources) and the area inside the torso's four points (``torso_area``
+    of target_kp (B, 18, 2)) -> (B, H, W) in [0, 1]. The torso's own mask cannot say where the body
+    is: it covers the whole image (it doubles as the background warp)."""
+    limbs = part_masks[..., TORSO_PART + 1:, :, :].amax(dim=-3)
+    if limbs.dim() == 4:
+        limbs = limbs.amax(dim=1)
+    torso = torso_area(target_kp, tuple(limbs.shape[-2:])).to(limbs.dtype)
+    return torch.maximum(limbs, torso)
+
+
+def one_part_per_pixel(part_masks: Tensor) -> Tensor:
+    """Each pixel's mask kept for one part only, the most specific one that covers it: a head or
+    limb part before the torso (whose mask is the whole image), and among head and limbs the one
+    with the largest mask value (the lowest index on a tie). (..., P, H, W) -> (..., P, H, W), the
+    same dtype, zero elsewhere.
+
+    ``part_warp`` takes the maximum over parts channel by channel; a colour image warped that way
+    may take each channel from another part, and the torso's background may beat a darker limb.
+    With these masks at most one part is non-zero per pixel, so the same op copies whole pixels."""
+    covered = part_masks > 0
+    specific = covered.clone()
+    specific[..., TORSO_PART, :, :] = False
+    # Score: any specific covering part outranks the torso; among them the larger mask value wins.
+    score = part_masks.to(torch.float32) + 2.0 * specific
+    score = torch.where(covered, score, torch.full_like(score, -1.0))
+    chosen = score.argmax(dim=-3, keepdim=True)
+    keep = torch.zeros_like(covered).scatter_(-3, chosen, True)
+    return torch.where(keep, part_masks, torch.zeros_like(part_masks))
+
+
 _I = KEYPOINT_INDEX
 TORSO_POINTS = (_I["Rhip"], _I["Lhip"], _I["Lsho"], _I["Rsho"])
 HEAD_POINTS = (_I["nose"], _I["Leye"], _I["Reye"], _I["Lear"], _I["Rear"])

@@ -86,7 +86,7 @@ class TrainingStep:
         else:  # no adversarial term: D is neither trained nor run (a third of a step's work)
             loss_d, logits = fake.new_zeros((), dtype=torch.float32), None
         with self._phase("forward"), self.autocast():
-            weight = person_weight_map(b["part_masks"], self.person_weight) if self.person_weight else None
+            weight = person_weight_map(b["part_masks"], b["target_kp"], self.person_weight) if self.person_weight else None
             losses = generator_loss(logits, fake.float(), b["target"], self.nn_loss, valid, self.lambda_nn,
                                     self.adversarial_weight, weight)
         with self._phase("backward"):

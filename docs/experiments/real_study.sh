@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The real-photo study: K-fold cross-validation over the persons of market-real (every person tested
+# once, by a model that never saw them), each configuration trained per fold, scored by
+# msgen.evaluate at M = 1 (every test person with 2+ images) and M = 2 (3+ images), then pooled over
+# the folds by docs/experiments/real_tables.py into tables with person-level paired intervals.
+#
+#   bash docs/experiments/real_study.sh                        # 5 folds, configurations "paper default"
+#   FOLDS=2 FOLD_LIST=0 STEPS=300 bash docs/experiments/real_study.sh   # a smoke run: fold 0 of 2
+#   CONFIGS="default default-adv" bash docs/experiments/real_study.sh  # other configurations
+#   MODE=curve CURVE="25 50 all" BEST=default bash docs/experiments/real_study.sh
+#                                                      # learning curve: BEST at fold 0 over the number
+#                                                      # of training persons (prepare --max-train-persons)
+#
+# Configurations (config_args below):
+#   paper        (VGG=PATH where msgen ships no VGG-19 weights) the paper's model and objective (--preset market: M-GAN, VGG-19 relu1_2 NN loss,
+#                lambda 0.01, lr 2e-4, adversarial weight 1) at --model.generator.width $WIDTH, from scratch
+#   default      this project's defaults (L1, copied pixels, coarser attention) fine-tuned from
+#                docs/models/synthetic-full.safetensors at 128x64
+#   default-adv  default with --model.loss.adversarial-weight $ADV
+# Horizontal flips and colour jitter are not options of msgen.train yet, so not configurations here.
+#
+# Every call continues where the last one stopped: a training with checkpoints goes on with
+# --resume auto, a fold folder or evaluation that exists is not made again. MINUTES stops each
+# training after that many minutes (it saves on SIGTERM); the next call continues it.
+# Outputs: $OUT/fold<k>/data (the dataset folder), $OUT/fold<k>/<config>/ (run, eval/),
+# $OUT/tables.md; with MODE=curve $OUT/curve/<n>/ and $OUT/curve.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DATA=${DATA:-../shared/data/market-real}
+OUT=${OUT:-runs/real-study}
+FOLDS=${FOLDS:-5}
+FOLD_LIST=${FOLD_LIST:-$(seq -s ' ' 0 $((FOLDS - 1)))}
+SEED=${SEED:-0}
+STEPS=${STEPS:-1500}
+CONFIGS=${CONFIGS:-"paper default"}
+WIDTH=${WIDTH:-0.25}
+ADV=${ADV:-1}
+MAX_TUPLES=${MAX_TUPLES:-12000}
+MINUTES=${MINUTES:-0}
+MODE=${MODE:-folds}
+CURVE=${CURVE:-"25 50 all"}
+BEST=${BEST:-default}
+EXTRA=${EXTRA:-}
+SHIPPED=docs/models/synthetic-full.safetensors
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# The paper configuration's VGG-19 weights: VGG=PATH (a torchvision-keyed state dict) where msgen has
+# none of its own (before the networks work ships them)
+[ -n "${VGG:-}" ] && export MSGEN_VGG19_WEIGHTS=$VGG
+
+config_args() {  # the options of a new run of configuration $1
+  case $1 in
+    paper) echo "--preset market --model.generator.width $WIDTH --num-sources 1,2" ;;
+    default) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2" ;;
+    default-adv) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
+--model.loss.adversarial-weight $ADV" ;;
+    *) echo "real_study: unknown configuration $1 (paper, default, default-adv)" >&2; exit 2 ;;
+  esac
+}
+
+final() { printf '%s/checkpoints/step-%08d.pt' "$1" "$STEPS"; }
+
+prepare() {  # prepare DIR FOLD [MAX_TRAIN_PERSONS]
+  [ -f "$1/split.json" ] && return 0
+  local limit=()
+  [ -n "${3:-}" ] && [ "$3" != all ] && limit=(--max-train-persons "$3")
+  python -m msgen.data.prepare --dataset market --out "$1" --images "$DATA/images" \
+    --annotations "$DATA/annotation.csv" --folds "$FOLDS" --fold "$2" --seed "$SEED" --num-sources 2 "${limit[@]}"
+}
+
+train_and_score() {  # train_and_score RUN CONFIG DATA_DIR
+  local run=$1 config=$2 data=$3
+  if [ ! -f "$(final "$run")" ]; then
+    local limit=() start status=0
+    [ "$MINUTES" != 0 ] && limit=(timeout --signal=TERM "${MINUTES}m")
+    if compgen -G "$run/checkpoints/step-*.pt" > /dev/null; then
+      start="--resume auto"  # the configuration comes from the checkpoint
+    else
+      start="$(config_args "$config") --data.root $data"
+    fi
+    # shellcheck disable=SC2086
+    "${limit[@]}" python -m msgen.train $start --out "$run" --steps "$STEPS" --eval-every "$STEPS" \
+      --sample-every "$STEPS" --data.workers 0 $EXTRA || status=$?
+    if [ ! -f "$(final "$run")" ]; then
+      echo "real_study: $run stopped before step $STEPS (status $status); run the script again to continue"
+      exit 0
+    fi
+  fi
+  if [ ! -f "$run/eval/evaluation.json" ]; then
+    python -m msgen.evaluate --checkpoint "$(final "$run")" --data "$data" --sources 1 2 \
+      --max-tuples "$MAX_TUPLES" --out "$run/eval" --no-progress
+  fi
+}
+
+if [ "$MODE" = curve ]; then
+  for n in $CURVE; do
+    prepare "$OUT/curve/$n/data" 0 "$n"
+    train_and_score "$OUT/curve/$n/$BEST" "$BEST" "$OUT/curve/$n/data"
+  done
+  python docs/experiments/real_tables.py curve "$OUT/curve" --config "$BEST" > "$OUT/curve.md"
+  echo "written: $OUT/curve.md"
+  exit 0
+fi
+
+for fold in $FOLD_LIST; do
+  prepare "$OUT/fold$fold/data" "$fold"
+  for config in $CONFIGS; do
+    train_and_score "$OUT/fold$fold/$config" "$config" "$OUT/fold$fold/data"
+  done
+done
+python docs/experiments/real_tables.py folds "$OUT" > "$OUT/tables.md"
+echo "written: $OUT/tables.md"
