@@ -241,27 +241,34 @@ void list_parts(const Inputs<scalar_t, acc_t>& in, const Sizes& s, int64_t n, in
 }
 
 // v[c] = m * sample of entry e for the cb channels (sum over the taps in tap order, as sample()).
+// (Everything the loops read is copied to locals and the pointers are __restrict__: otherwise the
+// compiler must assume that v aliases e or the taps, and the loops stay scalar.)
 template <typename acc_t, int kTaps>
-inline void sample_entry(const Entry<acc_t, kTaps>& e, const acc_t* feat, int64_t cb, acc_t* v) {
-  const acc_t* t0 = feat + e.offset[0];
+inline void sample_entry(const Entry<acc_t, kTaps>& e, const acc_t* feat, int64_t cb,
+                         acc_t* __restrict__ v) {
+  const acc_t m = e.m;
+  const acc_t* __restrict__ t0 = feat + e.offset[0];
   const acc_t w0 = e.weight[0];
   if constexpr (kTaps == 4) {
-    const acc_t *t1 = feat + e.offset[1], *t2 = feat + e.offset[2], *t3 = feat + e.offset[3];
+    const acc_t* __restrict__ t1 = feat + e.offset[1];
+    const acc_t* __restrict__ t2 = feat + e.offset[2];
+    const acc_t* __restrict__ t3 = feat + e.offset[3];
     const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
     for (int64_t c = 0; c < cb; ++c) {
-      v[c] = e.m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]);
+      v[c] = m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]);
     }
   } else {
     for (int64_t c = 0; c < cb; ++c) {
-      v[c] = e.m * (w0 * t0[c]);
+      v[c] = m * (w0 * t0[c]);
     }
   }
 }
 
 // best[c] (and winner[c] when wanted) = the max over pixel x's listed parts, the `replaces` rule.
 template <bool kWinner, typename acc_t, int kTaps>
-inline void max_at_pixel(const BlockScratch<acc_t, kTaps>& sc, int64_t x, int64_t cb, acc_t* v,
-                         acc_t* best, int32_t* winner) {
+inline void max_at_pixel(const BlockScratch<acc_t, kTaps>& sc, int64_t x, int64_t cb,
+                         acc_t* __restrict__ v, acc_t* __restrict__ best,
+                         int32_t* __restrict__ winner) {
   const acc_t* feat = sc.feat.data();
   bool first = true;
   for (int32_t i = sc.first_entry[x]; i < sc.first_entry[x + 1]; ++i) {
@@ -279,11 +286,12 @@ inline void max_at_pixel(const BlockScratch<acc_t, kTaps>& sc, int64_t x, int64_
       first = false;
       continue;
     }
+    const int32_t part = e.part;
     for (int64_t c = 0; c < cb; ++c) {
       const bool take = replaces(v[c], best[c]);
       best[c] = take ? v[c] : best[c];
       if constexpr (kWinner) {
-        winner[c] = take ? e.part : winner[c];
+        winner[c] = take ? part : winner[c];
       }
     }
   }
@@ -374,15 +382,20 @@ void backward_feat_kernel(const Inputs<scalar_t, at::opmath_type<scalar_t>>& in,
             if (e.m == acc_t(0)) {
               continue;  // a part that is 0 here passes no gradient to feat
             }
-            acc_t* sh = share.data();
+            acc_t* __restrict__ sh = share.data();
+            const int32_t* __restrict__ won = winner;
+            const acc_t* __restrict__ up = g;
+            const acc_t m = e.m;
+            const int32_t part = e.part;
             for (int64_t c = 0; c < count; ++c) {
-              sh[c] = winner[c] == e.part ? g[c] * e.m : acc_t(0);
+              sh[c] = won[c] == part ? up[c] * m : acc_t(0);
             }
             for (int k = 0; k < kTaps; ++k) {
-              acc_t* t = grad + e.offset[k];
+              acc_t* __restrict__ t = grad + e.offset[k];
+              const acc_t* __restrict__ add = sh;
               const acc_t w = e.weight[k];
               for (int64_t c = 0; c < count; ++c) {
-                t[c] += sh[c] * w;
+                t[c] += add[c] * w;
               }
             }
           }

@@ -10,6 +10,7 @@
 // load and store of the per-thread code is counted per tensor (bytes requested, and distinct bytes
 // touched), and the sink counts the atomics. traffic() returns the counts of one call, which
 // tests/test_part_warp.py compares with msgen/ops/byte_model.py.
+#include <ATen/OpMathType.h>
 #include <torch/extension.h>
 
 #include <array>
