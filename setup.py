@@ -86,12 +86,20 @@ def _extension_build() -> tuple[list, dict]:
             extra_link_args=["-fopenmp"] if "-fopenmp" in cxx_flags else [],
         )
 
+    # Test-only (tests/test_part_warp.py): the CUDA kernels' per-thread code run on the CPU, a
+    # module of its own so that neither its code nor its functions are part of msgen._C.
+    testing = CppExtension(
+        "msgen._C_testing",
+        ["csrc/testing/part_warp_emulation.cpp", "csrc/part_warp_host.cpp"],
+        define_macros=define_macros,
+        extra_compile_args={"cxx": cxx_flags},
+    )
     _log("configuration: " + json.dumps(info))
-    _log(f"sources: {', '.join(extension.sources)}")
+    _log(f"sources: {', '.join(extension.sources)}; test-only msgen._C_testing: {', '.join(testing.sources)}")
     _log(f"CUDA_HOME={CUDA_HOME} MAX_JOBS={os.environ.get('MAX_JOBS', 'default')}")
     with open(BUILD_INFO, "w") as f:
         json.dump(info, f, indent=1)
-    return [extension], {"build_ext": BuildExtension}
+    return [extension, testing], {"build_ext": BuildExtension}
 
 
 ext_modules, cmdclass = _extension_build()

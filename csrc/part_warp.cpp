@@ -10,10 +10,10 @@
 // stored by the forward: no saved tensor, and the forward allocates nothing but its output.
 // Python registers the fake (shape) kernels and the autograd formula (msgen/ops/part_warp.py).
 //
-// CPU layout of the work: every kernel walks output rows. For one output row (n, y) the sampling
-// footprints and mask values of all P parts are computed once (P * W entries) and reused for every
-// channel. Scratch per thread: that row (O(P * W)), plus for bf16/fp16 grad_feat a float copy of
-// the kChannelsPerTask planes the thread is accumulating.
+// CPU layout of the work: out and grad_feat by tasks of (sample, channel block) over a
+// channels-last copy of the block (see "forward and grad_feat" below); grad_mask and grad_theta by
+// output rows, with the footprints and mask values of all P parts of a row computed once and reused
+// for every channel. The host-side checks are in part_warp_host.cpp.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -28,66 +28,10 @@
 #include "part_warp.h"
 
 namespace msgen {
-namespace part_warp_host {
-
-Sizes check_inputs(const at::Tensor& feat, const at::Tensor& theta, const at::Tensor& mask,
-                   std::string_view mode, const at::Tensor& grad_out) {
-  TORCH_CHECK_VALUE(mode == "bilinear" || mode == "nearest",
-                    "part_warp: mode must be 'bilinear' or 'nearest', got '", mode, "'");
-  TORCH_CHECK_VALUE(feat.dim() == 4, "part_warp: feat must be (N, C, Hin, Win), got ",
-                    feat.sizes());
-  const auto dtype = feat.scalar_type();
-  TORCH_CHECK_VALUE(dtype == at::kDouble || dtype == at::kFloat || dtype == at::kBFloat16 ||
-                        dtype == at::kHalf,
-                    "part_warp: feat must be float64, float32, bfloat16 or float16, got ", dtype);
-  const int64_t N = feat.size(0);
-  TORCH_CHECK_VALUE(theta.dim() == 4 && theta.size(0) == N && theta.size(2) == 2 &&
-                        theta.size(3) == 3,
-                    "part_warp: theta must be (N=", N, ", P, 2, 3), got ", theta.sizes());
-  TORCH_CHECK_VALUE(at::isFloatingType(theta.scalar_type()),
-                    "part_warp: theta must be floating point, got ", theta.scalar_type());
-  const int64_t P = theta.size(1);
-  TORCH_CHECK_VALUE(P >= 1, "part_warp: theta and mask must hold at least one part (P >= 1)");
-  TORCH_CHECK_VALUE(mask.dim() == 4 && mask.size(0) == N && mask.size(1) == P,
-                    "part_warp: mask must be (N=", N, ", P=", P, ", H, W), got ", mask.sizes());
-  TORCH_CHECK_VALUE(mask.scalar_type() == dtype, "part_warp: mask must have feat's dtype ", dtype,
-                    ", got ", mask.scalar_type());
-  for (const auto* named : {&theta, &mask}) {
-    TORCH_CHECK_VALUE(named->device() == feat.device(), "part_warp: ",
-                      named == &theta ? "theta" : "mask", " is on ", named->device(),
-                      ", feat on ", feat.device());
-  }
-  Sizes s{N, feat.size(1), feat.size(2), feat.size(3), P, mask.size(2), mask.size(3),
-          mode == "bilinear"};
-  // Pixel coordinates travel as int32 in the kernels (with room for the taps at size and -1).
-  constexpr int64_t kMaxSide = int64_t(1) << 30;
-  TORCH_CHECK_VALUE(s.Hin < kMaxSide && s.Win < kMaxSide && s.H < kMaxSide && s.W < kMaxSide,
-                    "part_warp: spatial sizes must be below 2^30");
-  TORCH_CHECK_VALUE(P < (int64_t(1) << 31), "part_warp: too many parts (", P, ")");
-  if (grad_out.defined()) {
-    TORCH_CHECK_VALUE(grad_out.sizes() == at::IntArrayRef({N, s.C, s.H, s.W}),
-                      "part_warp backward: grad_out must be (N, C, H, W) = (", N, ", ", s.C, ", ",
-                      s.H, ", ", s.W, "), got ", grad_out.sizes());
-    TORCH_CHECK_VALUE(grad_out.scalar_type() == dtype && grad_out.device() == feat.device(),
-                      "part_warp backward: grad_out must match feat's dtype and device");
-  }
-  return s;
-}
-
-at::Tensor theta_for_kernels(const at::Tensor& theta, const at::Tensor& feat) {
-  const auto position_type = feat.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  return theta.to(position_type).contiguous();
-}
-
-}  // namespace part_warp_host
-
 namespace {
 
 using part_warp_host::Sizes;
 using namespace part_warp_math;
-
-// Channels per backward_feat task: enough to reuse one row of footprints, few enough for tasks.
-constexpr int64_t kChannelsPerTask = 16;
 
 // Iterations per at::parallel_for chunk so that a chunk holds at least ~32k samples.
 int64_t grain_for(int64_t samples_per_iteration) {
@@ -196,74 +140,272 @@ void max_over_parts(const Inputs<scalar_t, acc_t>& in, const Sizes& s, int64_t n
   }
 }
 
+// --- forward and grad_feat: channel blocks, channels last -------------------------------------
+// Work division: one task per (sample n, block of cb consecutive channels), tasks spread over the
+// threads by at::parallel_for. A task copies feat[n, c0:c0+cb] into a channels-last scratch
+// (Hin * Win + 1 rows of cb values in the accumulation type; the extra row is zeros, the target of
+// every tap outside feat, so the inner loops have no branch per tap). Then for each output pixel it
+// lists the parts whose mask is nonzero there (most pixels: the torso and at most one limb), and
+// the lowest part whose mask is 0 there (it contributes exactly 0); each listed part's footprint
+// and tap weights are computed once and applied to all cb channels by loops over contiguous
+// channels, which the compiler vectorises. Bytes: feat is read once per task (a task owns its
+// channels), mask P values per pixel per task, out written once; the scratch is per thread and
+// stays in cache for the shapes of this project (cb * Hin * Win values, 1 MB at 32 x 128 x 64).
+
+// Channels per task: enough to amortise the per-pixel part list over a long vector loop, few enough
+// that a task's channels-last scratch stays in cache; fewer when that leaves a thread without work.
+constexpr int64_t kMaxChannelsPerBlock = 64;
+constexpr int64_t kMinChannelsPerBlock = 8;
+
+int64_t channel_block(const Sizes& s) {
+  int64_t cb = std::min<int64_t>(s.C, kMaxChannelsPerBlock);
+  const int64_t want_tasks = 2 * static_cast<int64_t>(at::get_num_threads());
+  while (cb > kMinChannelsPerBlock && s.N * ((s.C + cb - 1) / cb) < want_tasks) {
+    cb = (cb / 2 + 7) / 8 * 8;
+  }
+  return std::max<int64_t>(cb, 1);
+}
+
+// One listed part at one pixel: the scratch offsets of its taps (the zero row for a tap outside
+// feat), their weights and the mask value; m == 0 marks the lowest part that is 0 there.
+template <typename acc_t, int kTaps>
+struct Entry {
+  int64_t offset[kTaps];
+  acc_t weight[kTaps];
+  acc_t m;
+  int32_t part;
+};
+
+// Per-thread scratch of a task: channels-last feat (and grad_feat) and one row's part lists.
+template <typename acc_t, int kTaps>
+struct BlockScratch {
+  std::vector<acc_t> feat;      // (Hin * Win + 1, cb): the last row is zeros
+  std::vector<acc_t> grad;      // (Hin * Win + 1, cb): the last row receives the outside taps
+  std::vector<acc_t> row;       // (W, cb): out (forward) or grad_out (backward) of one row
+  std::vector<acc_t> best;      // (cb)
+  std::vector<int32_t> winner;  // (cb)
+  std::vector<Entry<acc_t, kTaps>> entries;  // (W * (P + 1)) at most
+  std::vector<int32_t> first_entry;          // (W + 1): pixel x lists entries [first[x], first[x+1])
+};
+
+template <typename scalar_t, typename acc_t>
+void load_channels_last(const Inputs<scalar_t, acc_t>& in, const Sizes& s, int64_t n, int64_t c0,
+                        int64_t cb, acc_t* dst) {
+  const int64_t plane = s.Hin * s.Win;
+  for (int64_t c = 0; c < cb; ++c) {
+    const scalar_t* src = in.plane(n, c0 + c);
+    for (int64_t yi = 0; yi < s.Hin; ++yi) {
+      const scalar_t* line = src + yi * in.fs[2];
+      acc_t* out = dst + yi * s.Win * cb + c;
+      for (int64_t xi = 0; xi < s.Win; ++xi) {
+        out[xi * cb] = static_cast<acc_t>(line[xi * in.fs[3]]);
+      }
+    }
+  }
+  std::fill(dst + plane * cb, dst + (plane + 1) * cb, acc_t(0));
+}
+
+// The part lists of output row (n, y), in part order per pixel (ties go to the lowest part).
+template <bool kBilinear, typename scalar_t, typename acc_t, int kTaps>
+void list_parts(const Inputs<scalar_t, acc_t>& in, const Sizes& s, int64_t n, int64_t y,
+                int64_t cb, BlockScratch<acc_t, kTaps>& sc) {
+  const int64_t zero_row = s.Hin * s.Win * cb;
+  int32_t count = 0;
+  for (int64_t x = 0; x < s.W; ++x) {
+    sc.first_entry[x] = count;
+    bool zero_listed = false;
+    for (int64_t p = 0; p < s.P; ++p) {
+      const acc_t m = static_cast<acc_t>(in.mask_row(n, p, y)[x * in.ms[3]]);
+      if (m == acc_t(0)) {
+        if (!zero_listed) {
+          zero_listed = true;
+          Entry<acc_t, kTaps>& e = sc.entries[count++];
+          e.m = acc_t(0);
+          e.part = static_cast<int32_t>(p);
+        }
+        continue;
+      }
+      Entry<acc_t, kTaps>& e = sc.entries[count++];
+      e.m = m;
+      e.part = static_cast<int32_t>(p);
+      const Footprint<acc_t> f =
+          locate<kBilinear>(source_point(in.theta + (n * s.P + p) * 6, x, y), s.Hin, s.Win);
+      for (int k = 0; k < kTaps; ++k) {
+        const bool inside = f.valid & (1u << k);
+        e.offset[k] = inside ? (int64_t(tap_y(f.y0, k)) * s.Win + tap_x(f.x0, k)) * cb : zero_row;
+        e.weight[k] = tap_weight<kBilinear>(f, k);
+      }
+    }
+  }
+  sc.first_entry[s.W] = count;
+}
+
+// v[c] = m * sample of entry e for the cb channels (sum over the taps in tap order, as sample()).
+// (Everything the loops read is copied to locals and the pointers are __restrict__: otherwise the
+// compiler must assume that v aliases e or the taps, and the loops stay scalar.)
+template <typename acc_t, int kTaps>
+inline void sample_entry(const Entry<acc_t, kTaps>& e, const acc_t* feat, int64_t cb,
+                         acc_t* __restrict__ v) {
+  const acc_t m = e.m;
+  const acc_t* __restrict__ t0 = feat + e.offset[0];
+  const acc_t w0 = e.weight[0];
+  if constexpr (kTaps == 4) {
+    const acc_t* __restrict__ t1 = feat + e.offset[1];
+    const acc_t* __restrict__ t2 = feat + e.offset[2];
+    const acc_t* __restrict__ t3 = feat + e.offset[3];
+    const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
+    for (int64_t c = 0; c < cb; ++c) {
+      v[c] = m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]);
+    }
+  } else {
+    for (int64_t c = 0; c < cb; ++c) {
+      v[c] = m * (w0 * t0[c]);
+    }
+  }
+}
+
+// best[c] (and winner[c] when wanted) = the max over pixel x's listed parts, the `replaces` rule.
+template <bool kWinner, typename acc_t, int kTaps>
+inline void max_at_pixel(const BlockScratch<acc_t, kTaps>& sc, int64_t x, int64_t cb,
+                         acc_t* __restrict__ v, acc_t* __restrict__ best,
+                         int32_t* __restrict__ winner) {
+  const acc_t* feat = sc.feat.data();
+  bool first = true;
+  for (int32_t i = sc.first_entry[x]; i < sc.first_entry[x + 1]; ++i) {
+    const Entry<acc_t, kTaps>& e = sc.entries[i];
+    if (e.m == acc_t(0)) {
+      std::fill(v, v + cb, acc_t(0));
+    } else {
+      sample_entry(e, feat, cb, v);
+    }
+    if (first) {
+      std::copy(v, v + cb, best);
+      if constexpr (kWinner) {
+        std::fill(winner, winner + cb, e.part);
+      }
+      first = false;
+      continue;
+    }
+    const int32_t part = e.part;
+    for (int64_t c = 0; c < cb; ++c) {
+      const bool take = replaces(v[c], best[c]);
+      best[c] = take ? v[c] : best[c];
+      if constexpr (kWinner) {
+        winner[c] = take ? part : winner[c];
+      }
+    }
+  }
+}
+
 template <typename scalar_t, bool kBilinear>
 void forward_kernel(const Inputs<scalar_t, at::opmath_type<scalar_t>>& in, const Sizes& s,
                     scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  at::parallel_for(0, s.N * s.H, grain_for(s.P * s.C * s.W), [&](int64_t begin, int64_t end) {
-    Row<acc_t> row(s);
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = r / s.H, y = r % s.H;
-      prepare_row<kBilinear>(in, s, n, y, row);
-      for (int64_t c = 0; c < s.C; ++c) {
-        max_over_parts<kBilinear>(in, s, n, c, row);
-        scalar_t* o = out + ((n * s.C + c) * s.H + y) * s.W;
+  constexpr int kTaps = TapCount<kBilinear>::value;
+  const int64_t cb = channel_block(s);
+  const int64_t blocks = (s.C + cb - 1) / cb;
+  at::parallel_for(0, s.N * blocks, 1, [&](int64_t begin, int64_t end) {
+    BlockScratch<acc_t, kTaps> sc;
+    sc.feat.resize((s.Hin * s.Win + 1) * cb);
+    sc.row.resize(s.W * cb);
+    sc.best.resize(cb);
+    sc.entries.resize(s.W * (s.P + 1));
+    sc.first_entry.resize(s.W + 1);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / blocks, c0 = (task % blocks) * cb;
+      const int64_t count = std::min(cb, s.C - c0);
+      load_channels_last(in, s, n, c0, count, sc.feat.data());
+      for (int64_t y = 0; y < s.H; ++y) {
+        list_parts<kBilinear>(in, s, n, y, count, sc);
         for (int64_t x = 0; x < s.W; ++x) {
-          o[x] = static_cast<scalar_t>(row.best[x]);
+          max_at_pixel<false>(sc, x, count, sc.best.data(), sc.row.data() + x * count, nullptr);
+        }
+        for (int64_t c = 0; c < count; ++c) {
+          scalar_t* o = out + ((n * s.C + c0 + c) * s.H + y) * s.W;
+          const acc_t* r = sc.row.data() + c;
+          for (int64_t x = 0; x < s.W; ++x) {
+            o[x] = static_cast<scalar_t>(r[x * count]);
+          }
         }
       }
     }
   });
 }
 
-// grad_feat: each task owns the planes of channels [c0, c1) of one sample n, so the scatter needs
-// no atomics. Reduced-precision planes are accumulated in a float buffer of the task's planes.
+// grad_feat: the task of (n, channel block) recomputes each pixel's winners, then scatters
+// grad_out * mask * weight into a channels-last accumulation-type scratch of its own channels (no
+// atomics: no other task writes them), rounded once into grad_feat at the end.
 template <typename scalar_t, bool kBilinear>
 void backward_feat_kernel(const Inputs<scalar_t, at::opmath_type<scalar_t>>& in, const Sizes& s,
                           const scalar_t* grad_out, at::IntArrayRef gs, scalar_t* grad_feat) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr bool kInPlace = std::is_same_v<acc_t, scalar_t>;
-  const int64_t blocks = (s.C + kChannelsPerTask - 1) / kChannelsPerTask;
-  const int64_t plane_size = s.Hin * s.Win;
+  constexpr int kTaps = TapCount<kBilinear>::value;
+  const int64_t cb = channel_block(s);
+  const int64_t blocks = (s.C + cb - 1) / cb;
+  const int64_t plane = s.Hin * s.Win;
   at::parallel_for(0, s.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    Row<acc_t> row(s);
-    std::vector<acc_t> buffer(kInPlace ? 0 : kChannelsPerTask * plane_size);
+    BlockScratch<acc_t, kTaps> sc;
+    sc.feat.resize((plane + 1) * cb);
+    sc.grad.resize((plane + 1) * cb);
+    sc.row.resize(s.W * cb);
+    sc.best.resize(cb);
+    sc.winner.resize(cb);
+    sc.entries.resize(s.W * (s.P + 1));
+    sc.first_entry.resize(s.W + 1);
+    std::vector<acc_t> v(cb), share(cb);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / blocks, c0 = (task % blocks) * kChannelsPerTask;
-      const int64_t c1 = std::min(s.C, c0 + kChannelsPerTask);
-      scalar_t* grad_planes = grad_feat + (n * s.C + c0) * plane_size;
-      acc_t* acc_planes;
-      if constexpr (kInPlace) {
-        acc_planes = grad_planes;  // zero-initialised by the caller
-      } else {
-        std::fill(buffer.begin(), buffer.end(), acc_t(0));
-        acc_planes = buffer.data();
-      }
+      const int64_t n = task / blocks, c0 = (task % blocks) * cb;
+      const int64_t count = std::min(cb, s.C - c0);
+      load_channels_last(in, s, n, c0, count, sc.feat.data());
+      acc_t* grad = sc.grad.data();
+      std::fill(grad, grad + (plane + 1) * count, acc_t(0));
       for (int64_t y = 0; y < s.H; ++y) {
-        prepare_row<kBilinear>(in, s, n, y, row);
-        for (int64_t c = c0; c < c1; ++c) {
-          max_over_parts<kBilinear>(in, s, n, c, row);
-          const scalar_t* g = grad_out + n * gs[0] + c * gs[1] + y * gs[2];
-          acc_t* acc = acc_planes + (c - c0) * plane_size;
+        list_parts<kBilinear>(in, s, n, y, count, sc);
+        for (int64_t c = 0; c < count; ++c) {
+          const scalar_t* g = grad_out + n * gs[0] + (c0 + c) * gs[1] + y * gs[2];
+          acc_t* r = sc.row.data() + c;
           for (int64_t x = 0; x < s.W; ++x) {
-            const int64_t i = row.winner[x] * s.W + x;
-            const acc_t scale = static_cast<acc_t>(g[x * gs[3]]) * row.mask[i];
-            if (scale == acc_t(0)) {
-              continue;
+            r[x * count] = static_cast<acc_t>(g[x * gs[3]]);
+          }
+        }
+        for (int64_t x = 0; x < s.W; ++x) {
+          const int32_t first = sc.first_entry[x], last = sc.first_entry[x + 1];
+          const acc_t* g = sc.row.data() + x * count;
+          int32_t* winner = sc.winner.data();
+          if (last - first == 1) {
+            std::fill(winner, winner + count, sc.entries[first].part);  // a single candidate wins
+          } else {
+            max_at_pixel<true>(sc, x, count, v.data(), sc.best.data(), winner);
+          }
+          for (int32_t i = first; i < last; ++i) {
+            const Entry<acc_t, kTaps>& e = sc.entries[i];
+            if (e.m == acc_t(0)) {
+              continue;  // a part that is 0 here passes no gradient to feat
             }
-            const Footprint<acc_t>& f = row.where[i];
-            for (int k = 0; k < TapCount<kBilinear>::value; ++k) {
-              if (f.valid & (1u << k)) {
-                acc[int64_t(tap_y(f.y0, k)) * s.Win + tap_x(f.x0, k)] +=
-                    scale * tap_weight<kBilinear>(f, k);
+            acc_t* __restrict__ sh = share.data();
+            const int32_t* __restrict__ won = winner;
+            const acc_t* __restrict__ up = g;
+            const acc_t m = e.m;
+            const int32_t part = e.part;
+            for (int64_t c = 0; c < count; ++c) {
+              sh[c] = won[c] == part ? up[c] * m : acc_t(0);
+            }
+            for (int k = 0; k < kTaps; ++k) {
+              acc_t* __restrict__ t = grad + e.offset[k];
+              const acc_t* __restrict__ add = sh;
+              const acc_t w = e.weight[k];
+              for (int64_t c = 0; c < count; ++c) {
+                t[c] += add[c] * w;
               }
             }
           }
         }
       }
-      if constexpr (!kInPlace) {
-        for (int64_t i = 0; i < (c1 - c0) * plane_size; ++i) {
-          grad_planes[i] = static_cast<scalar_t>(acc_planes[i]);
+      for (int64_t c = 0; c < count; ++c) {
+        scalar_t* dst = grad_feat + (n * s.C + c0 + c) * plane;
+        const acc_t* src = grad + c;
+        for (int64_t i = 0; i < plane; ++i) {
+          dst[i] = static_cast<scalar_t>(src[i * count]);
         }
       }
     }
@@ -356,7 +498,8 @@ at::Tensor part_warp_backward_feat_cpu(const at::Tensor& grad_out, const at::Ten
                                        c10::string_view mode) {
   const Sizes s = part_warp_host::check_inputs(feat, theta, mask, mode, grad_out);
   const at::Tensor coeffs = part_warp_host::theta_for_kernels(theta, feat);
-  at::Tensor grad_feat = at::zeros({s.N, s.C, s.Hin, s.Win}, feat.options());
+  // Every element is written by the task that owns its (sample, channel block): no zero fill.
+  at::Tensor grad_feat = at::empty({s.N, s.C, s.Hin, s.Win}, feat.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, feat.scalar_type(),
                                   "part_warp_backward_feat_cpu", [&] {
     const Inputs<scalar_t, at::opmath_type<scalar_t>> in(feat, coeffs, mask);
@@ -403,120 +546,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> part_warp_backward_cpu(
   return {part_warp_backward_feat_cpu(grad_out, feat, theta, mask, mode), grad_theta, grad_mask};
 }
 
-// --- The CUDA kernels' per-thread code, run serially on the CPU ---------------------------------
-// Every (sample, channel tile, pixel) in turn calls forward_tile / backward_tile of part_warp.h,
-// the functions the CUDA kernels call per thread, with a sink that adds where the GPU uses atomics
-// and warp sums. Only for tests: it checks the GPU's code path on a machine without a GPU,
-// including the float accumulation buffer of bf16/fp16 grad_feat (rounded once at the end).
-
-template <typename scalar_t>
-using EmulationArgs = TileArgs<scalar_t, at::opmath_type<scalar_t>, int64_t>;
-
-template <typename scalar_t>
-EmulationArgs<scalar_t> emulation_args(const Sizes& s, const at::Tensor& feat,
-                                       const at::Tensor& coeffs, const at::Tensor& mask,
-                                       const at::Tensor& grad_out) {
-  EmulationArgs<scalar_t> a;
-  a.feat = feat.const_data_ptr<scalar_t>();
-  a.fs_n = feat.stride(0), a.fs_c = feat.stride(1), a.fs_h = feat.stride(2), a.fs_w = feat.stride(3);
-  a.theta = coeffs.const_data_ptr<at::opmath_type<scalar_t>>();
-  a.mask = mask.const_data_ptr<scalar_t>();
-  a.ms_n = mask.stride(0), a.ms_p = mask.stride(1), a.ms_h = mask.stride(2), a.ms_w = mask.stride(3);
-  a.grad_out = grad_out.defined() ? grad_out.const_data_ptr<scalar_t>() : nullptr;
-  a.gs_n = grad_out.defined() ? grad_out.stride(0) : 0;
-  a.gs_c = grad_out.defined() ? grad_out.stride(1) : 0;
-  a.gs_h = grad_out.defined() ? grad_out.stride(2) : 0;
-  a.gs_w = grad_out.defined() ? grad_out.stride(3) : 0;
-  a.N = s.N, a.C = s.C, a.Hin = s.Hin, a.Win = s.Win, a.P = s.P, a.H = s.H, a.W = s.W;
-  return a;
-}
-
-template <typename acc_t>
-struct EmulationSink {
-  bool want_feat = true, want_params = true;
-  acc_t* grad_feat;  // (N, C, Hin, Win)
-  acc_t* grad_mask;  // (N, P, H, W)
-  acc_t* theta_sums;  // (N, P, 6)
-  int64_t C, plane_size, P, H, W;
-
-  void feat(int64_t n, int64_t c, int64_t offset, acc_t value) {
-    grad_feat[(n * C + c) * plane_size + offset] += value;
-  }
-  void part(int64_t n, int64_t p, int64_t x, int64_t y, bool active, acc_t d_mask, acc_t d_x,
-            acc_t d_y) {
-    if (!active) {
-      return;
-    }
-    grad_mask[((n * P + p) * H + y) * W + x] += d_mask;
-    const acc_t xf = static_cast<acc_t>(x), yf = static_cast<acc_t>(y);
-    const acc_t terms[6] = {d_x * xf, d_x * yf, d_x, d_y * xf, d_y * yf, d_y};
-    for (int k = 0; k < 6; ++k) {
-      theta_sums[(n * P + p) * 6 + k] += terms[k];
-    }
-  }
-};
-
-template <typename Body>
-void for_each_thread(const Sizes& s, Body body) {
-  for (int64_t n = 0; n < s.N; ++n) {
-    for (int64_t c0 = 0; c0 < s.C; c0 += kCudaTileChannels) {
-      for (int64_t y = 0; y < s.H; ++y) {
-        for (int64_t x = 0; x < s.W; ++x) {
-          body(n, c0, x, y);
-        }
-      }
-    }
-  }
-}
-
-at::Tensor part_warp_cuda_emulation(const at::Tensor& feat, const at::Tensor& theta,
-                                    const at::Tensor& mask, c10::string_view mode) {
-  const Sizes s = part_warp_host::check_inputs(feat, theta, mask, mode);
-  const at::Tensor coeffs = part_warp_host::theta_for_kernels(theta, feat);
-  at::Tensor out = at::empty({s.N, s.C, s.H, s.W}, feat.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, feat.scalar_type(), "part_warp_emulation", [&] {
-    const auto a = emulation_args<scalar_t>(s, feat, coeffs, mask, at::Tensor());
-    scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    for_each_thread(s, [&](int64_t n, int64_t c0, int64_t x, int64_t y) {
-      if (s.bilinear) {
-        forward_tile<kCudaTileChannels, true>(a, n, c0, x, y, o);
-      } else {
-        forward_tile<kCudaTileChannels, false>(a, n, c0, x, y, o);
-      }
-    });
-  });
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> part_warp_backward_cuda_emulation(
-    const at::Tensor& grad_out, const at::Tensor& feat, const at::Tensor& theta,
-    const at::Tensor& mask, c10::string_view mode) {
-  const Sizes s = part_warp_host::check_inputs(feat, theta, mask, mode, grad_out);
-  const at::Tensor coeffs = part_warp_host::theta_for_kernels(theta, feat);
-  const auto acc_options = coeffs.options();
-  at::Tensor grad_feat = at::zeros({s.N, s.C, s.Hin, s.Win}, acc_options);
-  at::Tensor grad_mask = at::zeros({s.N, s.P, s.H, s.W}, acc_options);
-  at::Tensor theta_sums = at::zeros({s.N, s.P, 2, 3}, acc_options);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, feat.scalar_type(), "part_warp_backward_emulation", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const auto a = emulation_args<scalar_t>(s, feat, coeffs, mask, grad_out);
-    EmulationSink<acc_t> sink;
-    sink.grad_feat = grad_feat.mutable_data_ptr<acc_t>();
-    sink.grad_mask = grad_mask.mutable_data_ptr<acc_t>();
-    sink.theta_sums = theta_sums.mutable_data_ptr<acc_t>();
-    sink.C = s.C, sink.plane_size = s.Hin * s.Win, sink.P = s.P, sink.H = s.H, sink.W = s.W;
-    for_each_thread(s, [&](int64_t n, int64_t c0, int64_t x, int64_t y) {
-      if (s.bilinear) {
-        backward_tile<kCudaTileChannels, true>(a, n, c0, x, y, true, sink);
-      } else {
-        backward_tile<kCudaTileChannels, false>(a, n, c0, x, y, true, sink);
-      }
-    });
-  });
-  return {grad_feat.to(feat.scalar_type()), theta_sums.to(theta.scalar_type()),
-          grad_mask.to(mask.scalar_type())};
-}
-
 }  // namespace
 
 TORCH_LIBRARY(msgen, m) {
@@ -532,11 +561,6 @@ TORCH_LIBRARY(msgen, m) {
   m.def(
       "part_warp_backward(Tensor grad_out, Tensor feat, Tensor theta, Tensor mask, str mode)"
       " -> (Tensor, Tensor, Tensor)");
-  // Test-only: the CUDA kernels' per-thread code run serially on CPU tensors (see above).
-  m.def("part_warp_cuda_emulation(Tensor feat, Tensor theta, Tensor mask, str mode) -> Tensor");
-  m.def(
-      "part_warp_backward_cuda_emulation(Tensor grad_out, Tensor feat, Tensor theta, Tensor mask, "
-      "str mode) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(msgen, CPU, m) {
@@ -544,8 +568,6 @@ TORCH_LIBRARY_IMPL(msgen, CPU, m) {
   m.impl("part_warp_backward_feat", &part_warp_backward_feat_cpu);
   m.impl("part_warp_backward_params", &part_warp_backward_params_cpu);
   m.impl("part_warp_backward", &part_warp_backward_cpu);
-  m.impl("part_warp_cuda_emulation", &part_warp_cuda_emulation);
-  m.impl("part_warp_backward_cuda_emulation", &part_warp_backward_cuda_emulation);
 }
 
 }  // namespace msgen

@@ -20,8 +20,20 @@
 #define MSGEN_UNROLL
 #endif
 
+// Every global-memory access of the CUDA per-thread code below goes through these two macros. On
+// the GPU and in the CPU kernels they are plain accesses; the CPU emulation of the per-thread code
+// (csrc/testing/part_warp_emulation.cpp, a test-only module) defines them before including this
+// header to count the bytes each tensor moves, which tests compare with msgen/ops/byte_model.py.
+// The inline namespace keeps the two builds of these inline functions apart.
+#ifndef MSGEN_WARP_LOAD
+#define MSGEN_WARP_LOAD(tensor, ptr) (*(ptr))
+#define MSGEN_WARP_STORE(tensor, ptr, value) (*(ptr) = (value))
+#define MSGEN_WARP_NAMESPACE plain_access
+#endif
+
 namespace msgen {
 namespace part_warp_math {
+inline namespace MSGEN_WARP_NAMESPACE {
 
 // Overloads rather than std:: calls: the same spelling must resolve on the host and the device.
 MSGEN_HOST_DEVICE float floor_of(float v) { return ::floorf(v); }
@@ -38,7 +50,12 @@ struct Point {
 template <typename acc_t>
 MSGEN_HOST_DEVICE Point<acc_t> source_point(const acc_t* coeffs, int64_t x, int64_t y) {
   const acc_t xf = static_cast<acc_t>(x), yf = static_cast<acc_t>(y);
-  return {coeffs[0] * xf + coeffs[1] * yf + coeffs[2], coeffs[3] * xf + coeffs[4] * yf + coeffs[5]};
+  acc_t t[6];
+MSGEN_UNROLL
+  for (int k = 0; k < 6; ++k) {
+    t[k] = MSGEN_WARP_LOAD(theta, coeffs + k);
+  }
+  return {t[0] * xf + t[1] * yf + t[2], t[3] * xf + t[4] * yf + t[5]};
 }
 
 // Where a source point lands on feat's grid. Bilinear: the top-left tap (x0, y0), the fractions
@@ -113,7 +130,7 @@ MSGEN_UNROLL
     if (f.valid & (1u << k)) {
       const index_t offset = static_cast<index_t>(tap_y(f.y0, k)) * stride_h +
                              static_cast<index_t>(tap_x(f.x0, k)) * stride_w;
-      value += tap_weight<kBilinear>(f, k) * static_cast<acc_t>(plane[offset]);
+      value += tap_weight<kBilinear>(f, k) * static_cast<acc_t>(MSGEN_WARP_LOAD(feat, plane + offset));
     }
   }
   return value;
@@ -138,7 +155,7 @@ MSGEN_UNROLL
     if (f.valid & (1u << k)) {
       const index_t offset = static_cast<index_t>(tap_y(f.y0, k)) * stride_h +
                              static_cast<index_t>(tap_x(f.x0, k)) * stride_w;
-      v[k] = static_cast<acc_t>(plane[offset]);
+      v[k] = static_cast<acc_t>(MSGEN_WARP_LOAD(feat, plane + offset));
     }
   }
   const acc_t gx = acc_t(1) - f.fx, gy = acc_t(1) - f.fy;
@@ -159,8 +176,9 @@ MSGEN_HOST_DEVICE bool replaces(acc_t candidate, acc_t best) {
 // --- The CUDA kernels' per-thread work --------------------------------------------------------
 // One GPU thread owns one output pixel (n, y, x) and a tile of kTile consecutive channels
 // [c0, c0 + count). The functions below are that thread's whole computation; part_warp_cuda.cu
-// calls them from its kernels, and part_warp.cpp calls the same functions from a serial CPU loop
-// (the ops *_cuda_emulation), so the CPU tests check the exact code that the GPU runs.
+// calls them from its kernels, and the test-only module msgen._C_testing
+// (csrc/testing/part_warp_emulation.cpp) calls the same functions from a serial CPU loop, so the
+// CPU tests check the exact code that the GPU runs, and count the bytes it moves.
 //
 // Why this shape (the GPU design, see part_warp_cuda.cu): the loop over parts is outermost and
 // the per-channel state (best value, winning part, upstream gradient) is an array of kTile
@@ -193,7 +211,7 @@ MSGEN_HOST_DEVICE void tile_max(const TileArgs<scalar_t, acc_t, index_t>& a, ind
   const scalar_t* planes = a.feat + n * a.fs_n + c0 * a.fs_c;
   const scalar_t* mask = a.mask + n * a.ms_n + y * a.ms_h + x * a.ms_w;
   for (index_t p = 0; p < a.P; ++p) {
-    const acc_t m = static_cast<acc_t>(mask[p * a.ms_p]);
+    const acc_t m = static_cast<acc_t>(MSGEN_WARP_LOAD(mask, mask + p * a.ms_p));
     Footprint<acc_t> f{0, 0, acc_t(0), acc_t(0), 0u};
     if (m != acc_t(0)) {
       f = locate<kBilinear>(source_point(a.theta + (n * a.P + p) * 6, x, y), a.Hin, a.Win);
@@ -223,7 +241,8 @@ MSGEN_HOST_DEVICE void forward_tile(const TileArgs<scalar_t, acc_t, index_t>& a,
 MSGEN_UNROLL
   for (int i = 0; i < kTile; ++i) {
     if (i < count) {
-      out[((n * a.C + c0 + i) * a.H + y) * a.W + x] = static_cast<scalar_t>(best[i]);
+      MSGEN_WARP_STORE(out, out + ((n * a.C + c0 + i) * a.H + y) * a.W + x,
+                       static_cast<scalar_t>(best[i]));
     }
   }
 }
@@ -247,7 +266,7 @@ MSGEN_HOST_DEVICE void backward_tile(const TileArgs<scalar_t, acc_t, index_t>& a
   const scalar_t* grads = a.grad_out + n * a.gs_n + c0 * a.gs_c + y * a.gs_h + x * a.gs_w;
 MSGEN_UNROLL
   for (int i = 0; i < kTile; ++i) {
-    g[i] = i < count ? static_cast<acc_t>(grads[i * a.gs_c]) : acc_t(0);
+    g[i] = i < count ? static_cast<acc_t>(MSGEN_WARP_LOAD(grad_out, grads + i * a.gs_c)) : acc_t(0);
     if (g[i] == acc_t(0)) {
       winner[i] = -1;  // nothing to propagate: no part takes this channel
     }
@@ -263,7 +282,7 @@ MSGEN_UNROLL
     }
     acc_t d_mask = acc_t(0), d_x = acc_t(0), d_y = acc_t(0);
     if (wins) {
-      const acc_t m = static_cast<acc_t>(mask[p * a.ms_p]);
+      const acc_t m = static_cast<acc_t>(MSGEN_WARP_LOAD(mask, mask + p * a.ms_p));
       const Footprint<acc_t> f =
           locate<kBilinear>(source_point(a.theta + (n * a.P + p) * 6, x, y), a.Hin, a.Win);
 MSGEN_UNROLL
@@ -303,12 +322,14 @@ MSGEN_UNROLL
   }
 }
 
+}  // namespace MSGEN_WARP_NAMESPACE
 }  // namespace part_warp_math
 }  // namespace msgen
 
 #ifndef MSGEN_PART_WARP_NO_HOST_API
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
 #include <string_view>
 #include <tuple>
 
@@ -328,6 +349,57 @@ Sizes check_inputs(const at::Tensor& feat, const at::Tensor& theta, const at::Te
 // theta as a contiguous (N, P, 2, 3) tensor of the type the kernels compute positions in:
 // float64 for float64 features, float32 otherwise (bf16/fp16 positions would be off by pixels).
 at::Tensor theta_for_kernels(const at::Tensor& theta, const at::Tensor& feat);
+
+// The CUDA backward's grad_feat accumulation (see part_warp_cuda.cu): the per-thread atomics go
+// to an accumulation-type buffer of `samples` samples, small enough to stay in L2; the host runs
+// the samples through it in chunks (zero the buffer, one kernel launch, round the chunk into
+// grad_feat). in_place: the buffer is grad_feat itself (accumulation type == feat's type and every
+// sample fits), so there is one chunk and no copy.
+struct FeatChunks {
+  int64_t samples;
+  bool in_place;
+};
+
+// 24 MB: a Hopper L2 holds 50 MB, and the streaming reads of the same launch share it.
+constexpr int64_t kFeatBufferBytes = int64_t(24) << 20;
+
+// The buffer's byte budget: kFeatBufferBytes, or the test hook MSGEN_WARP_FEAT_BUFFER_BYTES when
+// that environment variable is set (tests force a buffer of a few samples to run the chunk loop).
+int64_t feat_buffer_budget();
+
+// The plan for one backward: at most min(budget, the output's bytes) of buffer, at least one sample.
+FeatChunks plan_feat_chunks(const Sizes& s, int64_t feat_element_size, int64_t acc_element_size,
+                            bool same_type, int64_t budget);
+
+// grad_feat (feat's type and shape) and its accumulation buffer (the plan's samples, acc_options),
+// which is grad_feat itself (zeroed) in place.
+struct FeatBuffers {
+  FeatChunks plan;
+  at::Tensor grad_feat, buffer;
+};
+FeatBuffers make_feat_buffers(const Sizes& s, const at::Tensor& feat,
+                              const at::TensorOptions& acc_options);
+
+// The host's chunk loop: launch(n_begin, n_end) runs the per-thread code for those samples into
+// the buffer; every chunk is zeroed before and rounded into grad_feat after, unless in place.
+// Without grad_feat one launch covers every sample.
+template <typename Launch>
+void for_each_feat_chunk(const Sizes& s, FeatBuffers& b, bool want_feat, Launch&& launch) {
+  if (!want_feat) {
+    launch(int64_t(0), s.N);
+    return;
+  }
+  for (int64_t n0 = 0; n0 < s.N; n0 += b.plan.samples) {
+    const int64_t n1 = std::min(s.N, n0 + b.plan.samples);
+    if (!b.plan.in_place) {
+      b.buffer.zero_();
+    }
+    launch(n0, n1);
+    if (!b.plan.in_place) {
+      b.grad_feat.narrow(0, n0, n1 - n0).copy_(b.buffer.narrow(0, 0, n1 - n0));
+    }
+  }
+}
 
 }  // namespace part_warp_host
 }  // namespace msgen

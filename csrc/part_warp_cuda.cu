@@ -1,34 +1,50 @@
 // msgen::part_warp: the CUDA kernels (fp64/fp32/bf16/fp16, accumulation in fp32, fp64 for fp64).
 //
-// Work division: one thread per (output pixel, tile of kTile consecutive channels), the grid
-// (pixel blocks, channel tiles, samples). A thread's whole computation is forward_tile /
-// backward_tile in part_warp.h (shared with the CPU emulation ops that the CPU tests check).
-// Why:
-// - No local memory. The loop over parts is outermost and the per-channel state (best value,
-//   winning part, upstream gradient) is a kTile array indexed by unrolled loops, so it stays in
-//   registers; the earlier design cached P footprints in an array indexed by the run-time part,
-//   which ptxas put in a stack frame of 448-1024 bytes (about 6 local loads per part per channel).
-//   tests/test_cuda_resources.py asserts 0 bytes of stack and spill in every instantiation.
-// - Parallelism at every level: C / kTile channel tiles per pixel, so a deep level (16x8 pixels,
-//   512 channels) still launches N * 64 blocks per pixel block instead of N.
-// - A part's footprint (6 FMAs and a floor) and mask value are recomputed per channel tile: the
-//   mask is re-read C / kTile times, from L2 (a sample's masks are P * H * W values).
-// Adjacent threads are adjacent output columns: mask loads and output stores are coalesced, and
-// the gathers of feat follow a smooth affine, so they hit the same lines.
+// Work division: one thread per (output pixel, tile of kTile = 8 consecutive channels), blocks of
+// kThreads = 128 adjacent pixels, the grid (pixel blocks, channel tiles, samples); the y and z
+// extents stop at 65,535 and the kernels loop over the rest. A thread's whole computation is
+// forward_tile / backward_tile in part_warp.h, shared with the CPU emulation that the CPU tests run
+// (csrc/testing/part_warp_emulation.cpp).
 //
-// Backward (one kernel for grad_feat, grad_mask and grad_theta, each only when wanted):
-//   the winners of the thread's tile are recomputed (nothing is saved by the forward: by the byte
-//   model in msgen/ops/byte_model.py a saved uint8 winner costs a forward write of 1 byte per
-//   output element, and saves a feat read only when neither mask nor theta needs a gradient).
-//   grad_feat: atomics into a zeroed accumulation-type buffer (float for bf16/fp16, so the
-//   contributions are summed in float and rounded once, never rounded before they are added).
-//   The buffer holds as many samples as fit in 24 MB (at most the output's size), so the zero
-//   fill, the atomics' read-modify-writes and the read-back stay in L2; the samples go through it
-//   in chunks (three launches each: zero, kernel, copy), and DRAM sees grad_feat written once.
-//   grad_mask: one atomic add per (pixel, part, tile) that won a channel, into an accumulation-type
-//   buffer (the channel tiles of a pixel run in different threads).
-//   grad_theta: per-thread sums reduced over the warp with shuffles, then one atomic per warp.
-// Offsets use int32 when every tensor's largest offset fits, int64 otherwise.
+// Bytes (msgen/ops/byte_model.py counts them; tests compare its counts with the emulation's):
+// - Forward: a thread loads its pixel's P mask values, and for each part with a nonzero mask the
+//   part's 6 theta values and the taps inside feat of its 8 channels; it stores 8 outputs. By
+//   design DRAM sees feat, mask and theta read once and out written once (the floor): the mask is
+//   re-read by the C / 8 tiles of a pixel and a feat element by its neighbours' taps, from L1/L2
+//   (a sample's mask is P * H * W values, a few MB at most; the gathers of a smooth affine reuse
+//   lines). Adjacent threads are adjacent output columns, so mask loads and out stores coalesce.
+// - Backward: the winners of the thread's tile are recomputed (nothing is saved by the forward: a
+//   saved uint8 winner would cost every forward, inference included, a write of 1 byte per output
+//   element, and save a feat read only when neither mask nor theta needs a gradient), then per
+//   winning part the mask value and theta again, and per channel one atomic add per tap into the
+//   grad_feat buffer; DRAM sees grad_out, feat, mask and theta read once and grad_feat written once.
+//
+// Why this design and these constants:
+// - No local memory. The loop over parts is outermost and the per-channel state (best value,
+//   winning part, upstream gradient) is a kTile array indexed only by unrolled loops, so it lives
+//   in registers; a per-part cache indexed by the run-time part number would live in a stack frame
+//   and cost local loads per part per channel. tests/test_cuda_resources.py asserts 0 bytes of
+//   stack and spill in every instantiation.
+// - kTile = 8: 8 accumulation-type registers each for the best values and the upstream gradients
+//   plus 8 winners fit the register budgets below; a part's footprint (6 FMAs and a floor) and mask
+//   value are recomputed per tile, which costs C / 8 mask re-reads from L2 per pixel instead of a
+//   per-part cache; and the C / 8 tiles give parallelism at every level (a deep level of 16x8
+//   pixels and 512 channels still launches N * 64 blocks per pixel block instead of N).
+// - kThreads = 128 with launch bounds of 8 (forward) and 4 (backward) blocks per SM: at most 64
+//   and 128 registers per thread, enough that no instantiation spills, with 32 resident warps
+//   (forward) and 16 (backward) per SM to hide the gathers' latency.
+// - grad_feat: atomics into a zeroed accumulation-type buffer (float for bf16/fp16, so the
+//   contributions are summed in float and rounded once, never rounded before they are added),
+//   of as many samples as fit in kFeatBufferBytes = 24 MB (part_warp.h; at most the output's size),
+//   so the zero fill, the atomics' read-modify-writes and the read-back stay in a Hopper L2 (50 MB,
+//   shared with the streaming reads); the host runs the samples through it in chunks
+//   (for_each_feat_chunk: zero, kernel, copy: three launches per chunk) and DRAM sees grad_feat
+//   written once. fp32 with every sample in the buffer accumulates in grad_feat itself.
+// - grad_mask: one atomic add per (pixel, part, tile) that won a channel, into an accumulation-type
+//   buffer (the channel tiles of a pixel run in different threads). grad_theta: per-thread sums
+//   reduced over the warp with shuffles, then one atomic per warp.
+// - Offsets use int32 when every tensor's largest offset fits (cheaper address arithmetic), int64
+//   otherwise.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/Atomic.cuh>
@@ -52,14 +68,12 @@ using namespace part_warp_math;
 
 constexpr int kThreads = 128;  // output pixels per block
 // Blocks per SM the launch bounds ask for: at most 64 registers per forward thread, 128 per
-// backward thread. Without them ptxas 13 settled on 32-40 registers and spilled (4-20 bytes) in
-// a third of the instantiations; with them none spills (tests/test_cuda_resources.py).
+// backward thread. They give ptxas a register budget large enough that no instantiation spills
+// (tests/test_cuda_resources.py), which it does not choose by itself.
 constexpr int kMinBlocks = 8;
 constexpr int kMinBlocksBackward = 4;
 constexpr int kTile = kCudaTileChannels;  // channels per thread
 constexpr int64_t kMaxGridYZ = 65535;
-// The backward's grad_feat accumulation buffer: small enough to stay in a Hopper L2 (50-60 MB).
-constexpr int64_t kFeatBufferBytes = int64_t(24) << 20;
 
 template <typename scalar_t, typename index_t>
 using Args = TileArgs<scalar_t, at::opmath_type<scalar_t>, index_t>;
@@ -245,28 +259,21 @@ Grads backward_cuda(const at::Tensor& grad_out, const at::Tensor& feat, const at
   const at::Tensor coeffs = part_warp_host::theta_for_kernels(theta, feat);
   const auto acc_options = coeffs.options();  // float, double for double
   Grads grads;
-  at::Tensor feat_buffer, mask_buffer, theta_sums;
-  int64_t chunk = std::max<int64_t>(s.N, 1);
-  bool in_place = false;
+  part_warp_host::FeatBuffers buffers;
+  at::Tensor mask_buffer, theta_sums;
   if (want_feat) {
-    // The atomics go to an accumulation-type buffer of `chunk` samples that stays in L2 (at most
-    // kFeatBufferBytes, and never larger than the output), each chunk then rounded once into
-    // grad_feat: DRAM sees grad_feat written once instead of zero-filled and read-modified-written.
-    const int64_t sample_bytes = std::max<int64_t>(s.C * s.Hin * s.Win * coeffs.element_size(), 1);
-    const int64_t out_bytes = s.N * s.C * s.H * s.W * feat.element_size();
-    const int64_t budget = std::min<int64_t>(kFeatBufferBytes, out_bytes);
-    chunk = std::clamp<int64_t>(budget / sample_bytes, 1, std::max<int64_t>(s.N, 1));
-    in_place = chunk >= s.N && coeffs.scalar_type() == feat.scalar_type();
-    grads.feat = in_place ? at::zeros({s.N, s.C, s.Hin, s.Win}, feat.options())
-                          : at::empty({s.N, s.C, s.Hin, s.Win}, feat.options());
-    feat_buffer = in_place ? grads.feat : at::empty({chunk, s.C, s.Hin, s.Win}, acc_options);
+    // The atomics go to an accumulation-type buffer of plan.samples samples that stays in L2 (at
+    // most kFeatBufferBytes, never larger than the output), each chunk then rounded once into
+    // grad_feat: DRAM sees grad_feat written once instead of zero-filled and read-modify-written.
+    buffers = part_warp_host::make_feat_buffers(s, feat, acc_options);
+    grads.feat = buffers.grad_feat;
   }
   if (want_params) {
     mask_buffer = at::zeros({s.N, s.P, s.H, s.W}, acc_options);
     theta_sums = at::zeros({s.N, s.P, 2, 3}, acc_options);
   }
   if (!nothing_to_do(s)) {
-    const bool small = fits_int32({&feat, &mask, &grad_out, &feat_buffer, &mask_buffer});
+    const bool small = fits_int32({&feat, &mask, &grad_out, &buffers.buffer, &mask_buffer});
     const auto stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, feat.scalar_type(), "part_warp_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -276,7 +283,7 @@ Grads backward_cuda(const at::Tensor& grad_out, const at::Tensor& feat, const at
         CudaSink<acc_t, index_t> sink;
         sink.want_feat = want_feat;
         sink.want_params = want_params;
-        sink.grad_feat = want_feat ? feat_buffer.mutable_data_ptr<acc_t>() : nullptr;
+        sink.grad_feat = want_feat ? buffers.buffer.mutable_data_ptr<acc_t>() : nullptr;
         sink.n_begin = static_cast<index_t>(n_begin);
         sink.C = static_cast<index_t>(s.C);
         sink.plane_size = static_cast<index_t>(s.Hin * s.Win);
@@ -292,21 +299,11 @@ Grads backward_cuda(const at::Tensor& grad_out, const at::Tensor& feat, const at
         }
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       };
-      for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
-        const int64_t n1 = std::min(s.N, n0 + chunk);
-        if (want_feat && !in_place) {
-          feat_buffer.zero_();
-        }
+      part_warp_host::for_each_feat_chunk(s, buffers, want_feat, [&](int64_t n0, int64_t n1) {
         small ? launch(int32_t(0), n0, n1) : launch(int64_t(0), n0, n1);
-        if (want_feat && !in_place) {
-          grads.feat.narrow(0, n0, n1 - n0).copy_(feat_buffer.narrow(0, 0, n1 - n0));
-        }
-        if (!want_feat) {
-          break;  // without a grad_feat buffer one launch covers every sample
-        }
-      }
+      });
     });
-  } else if (want_feat && !in_place) {
+  } else if (want_feat && !buffers.plan.in_place) {
     grads.feat.zero_();
   }
   if (want_params) {

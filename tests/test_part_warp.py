@@ -7,6 +7,8 @@ hides behind skips, unless MSGEN_NO_EXT=1 says the install is deliberately pure 
 from __future__ import annotations
 
 import importlib
+import itertools
+import math
 import os
 import warnings
 
@@ -14,7 +16,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from msgen.ops import _extension
+from msgen.ops import _extension, byte_model
 from msgen.ops.part_warp import part_warp, part_warp_reference
 
 # The module itself (msgen.ops.part_warp the attribute is the function of the same name).
@@ -119,17 +121,78 @@ def test_samples_outside_the_map_are_zero(impl: str, mode: str) -> None:
         torch.testing.assert_close(out, torch.zeros_like(out), rtol=0, atol=1e-12, msg=f"{(tx, ty)}")
 
 
-@pytest.mark.extension
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("bad", [float("inf"), float("nan"), 1e30, -1e30])
-def test_non_finite_or_huge_affines_sample_nothing(bad: float) -> None:
+def test_non_finite_or_huge_affines_sample_nothing(impl: str, bad: float) -> None:
     """A part that cannot be estimated may carry such a transform; it must never produce NaN."""
     feat, theta, mask = make_inputs(1, 2, 6, 5, 2, 6, 5)
     theta[:, 0] = bad
-    out = part_warp(feat, theta, mask, impl="extension")
+    out = part_warp(feat, theta, mask, impl=impl)
     assert torch.isfinite(out).all()
     # Part 0 now contributes only zeros, so the result is max(0, part 1).
-    part_1 = part_warp(feat, theta[:, 1:], mask[:, 1:], impl="extension")
+    part_1 = part_warp(feat, theta[:, 1:], mask[:, 1:], impl=impl)
     torch.testing.assert_close(out, part_1.clamp(min=0))
+
+
+def rule_oracle(feat: torch.Tensor, theta: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """The module's rule written out pixel by pixel in Python floats: an absent part (mask 0) gives
+    exactly 0; a non-finite source point samples 0; taps inside feat are multiplied by their weight
+    even when it is 0; the max over parts in order lets NaN win and keeps the first of equals."""
+    N, C, Hin, Win = feat.shape
+    P, H, W = mask.shape[1:]
+    f, t, m = feat.double().tolist(), theta.double().tolist(), mask.double().tolist()
+
+    def tap(n: int, c: int, yi: int, xi: int, weight: float) -> float:
+        return weight * f[n][c][yi][xi] if 0 <= yi < Hin and 0 <= xi < Win else 0.0
+
+    def sample(n: int, c: int, x_in: float, y_in: float) -> float:
+        if not (math.isfinite(x_in) and math.isfinite(y_in)):
+            return 0.0
+        if mode == "nearest":
+            return tap(n, c, round(y_in), round(x_in), 1.0)  # round() ties to even
+        x0, y0 = math.floor(x_in), math.floor(y_in)
+        fx, fy = x_in - x0, y_in - y0
+        return (((tap(n, c, y0, x0, (1 - fx) * (1 - fy)) + tap(n, c, y0, x0 + 1, fx * (1 - fy)))
+                 + tap(n, c, y0 + 1, x0, (1 - fx) * fy)) + tap(n, c, y0 + 1, x0 + 1, fx * fy))
+
+    out = torch.empty(N, C, H, W, dtype=torch.float64)
+    for n, c, y, x in itertools.product(range(N), range(C), range(H), range(W)):
+        best = None
+        for p in range(P):
+            (a, b, e), (d, g, h) = t[n][p]
+            mv = m[n][p][y][x]
+            v = 0.0 if mv == 0 else mv * sample(n, c, a * x + b * y + e, d * x + g * y + h)
+            if best is None or v > best or (math.isnan(v) and not math.isnan(best)):
+                best = v
+        out[n, c, y, x] = best
+    return out
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_non_finite_inputs_follow_one_rule_in_both_impls(impl: str, mode: str) -> None:
+    """NaN and inf in feat, mask and theta: both implementations give the module's rule exactly."""
+    feat, theta, mask = make_inputs(2, 3, 7, 6, 4, 6, 5, seed=41)
+    feat[0, 1, 2, 3] = float("nan")
+    feat[1, 0, 4, 2] = float("inf")
+    feat[1, 2, 0:3, 1] = float("-inf")
+    mask[0, 2, 1, 1] = float("nan")
+    mask[1, 3, 2, 2] = float("inf")
+    mask[1, 0, 3, :] = 0  # where part 0 is absent, its inf/NaN samples must not reach the output
+    theta[1, 0, 0, 2] = float("nan")
+    theta[0, 3, 1] = float("inf")
+    out = part_warp(feat, theta, mask, mode=mode, impl=impl)
+    want = rule_oracle(feat, theta, mask, mode)
+    assert 0 < want.isnan().sum() < want.numel() and want.isinf().any(), "the case must exercise the rule"
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_absent_parts_hide_non_finite_features(impl: str) -> None:
+    """A feat full of NaN, seen only through parts whose masks are 0, gives exactly 0."""
+    feat, theta, mask = make_inputs(1, 2, 5, 5, 3, 5, 5, seed=42)
+    out = part_warp(torch.full_like(feat, float("nan")), theta, torch.zeros_like(mask), impl=impl)
+    assert torch.equal(out, torch.zeros_like(out))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -436,18 +499,27 @@ def test_cuda_int64_offsets() -> None:
 
 
 # --- the CUDA kernels' per-thread code, run on the CPU ------------------------------------------
-# torch.ops.msgen.part_warp_cuda_emulation / part_warp_backward_cuda_emulation call, for every
-# (sample, channel tile, pixel) in turn, the forward_tile / backward_tile functions of
-# csrc/part_warp.h that each CUDA thread runs, so the GPU's code path is checked without a GPU.
+# msgen._C_testing (csrc/testing/part_warp_emulation.cpp, a test-only module built beside msgen._C)
+# calls, for every (sample, channel tile, pixel) in turn, the forward_tile / backward_tile functions
+# of csrc/part_warp.h that each CUDA thread runs, and runs the CUDA backward's host chunk loop, so
+# the GPU's code path is checked without a GPU.
+
+
+def emulation():
+    """The test-only module, or a failure naming why it is missing (it is built with msgen._C)."""
+    try:
+        return importlib.import_module("msgen._C_testing")
+    except ImportError as error:
+        pytest.fail(f"msgen._C_testing (built with msgen._C by setup.py) does not load: {error}")
+
 
 EMULATION_SHAPES = SHAPES + [(2, 17, 9, 7, 4, 6, 8), (1, 9, 6, 6, 12, 6, 6)]  # C past one tile
 
 
 def emulated(feat, theta, mask, mode, grad_out):
-    out = torch.ops.msgen.part_warp_cuda_emulation(feat, theta, mask, mode)
-    grad_feat, grad_theta, grad_mask = torch.ops.msgen.part_warp_backward_cuda_emulation(
-        grad_out, feat, theta, mask, mode
-    )
+    module = emulation()
+    out = module.part_warp(feat, theta, mask, mode)
+    grad_feat, grad_theta, grad_mask = module.part_warp_backward(grad_out, feat, theta, mask, mode, True, True)
     return out, grad_feat, grad_theta, grad_mask
 
 
@@ -563,3 +635,156 @@ def test_cuda_int64_offsets_in_the_backward() -> None:
     (grad_feat,) = torch.autograd.grad(out, feat, torch.ones_like(out))
     assert grad_feat[0, 0, ty:, 3:11].eq(1).all()
     assert grad_feat.sum().item() == 64
+
+
+# --- the CUDA backward's chunk loop (a grad_feat buffer of fewer samples than N) -----------------
+# MSGEN_WARP_FEAT_BUFFER_BYTES (read by csrc/part_warp_host.cpp at every backward) caps the buffer,
+# so small inputs run the host's chunk loop: zero the buffer, launch, round the chunk into grad_feat.
+
+# (N, C, Hin, Win, P, H, W). feat smaller than the output: the host never makes the buffer larger
+# than the output, so with this shape the budget alone sets the chunk (and all 5 samples fit it
+# without the hook).
+CHUNKED_SHAPE = (5, 10, 7, 6, 4, 8, 6)
+
+
+def two_sample_buffer(monkeypatch: pytest.MonkeyPatch, feat: torch.Tensor) -> None:
+    acc_bytes = 8 if feat.dtype == torch.float64 else 4
+    monkeypatch.setenv("MSGEN_WARP_FEAT_BUFFER_BYTES", str(2 * feat[0].numel() * acc_bytes))
+
+
+def assert_low_precision_grads(got, want, dtype: torch.dtype) -> None:
+    """The stated tolerance of a bf16/fp16 gradient summed in float and rounded once: each element
+    within 2 units of rounding (eps) of its fp64 value plus 0.04 eps of the largest value (4 eps of it
+    for grad_theta, a float32 sum over a whole part). fp32: rtol 1e-4, atol 1e-5."""
+    if dtype == torch.float32:  # positions in float32 are off by ~1e-6 pixels: more than 2 eps
+        for a, b in zip(got, want):
+            assert a.dtype == torch.float32
+            torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-5)
+        return
+    eps = torch.finfo(dtype).eps
+    for name, a, b in zip(("feat", "theta", "mask"), got, want):
+        assert a.dtype == (torch.float32 if name == "theta" else dtype), name
+        error = (a.double().cpu() - b).abs()
+        bound = 2 * eps * b.abs() + 4 * eps * b.abs().max() * (1e-2 if name != "theta" else 1)
+        assert (error <= bound).all(), f"grad {name}: max error {error.max().item()}, scale {b.abs().max().item()}"
+
+
+def oracle_grads(feat, theta, mask, grad_out, mode: str = "bilinear"):
+    inputs = tuple(t.detach().cpu().double().requires_grad_() for t in (feat, theta, mask))
+    return torch.autograd.grad(part_warp_reference(*inputs, mode=mode), inputs, grad_out.cpu().double())
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_backward_chunked_emulation_matches_reference(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """float64, chunks of 2, 2 and 1 samples (not in place): every gradient as the reference's."""
+    feat, theta, mask = make_inputs(*CHUNKED_SHAPE, seed=31)
+    two_sample_buffer(monkeypatch, feat)
+    module = emulation()
+    assert module.feat_chunks(feat, theta, mask) == (2, False)
+    grad_out = torch.randn(5, 10, 8, 6, generator=torch.Generator().manual_seed(32), dtype=torch.float64)
+    want = oracle_grads(feat, theta, mask, grad_out, mode)
+    got = module.part_warp_backward(grad_out, feat, theta, mask, mode, True, True)
+    for name, a, b in zip(("feat", "theta", "mask"), got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=lambda m, name=name: f"grad {name}: {m}")
+    grad_feat_only = module.part_warp_backward(grad_out, feat, theta, mask, mode, True, False)[0]
+    torch.testing.assert_close(grad_feat_only, want[0], rtol=1e-10, atol=1e-10)
+    monkeypatch.delenv("MSGEN_WARP_FEAT_BUFFER_BYTES")
+    assert module.feat_chunks(feat, theta, mask) == (5, True)  # the default buffer holds them all
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_backward_chunked_low_precision_emulation(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    """fp32/bf16/fp16 in chunks: sums in float, each chunk rounded once (the tolerance stated in
+    assert_low_precision_grads)."""
+    feat, theta, mask = make_inputs(*CHUNKED_SHAPE, dtype=dtype, seed=33)
+    theta = theta.float()
+    theta[..., :2] *= 0.5  # contractions: several output pixels add into each grad_feat element
+    two_sample_buffer(monkeypatch, feat)
+    module = emulation()
+    assert module.feat_chunks(feat, theta, mask) == (2, False)
+    grad_out = torch.randn(5, 10, 8, 6, generator=torch.Generator().manual_seed(34)).to(dtype)
+    got = module.part_warp_backward(grad_out, feat, theta, mask, "bilinear", True, True)
+    assert_low_precision_grads(got, oracle_grads(feat, theta, mask, grad_out), dtype)
+
+
+@pytest.mark.cuda
+@pytest.mark.extension
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_backward_chunked_cuda(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    """The CUDA op with a two-sample buffer (the chunk loop for real) against the float64 reference."""
+    feat, theta, mask = make_inputs(*CHUNKED_SHAPE, dtype=dtype, seed=35)
+    theta = theta.double() if dtype == torch.float64 else theta.float()
+    theta[..., :2] *= 0.5
+    two_sample_buffer(monkeypatch, feat)
+    assert emulation().feat_chunks(feat, theta, mask) == (2, False)  # the same host plan
+    grad_out = torch.randn(5, 10, 8, 6, generator=torch.Generator().manual_seed(36)).to(dtype)
+    inputs = tuple(t.to(CUDA).requires_grad_() for t in (feat, theta, mask))
+    got = torch.autograd.grad(part_warp(*inputs, impl="extension"), inputs, grad_out.to(CUDA))
+    want = oracle_grads(feat, theta, mask, grad_out)
+    if dtype == torch.float64:
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a.cpu(), b, rtol=1e-9, atol=1e-9)
+    else:
+        assert_low_precision_grads(got, want, dtype)
+
+
+# --- bytes counted in the emulation against msgen.ops.byte_model -------------------------------
+
+
+def byte_model_inputs(dtype: torch.dtype):
+    """(N, C, H, W, P) = (2, 12, 5, 6, 3) with feat one pixel larger per axis, a translation by
+    (0.5, 0.25) so that all four taps of every part lie inside feat, every mask nonzero, and part 0
+    winning every channel (mask 1 against 0.01-0.02, features in [1, 2]): the byte model's counts
+    are exact for these."""
+    g = torch.Generator().manual_seed(51)
+    N, C, H, W, P = 2, 12, 5, 6, 3
+    feat = (1 + torch.rand(N, C, H + 1, W + 1, generator=g, dtype=torch.float64)).to(dtype)
+    theta = translation(N, P, 0.5, 0.25).to(torch.float64 if dtype == torch.float64 else torch.float32)
+    mask = 0.01 + 0.01 * torch.rand(N, P, H, W, generator=g, dtype=torch.float64)
+    mask[:, 0] = 1
+    grad_out = (1 + torch.rand(N, C, H, W, generator=g, dtype=torch.float64)).to(dtype)
+    return (N, C, H, W, P), feat, theta, mask.to(dtype), grad_out
+
+
+DTYPE_NAMES = {torch.float64: "fp64", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("dtype", list(DTYPE_NAMES))
+def test_cuda_thread_code_moves_the_byte_models_bytes(dtype: torch.dtype) -> None:
+    """Loads, stores and atomics of the CUDA per-thread code, counted in the emulation, equal
+    byte_model.warp_requests (every access) and byte_model.warp_bytes (each tensor once)."""
+    shape, feat, theta, mask, grad_out = byte_model_inputs(dtype)
+    name, feat_hw = DTYPE_NAMES[dtype], tuple(feat.shape[2:])
+    module = emulation()
+    forward = module.traffic(None, feat, theta, mask, "bilinear")
+    backward = module.traffic(grad_out, feat, theta, mask, "bilinear")
+    requests = byte_model.warp_requests(shape, name, feat_hw=feat_hw, winners_per_thread=1)
+    assert forward["requested"] == {"grad_out": 0, **requests["F"]}
+    want_b = {k: v for k, v in requests["B"].items() if k not in ("atomics", "atomic bytes")}
+    assert backward["requested"] == {"out": 0, **want_b}
+    assert backward["feat_atomics"] == requests["B"]["atomics"] and backward["mask_atomics"] == 0
+    # DRAM by design: every tensor touched once; the backward's grad_feat is written once by the
+    # host (the in-place zero fill or the chunk copy), outside the per-thread code.
+    bytes_ = byte_model.warp_bytes(shape, name, feat_hw=feat_hw)
+    assert sum(forward["touched"].values()) == bytes_["design F"]
+    grad_feat_bytes = feat.numel() * feat.element_size()
+    assert sum(backward["touched"].values()) + grad_feat_bytes == bytes_["design F+B"] - bytes_["design F"]
+    assert forward["touched"]["feat"] == grad_feat_bytes  # every element of feat, once
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("shape", byte_model.WARP_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_byte_model_chunks_are_the_cuda_hosts(shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """byte_model.warp_chunks makes the plan that csrc/part_warp_host.cpp makes (at PERFORMANCE.md's
+    shapes, on stride-0 tensors that allocate nothing)."""
+    N, C, H, W, P = shape
+    feat = torch.zeros((), dtype=dtype).expand(N, C, H, W)
+    mask = torch.zeros((), dtype=dtype).expand(N, P, H, W)
+    samples, in_place = emulation().feat_chunks(feat, torch.zeros(N, P, 2, 3), mask)
+    plan = byte_model.warp_chunks(shape, DTYPE_NAMES[dtype])
+    assert (samples, int(in_place)) == (plan["samples"], plan["in_place"])
+    assert plan["chunks"] == -(-N // samples) > 1  # these shapes do not fit one buffer

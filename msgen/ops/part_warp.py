@@ -12,6 +12,18 @@ Convention (shared by the reference and the compiled kernels):
   zeros to the max. Ties go to the lowest part index p, which alone receives the gradient.
 - The output has the mask's spatial size (H, W), which may differ from feat's.
 
+Non-finite values (one rule for every implementation):
+- A part whose mask is 0 at a pixel contributes exactly 0 there, whatever it would sample (NaN
+  and inf included): the mask says the part is absent at that pixel, so nothing of it may reach
+  the pixel. This is also what lets the compiled kernels skip the samples of absent parts, which
+  are most of the work (a pixel is covered by about 1.4 of the 10 parts of a Market pose).
+- A source point that is not finite lies outside feat and samples 0, as a huge finite one does: a
+  NaN or infinite theta means "this part is nowhere", never NaN in the output.
+- Everything else follows IEEE arithmetic: NaN or inf in feat reaches every output whose part
+  has a nonzero mask and a tap on that element inside feat (a tap of weight 0 included, 0 * inf
+  is NaN, as in grid_sample); a NaN mask value gives NaN at its pixel; the max over parts
+  propagates NaN (as torch.max does).
+
 Gradients: exact for feat, mask and theta (bilinear; nearest sampling is piecewise constant in
 theta, so its theta gradient is zero, as in grid_sample). At integer source coordinates the
 bilinear theta gradient is the one-sided derivative of the cell to the right/below. Double
@@ -19,8 +31,7 @@ backward through the compiled op raises an error.
 
 The fast path is the compiled op ``torch.ops.msgen.part_warp`` (sources in csrc/): it allocates
 no tensor but its output (the winning part is recomputed in the backward, not stored), and
-its kernels skip the samples of parts whose mask is 0 at a pixel, which for finite features is the
-same as multiplying them by 0. Source points that are not finite sample zero.
+its kernels skip the samples of parts whose mask is 0 at a pixel (the rule above).
 """
 
 from __future__ import annotations
@@ -72,6 +83,8 @@ def sample_parts(feat: Tensor, theta: Tensor, H: int, W: int, *, mode: str = "bi
     )
     points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # (H, W, 3) as (x, y, 1)
     source = torch.einsum("npij,hwj->nphwi", theta, points)  # (N, P, H, W, 2) as (x_in, y_in)
+    # A non-finite point samples 0 (the module's rule): -2 is outside feat, with both taps outside.
+    source = torch.where(torch.isfinite(source).all(-1, keepdim=True), source, -2.0)
     # Pixel centre i sits at normalised (2i + 1) / size - 1 when align_corners=False.
     # Python scalars, not a size tensor: torch.tensor([Win, Hin], device=...) is a host-to-device
     # copy on every call, which a GPU training step would wait on.
@@ -93,7 +106,10 @@ def part_warp_reference(feat: Tensor, theta: Tensor, mask: Tensor, *, mode: str 
     Shapes: feat (N, C, Hin, Win), theta (N, P, 2, 3), mask (N, P, H, W) -> (N, C, H, W).
     """
     sampled = sample_parts(feat, theta, mask.shape[2], mask.shape[3], mode=mode)
-    weighted = mask[:, :, None].to(feat.dtype) * sampled
+    m = mask[:, :, None].to(feat.dtype)
+    # An absent part (mask 0) gives 0 even where its sample is NaN or inf (the module's rule); the
+    # product keeps d out / d mask = sample where the mask is 0, as the kernels compute it.
+    weighted = m * torch.where((m != 0) | torch.isfinite(sampled), sampled, 0.0)
     # torch.max returns the first maximal index, and its backward routes the gradient there only.
     return weighted.max(dim=1).values
 
@@ -213,7 +229,9 @@ def part_warp(
             not available) or "auto" (the extension where it has kernels, else the reference).
 
     Returns:
-        (N, C, H, W).
+        (N, C, H, W). NaN and inf follow the module's rule for every impl: a part whose mask is 0
+        at a pixel contributes exactly 0 there, a non-finite source point samples 0, and
+        everything else is IEEE arithmetic.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
