@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from msgen.pose import is_usable, read_annotations
+from msgen.pose.framing import image_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -191,13 +192,7 @@ class PoseImageFolder:
                     "another image size")
 
     def _size_of(self, name: str) -> tuple[int, int]:
-        path = self.root / name
-        try:
-            with Image.open(path) as file:
-                width, height = file.size
-        except (OSError, UnidentifiedImageError, SyntaxError) as error:
-            raise OSError(f"cannot read image {path}: {error}") from error
-        return height, width
+        return image_sizes([self.root / name])[0]
 
 
 def rescale_keypoints(keypoints: np.ndarray, old_size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from msgen.errors import UsageError
 from msgen.pose.keypoints import KEYPOINT_INDEX, MISSING, present
@@ -209,11 +209,15 @@ def warn_if_squeezed(sizes: Iterable[tuple[int, int]], size: tuple[int, int], wh
 
 
 def image_sizes(paths: Iterable[str | Path]) -> list[tuple[int, int]]:
-    """(H, W) of each image file, from its header (no pixels are decoded)."""
+    """(H, W) of each image file, from its header (no pixels are decoded); an unreadable file is
+    an OSError "cannot read image PATH: why"."""
     sizes = []
     for path in paths:
-        with Image.open(path) as image:
-            sizes.append((image.height, image.width))
+        try:
+            with Image.open(path) as image:
+                sizes.append((image.height, image.width))
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            raise OSError(f"cannot read image {path}: {error}") from error
     return sizes
 
 
