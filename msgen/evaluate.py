@@ -78,7 +78,7 @@ from msgen.evaluation import (
     tuple_persons,
     warp_baseline,
 )
-from msgen.pose.framing import check_sizes, image_sizes
+from msgen.pose.framing import check_sizes
 from msgen.training.config import DataConfig, IDENTITIES
 from msgen.training.data import dataset_dir, ensure_synthetic, identity_function, resolve_rules
 
@@ -364,7 +364,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = lambda message: N
                              identity_fn=identity_function(data.identity), drop_junk=data.identity == "market",
                              resize=args.resize or image_size is None)
     if image_size is not None:
-        check_sizes(image_sizes(folder.root / n for n in folder.names), image_size, f"--data {root}", args.resize, "--resize")
+        check_sizes(folder.image_sizes(), image_size, f"--data {root}", args.resize, "--resize")
     if image_size is not None and not args.resize:
         folder.verify_images()
     tuples, origin, train_names = _test_tuples(args, folder, root, data, max(args.sources), min(args.sources))

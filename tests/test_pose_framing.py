@@ -200,3 +200,20 @@ def test_training_on_another_aspect_ratio_warns_once_with_the_ratio(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         open_folder(DataConfig(root=str(data), dataset="folder"), (128, 128))  # same aspect ratio: silent
+
+
+def test_a_run_opens_each_image_header_once(tmp_path, monkeypatch):
+    """The aspect check and verify_images share one read of the headers (a large folder's start-up
+    costs one pass over its files, not two)."""
+    from PIL import Image
+
+    from msgen.training.config import DataConfig
+    from msgen.training.data import open_folder
+
+    data = generate_synthetic(tmp_path / "data", identities=3, images_per_identity=3, size=(64, 32), seed=5)
+    opened: list[str] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    folder = open_folder(DataConfig(root=str(data), dataset="folder"), (64, 32))
+    folder.verify_images()
+    assert len(folder) == 9 and sorted(opened) == sorted(str(folder.root / n) for n in folder.names)

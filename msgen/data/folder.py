@@ -119,6 +119,7 @@ class PoseImageFolder:
             raise ValueError(f"no usable image in {self.root} with {annotation_csv}: {self.report()}")
         self.names = sorted(kept)
         self._keypoints = kept
+        self._sizes: list[tuple[int, int]] | None = None
         identities: dict[str, list[str]] = {}
         for name in self.names:
             identities.setdefault(self.identity_fn(name), []).append(name)
@@ -178,8 +179,7 @@ class PoseImageFolder:
         OUTSIDE_SLACK of it, which an annotation made for another image size is (a detector's
         point a little past the edge is accepted, as the pose code accepts it)."""
         H, W = self.image_size
-        for name in self.names:
-            size = self._size_of(name)
+        for name, size in zip(self.names, self.image_sizes()):
             if size != (H, W) and not self.resize:
                 raise ValueError(f"image {self.root / name} is {size[0]}x{size[1]} (HxW), expected {H}x{W}")
             kp = self._keypoints[name]
@@ -190,6 +190,13 @@ class PoseImageFolder:
                     f"image {self.root / name} is {size[0]}x{size[1]} (HxW), but its keypoints reach "
                     f"(y, x) = ({kept[:, 0].max():g}, {kept[:, 1].max():g}): the annotation is for "
                     "another image size")
+
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """(H, W) of every kept image (``names`` order), read from the headers once: the aspect
+        check and ``verify_images`` share them, so a run opens each header once."""
+        if self._sizes is None:
+            self._sizes = image_sizes(self.root / name for name in self.names)
+        return self._sizes
 
     def _size_of(self, name: str) -> tuple[int, int]:
         return image_sizes([self.root / name])[0]

@@ -35,7 +35,7 @@ from msgen.data.prepare import DEFAULT_FRAMING, SUMMARY
 from msgen.training.config import FRAMINGS, IDENTITIES, DataConfig
 from msgen.training.distributed import Distributed, barrier
 from msgen.errors import UsageError
-from msgen.pose.framing import check_sizes, image_sizes
+from msgen.pose.framing import check_sizes
 
 
 def cache_root(data: DataConfig | None = None) -> Path:
@@ -195,7 +195,7 @@ def open_folder(data: DataConfig, image_size: tuple[int, int], resize: bool = Tr
                              identity_fn=identity_function(data.identity),
                              drop_junk=data.identity in (None, "market"), resize=resize)
     if resize:  # resizing to another aspect ratio squeezes people: say so, once, with the ratio
-        check_sizes(image_sizes(folder.root / n for n in folder.names), image_size, f"--data.root {root}", True, "")
+        check_sizes(folder.image_sizes(), image_size, f"--data.root {root}", True, "")
     return folder
 
 
