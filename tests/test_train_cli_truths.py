@@ -37,7 +37,7 @@ def test_a_run_ends_with_best_pt_its_score_and_how_to_continue(tiny_data, tmp_pa
     best = out / "checkpoints" / "best.pt"
     assert best.is_file()
     assert "msgen.train: finished steps 0 -> 2 in " in text
-    assert f"best model: {best} (held-out mask-SSIM 0." in text and "at step 2" in text
+    assert f"best model: {best} (validation mask-SSIM 0." in text and "at step 2" in text
     assert f"python -m msgen.train --resume auto --out {out} --steps 4" in text
 
     # Asked to continue a finished run, it says it is finished and how to go further, and trains nothing.

@@ -285,13 +285,14 @@ def summary(result: Any, config: TrainConfig) -> str:
     """What a finished run (a msgen.training.loop.TrainResult) left and how to go on, in lines."""
     best = result.best_checkpoint
     if result.best_metric is None:
-        score = "the newest checkpoint: no held-out evaluation ran (--eval-every)"
+        score = "the newest checkpoint: no validation evaluation ran (--eval-every)"
     else:
         at = f" at step {result.best_step}" if result.best_step is not None else ""
         per_m = ", ".join(f"M = {m}: {result.metrics[f'mask_ssim_m{m}']:.3f}" for m in config.num_sources
                           if f"mask_ssim_m{m}" in result.metrics)
-        score = (f"held-out mask-SSIM {result.best_metric:.4f}{at} (mean over M of {config.data.eval_tuples} "
-                 f"held-out tuples; the last evaluation: {per_m or 'none'})")
+        score = (f"validation mask-SSIM {result.best_metric:.4f}{at} (mean over M of {config.data.eval_tuples} "
+                 f"tuples of the validation persons, never trained on; the last evaluation: {per_m or 'none'}; "
+                 f"the test persons are msgen.evaluate's)")
     lines = [
         f"msgen.train: finished steps {result.start_step} -> {result.step} in {_duration(result.seconds)}",
         f"  best model: {best} ({score})",
