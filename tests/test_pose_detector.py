@@ -16,7 +16,7 @@ from msgen.pose.annotate import accuracy, format_accuracy, main as annotate_main
 from msgen.pose.detector import (
     CUT_GAP, FACE_LANDMARKS, FACE_SKIN, FACING_AWAY_DEPTH, HIP_DROP, KNEE_EDGE, MEDIAPIPE_INDEX, Detector,
     detect_person, drop_folded_legs, face_skin, facing_away, landmarks_to_keypoints, lower_cut_hips,
-    openpose_conventions, pad_for_detector,
+    openpose_conventions, pad_for_detector, upside_down,
 )  # fmt: skip
 from msgen.pose.keypoints import KEYPOINT_INDEX as K
 
@@ -212,23 +212,22 @@ def test_facing_away_by_the_noses_depth_behind_the_ears():
     assert facing_away(world_landmarks(FACING_AWAY_DEPTH + 0.01))
 
 
-def image_landmarks(nose_y: float) -> np.ndarray:
-    """MediaPipe image landmarks (33, 2) (x, y image-normalised) of an upright person in a 64x128
-    crop: ears 10 px apart at y 0.1, shoulders at y 0.25, the face points around (0.5, nose_y)."""
+def image_landmarks(nose_y: float = 0.12, hips_y: float = 0.55) -> np.ndarray:
+    """MediaPipe image landmarks (33, 2) (x, y image-normalised) of a person in a 64x128 crop: ears
+    10 px apart at y 0.1, shoulders at y 0.25, hips at ``hips_y``, the face points around (0.5, nose_y)."""
     landmarks = np.zeros((33, 2))
     landmarks[:] = (0.5, 0.5)
     landmarks[7], landmarks[8] = (0.5 + 5 / 64, 0.1), (0.5 - 5 / 64, 0.1)
     landmarks[11], landmarks[12] = (0.7, 0.25), (0.3, 0.25)
+    landmarks[23], landmarks[24] = (0.6, hips_y), (0.4, hips_y)
     for index, dx in zip(FACE_LANDMARKS, (0, 3, -3, 2, -2)):
         landmarks[index] = (0.5 + dx / 64, nose_y)
     return landmarks
 
 
-def test_facing_away_by_the_nose_below_the_shoulders_in_the_image():
-    facing_camera = world_landmarks(-0.10)
-    assert not facing_away(facing_camera, image_landmarks(0.12))  # the nose below the ears, above the shoulders
-    assert facing_away(facing_camera, image_landmarks(0.30))  # MediaPipe put the face below the shoulders
-    assert facing_away(world_landmarks(FACING_AWAY_DEPTH + 0.01), image_landmarks(0.12))  # either cue
+def test_upside_down_is_the_shoulders_below_the_hips():
+    assert not upside_down(image_landmarks())
+    assert upside_down(image_landmarks(hips_y=0.2))
 
 
 # Colours in and out of the skin box: a light and a dark skin tone; black hair, brown hair too dark to

@@ -43,19 +43,20 @@ MIN_VISIBILITY = 0.5
 # constants picked by cross-validation over persons. Held out, the three together catch 74 back
 # views with 21 false fires; the depth cue alone 50 with 11.
 # 1. Depth (facing_away): MediaPipe's 3D world landmarks (metres, z away from the camera) put the
-#    nose more than FACING_AWAY_DEPTH behind the ears' midpoint (every fold chose 0.10 m).
+#    nose more than FACING_AWAY_DEPTH behind the ears' midpoint (every fold chose 0.10 m). Only this
+#    cue says which way the body faces, so only it also swaps the sides (openpose_conventions).
 FACING_AWAY_DEPTH = 0.10
-# 2. Order (facing_away): MediaPipe puts the nose below the shoulders' midpoint in the image, a head
-#    it found no face on (11 back views, 1 other; no constant).
-# 3. Skin (face_skin): on a back view MediaPipe's face points land on hair. Less than FACE_SKIN of
+# 2. Skin (face_skin): on a back view MediaPipe's face points land on hair. Less than FACE_SKIN of
 #    the pixels in squares around its nose, eyes and mouth corners (FACE_LANDMARKS; half-side
 #    FACE_PATCH of the distance between the ears, at least 1 px: 3x3 px on a 64x128 crop) are
 #    skin-coloured: the YCbCr box of Chai and Ngan (1999; SKIN_CR, SKIN_CB), on pixels brighter than
 #    SKIN_MIN_LUMA (the chroma of dark pixels is noise). FACE_SKIN = 0.4 was the most frequent
-#    choice of the folds (the share's median: 0.25 on back views, 1.0 on others). This cue says the
-#    face is not seen, not which way the body faces (it also fires on side views with the face
-#    turned away), so it drops the face but leaves the sides: swapping sides by it too put 28 fewer
-#    body points within 5 px of the annotations.
+#    choice of the folds (the share's median: 0.25 on back views, 1.0 on others). It says the face
+#    is not seen, not which way the body faces (it also fires on side views with the head turned):
+#    swapping the sides by it too put 28 fewer body points within 5 px of the annotations.
+# 3. Upside down (upside_down): MediaPipe fitted the skeleton head down, its shoulders below its hips
+#    in the image (12 crops, 11 of them back views; no constant). Such a pose is wrong throughout
+#    (shoulders 30-75 px off), so dropping its face only keeps a face off the feet.
 FACE_LANDMARKS = (0, 2, 5, 9, 10)
 FACE_PATCH = 0.15
 SKIN_CR = (133, 173)
@@ -153,18 +154,18 @@ def drop_folded_legs(kp: np.ndarray) -> np.ndarray:
     return kp
 
 
-def facing_away(world: np.ndarray, landmarks: np.ndarray | None = None, depth: float = FACING_AWAY_DEPTH) -> bool:
-    """Whether MediaPipe's pose shows the person from behind (the depth and order cues above
-    FACING_AWAY_DEPTH): in its world landmarks (33, >= 3) as (x, y, z) metres, z growing away from
-    the camera, the nose more than ``depth`` behind the ears' midpoint; or, given its image
-    landmarks (33, >= 2) as image-normalised (x, y), y down, the nose below the shoulders' midpoint."""
+def facing_away(world: np.ndarray, depth: float = FACING_AWAY_DEPTH) -> bool:
+    """Whether MediaPipe's world landmarks (33, >= 3) as (x, y, z) metres, z growing away from the
+    camera, show the person from behind: the nose more than ``depth`` behind the ears' midpoint."""
     world = np.asarray(world, dtype=np.float64)
-    if world[0, 2] - world[[7, 8], 2].mean() > depth:  # MediaPipe's nose 0, ears 7 and 8
-        return True
-    if landmarks is None:
-        return False
+    return bool(world[0, 2] - world[[7, 8], 2].mean() > depth)  # MediaPipe's nose 0, ears 7 and 8
+
+
+def upside_down(landmarks: np.ndarray) -> bool:
+    """Whether MediaPipe's image landmarks (33, >= 2) as image-normalised (x, y), y down, put the
+    shoulders' midpoint below the hips' midpoint."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    return bool(landmarks[0, 1] > landmarks[[11, 12], 1].mean())  # its shoulders: 11 and 12
+    return bool(landmarks[[11, 12], 1].mean() > landmarks[[23, 24], 1].mean())  # shoulders 11, 12; hips 23, 24
 
 
 def face_skin(image: np.ndarray, landmarks: np.ndarray) -> float | None:
@@ -196,8 +197,8 @@ def face_skin(image: np.ndarray, landmarks: np.ndarray) -> float | None:
 
 
 def openpose_conventions(kp: np.ndarray, away: bool, face_unseen: bool = False) -> np.ndarray:
-    """Keypoints (18, 2) (y, x) as OpenPose marks them, given whether the person faces away and
-    whether the face is unseen (face_skin below FACE_SKIN); a copy.
+    """Keypoints (18, 2) (y, x) as OpenPose marks them, given whether the person faces away
+    (facing_away) and whether the face is not seen (face_skin below FACE_SKIN, or upside_down); a copy.
 
     Facing away: no nose and no eyes (OpenPose marks none; the ears it often marks, so they stay),
     and the person's right side on the image's right: when the shoulders lie the other way round,
@@ -303,8 +304,8 @@ class MediaPipeDetector:
         world = np.array([(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark])
         kp = drop_folded_legs(landmarks_to_keypoints(landmarks, image.shape[:2], self.min_visibility))
         skin = face_skin(image, landmarks)
-        face_unseen = skin is not None and skin < FACE_SKIN
-        kp = openpose_conventions(kp, facing_away(world, landmarks), face_unseen)
+        face_unseen = (skin is not None and skin < FACE_SKIN) or upside_down(landmarks)
+        kp = openpose_conventions(kp, facing_away(world), face_unseen)
         kp = lower_cut_hips(kp, image.shape[0])
         return kp, landmarks
 
