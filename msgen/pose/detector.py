@@ -41,19 +41,21 @@ MIN_VISIBILITY = 0.5
 # visibility near 1). Three cues, each catching back views the others miss; measured on market-real
 # (100 back views by the annotations, i.e. no nose and no eyes; 259 others; docs/POSE.md), with the
 # constants picked by cross-validation over persons. Held out, the three together catch 74 back
-# views with 21 false fires; the depth cue alone 50 with 11.
+# views with 20 false fires; the depth cue alone 50 with 11.
 # 1. Depth (facing_away): MediaPipe's 3D world landmarks (metres, z away from the camera) put the
 #    nose more than FACING_AWAY_DEPTH behind the ears' midpoint (every fold chose 0.10 m). Only this
 #    cue says which way the body faces, so only it also swaps the sides (openpose_conventions).
 FACING_AWAY_DEPTH = 0.10
 # 2. Skin (face_skin): on a back view MediaPipe's face points land on hair. Less than FACE_SKIN of
 #    the pixels in squares around its nose, eyes and mouth corners (FACE_LANDMARKS; half-side
-#    FACE_PATCH of the distance between the ears, at least 1 px: 3x3 px on a 64x128 crop) are
+#    FACE_PATCH of the distance between the ears, at least 1 px: 3x3 px on most 64x128 crops) are
 #    skin-coloured: the YCbCr box of Chai and Ngan (1999; SKIN_CR, SKIN_CB), on pixels brighter than
 #    SKIN_MIN_LUMA (the chroma of dark pixels is noise). FACE_SKIN = 0.4 was the most frequent
-#    choice of the folds (the share's median: 0.25 on back views, 1.0 on others). It says the face
+#    choice of the folds (the share's median: 0.37 on back views, 1.0 on others). It says the face
 #    is not seen, not which way the body faces (it also fires on side views with the head turned):
-#    swapping the sides by it too put 28 fewer body points within 5 px of the annotations.
+#    swapping the sides by it too put 28 fewer body points within 5 px of the annotations. A
+#    greyscale photo (no pixel's channels more than GREY_SPREAD apart) has no skin colour to see,
+#    so there the cue is not used.
 # 3. Upside down (upside_down): MediaPipe fitted the skeleton head down, its shoulders below its hips
 #    in the image (12 crops, 11 of them back views; no constant). Such a pose is wrong throughout
 #    (shoulders 30-75 px off), so dropping its face only keeps a face off the feet.
@@ -63,6 +65,7 @@ SKIN_CR = (133, 173)
 SKIN_CB = (77, 127)
 SKIN_MIN_LUMA = 40
 FACE_SKIN = 0.4
+GREY_SPREAD = 16
 FACE = ("nose", "Leye", "Reye")
 # With the legs cut off by the image's bottom edge, MediaPipe squeezes the torso: the hips come out
 # above OpenPose's, the more so the less thigh is seen. Measured on market-real crops cut between the
@@ -171,13 +174,18 @@ def upside_down(landmarks: np.ndarray) -> bool:
 def face_skin(image: np.ndarray, landmarks: np.ndarray) -> float | None:
     """The share of skin-coloured pixels around MediaPipe's nose, eyes and mouth corners (the skin
     cue above FACE_LANDMARKS) in a uint8 RGB image (H, W, 3), given its landmarks (33, >= 2) as
-    image-normalised (x, y); None when those squares lie outside the image."""
+    image-normalised (x, y); None when those squares lie outside the image or the image is
+    greyscale (see GREY_SPREAD)."""
     image, landmarks = np.asarray(image), np.asarray(landmarks, dtype=np.float64)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"image must be uint8 (H, W, 3) RGB, got {image.dtype} {image.shape}")
     if landmarks.ndim != 2 or landmarks.shape[0] != 33 or landmarks.shape[1] < 2:
         raise ValueError(f"landmarks must be (33, >= 2) as image-normalised (x, y), got {landmarks.shape}")
     H, W = image.shape[:2]
+    step = max(1, min(H, W) // 64)  # every pixel of a small crop; a sample of a large photo
+    sample = image[::step, ::step].astype(np.int16)
+    if (sample.max(-1) - sample.min(-1)).max() <= GREY_SPREAD:
+        return None
     xy = landmarks[:, :2] * (W, H)
     half = max(1, round(FACE_PATCH * float(np.linalg.norm(xy[7] - xy[8]))))  # MediaPipe's ears: 7, 8
     squares = []
