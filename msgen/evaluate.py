@@ -441,9 +441,14 @@ def compare(a_path: Path, b_path: Path, method: str = "model", seed: int = 0) ->
                          f"a paired comparison needs the same ones")
     if persons is not None and b.get("tuple_persons") is not None:
         over = f"of {count_persons(persons)} persons; intervals resample persons"
+    elif persons is not None or b.get("tuple_persons") is not None:
+        # The same tuples (checked above) are the same persons: one file naming them is enough.
+        named, lacking = (a_path, b_path) if persons is not None else (b_path, a_path)
+        persons = persons if persons is not None else b["tuple_persons"]
+        over = (f"of {count_persons(persons)} persons (as {named} names them; {lacking} was written before "
+                f"tuple_persons); intervals resample persons")
     else:
-        lacking = " and ".join(str(p) for p, r in ((a_path, a), (b_path, b)) if r.get("tuple_persons") is None)
-        persons, over = None, f"intervals over tuples: {lacking} names no persons (written before tuple_persons)"
+        persons, over = None, f"intervals over tuples: neither {a_path} nor {b_path} names persons (written before tuple_persons)"
     lines = [f"A = {a_path} ({method}), B = {b_path} ({method}); {len(a['tuple_names'])} paired tuples {over}", "",
              "| M | metric | A | B | A - B [95% paired interval] |", "|---|---|---|---|---|"]
     for m in sorted(set(a["per_tuple"][method]) & set(b["per_tuple"][method]), key=int):

@@ -207,10 +207,16 @@ def test_compare_resamples_persons_and_refuses_other_tuples(tmp_path, capsys) ->
     d = paired_difference(np.array(x), np.array(y), persons=persons)
     assert "12 paired tuples of 4 persons; intervals resample persons" in printed
     assert f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" in printed
-    # A file from before tuple_persons: tuple-level intervals, and the output says so.
+    # A file from before tuple_persons beside one that names them: the same tuples are the same
+    # persons, so the intervals still resample persons (the output says whose names it took).
     old = _evaluation_json(tmp_path / "old.json", names, None, y)
-    assert evaluate.main(["compare", a, old]) == 0
-    assert f"intervals over tuples: {old} names no persons" in capsys.readouterr().out
+    assert evaluate.main(["compare", old, a]) == 0
+    printed = capsys.readouterr().out
+    assert f"of 4 persons (as {a} names them; {old} was written before tuple_persons)" in printed
+    assert f"{-d['mean']:+.4f} [{-d['high']:+.4f}, {-d['low']:+.4f}]" in printed
+    # Two such files: tuple-level intervals, and the output says so.
+    assert evaluate.main(["compare", old, old]) == 0
+    assert f"intervals over tuples: neither {old} nor {old} names persons" in capsys.readouterr().out
     other = _evaluation_json(tmp_path / "other.json", names[::-1], persons[::-1], y)
     assert evaluate.main(["compare", a, other]) == 2
     assert "scored different test tuples" in capsys.readouterr().err
