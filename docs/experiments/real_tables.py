@@ -23,7 +23,7 @@ import numpy as np
 from msgen.evaluation import intervals
 
 METRICS = {"ssim": "SSIM (GFLA)", "ssim_256": "SSIM_256", "mask_ssim": "mask-SSIM", "lpips": "LPIPS"}
-SET_METRICS = ("FID", "KID")
+SET_METRICS = {"fid_tf": "FID (TF graph)", "kid": "KID"}
 WARP = "warp baseline"
 MS = (1, 2)
 
@@ -45,6 +45,32 @@ def load(path: Path) -> dict:
             entry.update({k: np.asarray(v, np.float64) for k, v in scores.items() if k in METRICS})
             out[(method, int(m))] = entry
     return out
+
+
+def set_metrics(path: Path) -> dict:
+    """{(method, M): {"fid_tf": float, "kid": float}} of one evaluation.json: FID and KID are set
+    metrics, one number per row of each fold (KID's mean over its subsets); absent: unavailable."""
+    report = json.loads(path.read_text())
+    out = {}
+    for row in report["rows"]:
+        values = {}
+        if row.get("fid_tf") is not None:
+            values["fid_tf"] = float(row["fid_tf"])
+        if row.get("kid") is not None:
+            values["kid"] = float(row["kid"][0])
+        out[(row["method"], int(row["M"]))] = values
+    return out
+
+
+def set_cell(folds: list[dict], key: tuple[str, int], metric: str) -> str:
+    """A set metric over folds: the mean of the folds' values (each fold's own generated and real
+    sets; FID is biased upwards at these sizes, KID is not), with their range."""
+    values = [f[key][metric] for f in folds if metric in f.get(key, {})]
+    if not values:
+        return "unavailable"
+    digits = 2 if metric == "fid_tf" else 4
+    return (f"{np.mean(values):.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f}; "
+            f"{len(values)} folds)")
 
 
 def pool(parts: list[dict]) -> dict:
@@ -91,6 +117,8 @@ def folds_tables(root: Path) -> str:
     configs = sorted({p.parent.parent.name for d in fold_dirs for p in d.glob("*/eval/evaluation.json")})
     per_config = {c: [load(d / c / "eval" / "evaluation.json") for d in fold_dirs
                       if (d / c / "eval" / "evaluation.json").is_file()] for c in configs}
+    sets = {c: [set_metrics(d / c / "eval" / "evaluation.json") for d in fold_dirs
+                if (d / c / "eval" / "evaluation.json").is_file()] for c in configs}
     lines = [f"# Real-photo study: {root}", "",
              f"Folds with an evaluation: {', '.join(d.name for d in fold_dirs)}; configurations: "
              + ", ".join(f"{c} ({len(per_config[c])} folds)" for c in configs) + ".",
@@ -99,19 +127,19 @@ def folds_tables(root: Path) -> str:
         return "\n".join(lines + ["No evaluation yet."]) + "\n"
     pooled = {c: pool(per_config[c]) for c in configs}
     reference = pooled[configs[0]]  # baselines are the same for every configuration of a fold
-    header = ["row", "M", "persons (tuples)", *METRICS.values(), *SET_METRICS]
+    header = ["row", "M", "persons (tuples)", *METRICS.values(), *SET_METRICS.values()]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     constant = next((method for method, _ in reference if method.startswith("constant image")), None)
-    rows = [(f"model: {c}", pooled[c], "model") for c in configs] + [(WARP, reference, WARP)]
+    rows = [(f"model: {c}", pooled[c], "model", sets[c]) for c in configs] + [(WARP, reference, WARP, sets[configs[0]])]
     if constant:
-        rows.append((constant, reference, constant))
-    for name, table, method in rows:
+        rows.append((constant, reference, constant, sets[configs[0]]))
+    for name, table, method, folds in rows:
         for m in MS:
             entry = table.get((method, m))
             if entry is None:
                 continue
             cells = [name, str(m) if method != constant else "any", f"{len(set(entry['persons']))} ({len(entry['persons'])})"]
-            cells += [cell(entry, k) for k in METRICS] + ["unavailable"] * len(SET_METRICS)
+            cells += [cell(entry, k) for k in METRICS] + [set_cell(folds, (method, m), k) for k in SET_METRICS]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Paired differences (mean [95% interval over persons]):", ""]
     lines += ["| difference | M | " + " | ".join(METRICS.values()) + " |", "|---|---|" + "---|" * len(METRICS)]
@@ -131,15 +159,16 @@ def folds_tables(root: Path) -> str:
                 if ("model", m) in pooled[a] and ("model", m) in pooled[b]:
                     lines.append(f"| {a} minus {b} | {m} | " + " | ".join(
                         paired(pooled[a][("model", m)], pooled[b][("model", m)], k) for k in METRICS) + " |")
-    lines += ["", "FID and KID: unavailable on this branch (the networks work, msgen.weights fetch, not merged); "
-              "LPIPS likewise where it says unavailable."]
+    lines += ["", "FID (TF graph) and KID: one value per fold (its test tuples against its training persons' "
+              "images), here the mean over folds and their range; unavailable without `python -m msgen.weights fetch`."]
     return "\n".join(lines) + "\n"
 
 
 def curve_table(root: Path, config: str) -> str:
     lines = [f"# Learning curve: {config} at fold 0 over the number of training persons ({root})", "",
              "| training persons | M | persons (tuples) | " + " | ".join(f"model {v}" for v in METRICS.values())
-             + " | model minus warp, mask-SSIM | model minus warp, SSIM (GFLA) |", "|---|---|---|" + "---|" * (len(METRICS) + 2)]
+             + " | model minus warp, mask-SSIM | model minus warp, SSIM (GFLA) | model minus warp, LPIPS |",
+             "|---|---|---|" + "---|" * (len(METRICS) + 3)]
     for point in sorted(root.iterdir(), key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0)):
         path = point / config / "eval" / "evaluation.json"
         if not path.is_file():
@@ -152,7 +181,8 @@ def curve_table(root: Path, config: str) -> str:
             model, warp = table[("model", m)], table[(WARP, m)]
             lines.append(f"| {len(split['train_persons'])} | {m} | {len(set(model['persons']))} ({len(model['persons'])}) | "
                          + " | ".join(cell(model, k) for k in METRICS)
-                         + f" | {paired(model, warp, 'mask_ssim')} | {paired(model, warp, 'ssim')} |")
+                         + f" | {paired(model, warp, 'mask_ssim')} | {paired(model, warp, 'ssim')} "
+                           f"| {paired(model, warp, 'lpips')} |")
     return "\n".join(lines) + "\n"
 
 

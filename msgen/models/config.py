@@ -279,7 +279,9 @@ PRESETS: dict[str, ModelConfig] = {
     # - coarse_attention (the published code's variant): the finest level's inputs are local, so
     #   alone it cannot tell which source shows the target's view; its coarser level can.
     # - plain L1, not the 3x3 pixel NN loss: the nearest neighbour forgives any detail under 3
-    #   pixels wide, and at 64x32 the logos, eyes and limb edges are that small.
+    #   pixels wide, and at 64x32 the logos, eyes and limb edges are that small. Nor the paper's
+    #   VGG-19 relu1_2 NN loss (lambda 0.02 here): paired, it loses mask-SSIM, SSIM_256 and the
+    #   logo at M = 1 and wins only LPIPS.
     # - copy_pixels (not in the paper): the decoder alone redraws the logos from blurred features.
     "synthetic-small": ModelConfig(
         generator=GeneratorConfig(image_size=(128, 64), levels=6, width=0.125, coarse_attention=True,
