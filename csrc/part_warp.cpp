@@ -156,8 +156,8 @@ void max_over_parts(const Inputs<scalar_t, acc_t>& in, const Sizes& s, int64_t n
 // and applied to all cb channels by loops over contiguous channels, which the compiler vectorises.
 // Bytes: feat is read once per task (a task owns its channels), mask P values per pixel per task,
 // out written once; the backward also reads grad_out once and writes grad_feat once. The scratch
-// is per thread and stays in cache for the shapes of this project (cb * Hin * Win values, 1 MB at
-// 32 x 128 x 64; the backward's second scratch for grad_feat as much again).
+// is per thread (cb * Hin * Win values, 1 MB at 32 x 128 x 64; the backward's second scratch for
+// grad_feat as much again) and one output row works on a few source rows of it, which stay in cache.
 
 // The channel loops below touch kTaps rows of each scratch that never overlap (distinct taps, or
 // distinct zero rows for taps outside feat) and no other memory they write; the compiler cannot
