@@ -279,6 +279,25 @@ def test_extension_matches_reference_forward_and_gradients(mode: str, shape: tup
 
 
 @pytest.mark.extension
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_fp32_channel_and_width_counts_that_are_no_multiple_of_four(mode: str) -> None:
+    """fp32 copies feat, grad_out and grad_feat to and from channels last 4 x 4 through vector
+    registers: 7 channels and widths 11 and 13 leave remainders on both axes; grad_out contiguous
+    and transposed (strided along W). Against the float64 reference."""
+    feat, theta, mask = make_inputs(2, 7, 9, 11, 4, 10, 13, seed=5, dtype=torch.float32)
+    feat.requires_grad_()
+    out = part_warp(feat, theta, mask, mode=mode, impl="extension")
+    f64 = feat.detach().double().requires_grad_()
+    ref = part_warp_reference(f64, theta, mask.double(), mode=mode)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn(2, 7, 13, 10, generator=torch.Generator().manual_seed(6)).transpose(2, 3)
+    for grad_out in (g.contiguous(), g):
+        (got,) = torch.autograd.grad(out, feat, grad_out, retain_graph=True)
+        (want,) = torch.autograd.grad(ref, f64, grad_out.double(), retain_graph=True)
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.extension
 def test_extension_reads_non_contiguous_inputs_in_place() -> None:
     feat, theta, mask = make_inputs(2, 6, 9, 7, 3, 8, 5)
     feat_nc = feat.to(memory_format=torch.channels_last)[:, ::2]  # strided channels, NHWC layout
