@@ -22,8 +22,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 
 #include "part_warp.h"
 
@@ -143,14 +148,28 @@ void max_over_parts(const Inputs<scalar_t, acc_t>& in, const Sizes& s, int64_t n
 // --- forward and grad_feat: channel blocks, channels last -------------------------------------
 // Work division: one task per (sample n, block of cb consecutive channels), tasks spread over the
 // threads by at::parallel_for. A task copies feat[n, c0:c0+cb] into a channels-last scratch
-// (Hin * Win + 1 rows of cb values in the accumulation type; the extra row is zeros, the target of
-// every tap outside feat, so the inner loops have no branch per tap). Then for each output pixel it
-// lists the parts whose mask is nonzero there (most pixels: the torso and at most one limb), and
-// the lowest part whose mask is 0 there (it contributes exactly 0); each listed part's footprint
-// and tap weights are computed once and applied to all cb channels by loops over contiguous
-// channels, which the compiler vectorises. Bytes: feat is read once per task (a task owns its
-// channels), mask P values per pixel per task, out written once; the scratch is per thread and
-// stays in cache for the shapes of this project (cb * Hin * Win values, 1 MB at 32 x 128 x 64).
+// (Hin * Win + kTaps rows of cb values in the accumulation type; row Hin * Win + k is zeros, the
+// target of tap k when it falls outside feat, so the inner loops have no branch per tap and the
+// taps of one part never share a row). Then for each output pixel it lists the parts whose mask is
+// nonzero there (most pixels: the torso and at most one limb), and the lowest part whose mask is 0
+// there (it contributes exactly 0); each listed part's footprint and tap weights are computed once
+// and applied to all cb channels by loops over contiguous channels, which the compiler vectorises.
+// Bytes: feat is read once per task (a task owns its channels), mask P values per pixel per task,
+// out written once; the backward also reads grad_out once and writes grad_feat once. The scratch
+// is per thread (cb * Hin * Win values, 1 MB at 32 x 128 x 64; the backward's second scratch for
+// grad_feat as much again) and one output row works on a few source rows of it, which stay in cache.
+
+// The channel loops below touch kTaps rows of each scratch that never overlap (distinct taps, or
+// distinct zero rows for taps outside feat) and no other memory they write; the compiler cannot
+// prove it of pointers computed from run-time offsets, so it is told (otherwise it adds an overlap
+// test per call and keeps a scalar copy of each loop).
+#if defined(__clang__)
+#define MSGEN_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define MSGEN_IVDEP _Pragma("GCC ivdep")
+#else
+#define MSGEN_IVDEP
+#endif
 
 // Channels per task: enough to amortise the per-pixel part list over a long vector loop, few enough
 // that a task's channels-last scratch stays in cache; fewer when that leaves a thread without work.
@@ -166,8 +185,76 @@ int64_t channel_block(const Sizes& s) {
   return std::max<int64_t>(cb, 1);
 }
 
-// One listed part at one pixel: the scratch offsets of its taps (the zero row for a tap outside
-// feat), their weights and the mask value; m == 0 marks the lowest part that is 0 there.
+// The copies between channel planes and the channels-last scratch are transposes, done in tiles of
+// kTransposeTile x kTransposeTile values so that both sides are touched in runs of consecutive
+// values rather than one value per cache line on the strided side; float to float with a
+// contiguous source goes 4 x 4 through SSE registers (4 loads, 8 shuffles, 4 stores per 16
+// values), which x86-64 always has.
+constexpr int64_t kTransposeTile = 8;
+
+// dst[j * ds + r] = src[r * ss + j * step] for r < rows, j < cols.
+template <typename src_t, typename dst_t>
+void transpose(const src_t* src, int64_t ss, int64_t step, int64_t rows, int64_t cols, dst_t* dst,
+               int64_t ds) {
+  int64_t r0 = 0, j0 = 0;
+#if defined(__SSE2__)
+  if constexpr (std::is_same_v<src_t, float> && std::is_same_v<dst_t, float>) {
+    if (step == 1) {
+      for (; r0 + 4 <= rows; r0 += 4) {
+        const float* s = src + r0 * ss;
+        float* d = dst + r0;
+        for (int64_t j = 0; j + 4 <= cols; j += 4) {
+          __m128 a = _mm_loadu_ps(s + j), b = _mm_loadu_ps(s + ss + j);
+          __m128 c = _mm_loadu_ps(s + 2 * ss + j), e = _mm_loadu_ps(s + 3 * ss + j);
+          _MM_TRANSPOSE4_PS(a, b, c, e);
+          _mm_storeu_ps(d + j * ds, a);
+          _mm_storeu_ps(d + (j + 1) * ds, b);
+          _mm_storeu_ps(d + (j + 2) * ds, c);
+          _mm_storeu_ps(d + (j + 3) * ds, e);
+        }
+      }
+      j0 = cols / 4 * 4;  // left: rows [r0, rows) of every column, columns [j0, cols) of the rest
+      for (int64_t r = 0; r < r0; ++r) {
+        for (int64_t j = j0; j < cols; ++j) {
+          dst[j * ds + r] = src[r * ss + j];
+        }
+      }
+      j0 = 0;
+    }
+  }
+#endif
+  constexpr int64_t T = kTransposeTile;
+  for (int64_t rt = r0; rt < rows; rt += T) {
+    const int64_t nr = std::min(T, rows - rt);
+    for (int64_t jt = j0; jt < cols; jt += T) {
+      const int64_t nj = std::min(T, cols - jt);
+      const src_t* s = src + rt * ss + jt * step;
+      dst_t* d = dst + jt * ds + rt;
+      for (int64_t r = 0; r < nr; ++r) {
+        for (int64_t j = 0; j < nj; ++j) {
+          d[j * ds + r] = static_cast<dst_t>(s[r * ss + j * step]);
+        }
+      }
+    }
+  }
+}
+
+// dst[i * ld + c] = src[c * cs + i * is] for c < count, i < len.
+template <typename src_t, typename dst_t>
+void to_channels_last(const src_t* src, int64_t cs, int64_t is, int64_t count, int64_t len,
+                      dst_t* dst, int64_t ld) {
+  transpose(src, cs, is, count, len, dst, ld);
+}
+
+// dst[c * cs + i] = src[i * ld + c] for c < count, i < len.
+template <typename src_t, typename dst_t>
+void from_channels_last(const src_t* src, int64_t ld, int64_t count, int64_t len, dst_t* dst,
+                        int64_t cs) {
+  transpose(src, ld, 1, len, count, dst, cs);
+}
+
+// One listed part at one pixel: the scratch offsets of its taps (row Hin * Win + k for a tap k
+// outside feat), their weights and the mask value; m == 0 marks the lowest part that is 0 there.
 template <typename acc_t, int kTaps>
 struct Entry {
   int64_t offset[kTaps];
@@ -179,65 +266,113 @@ struct Entry {
 // Per-thread scratch of a task: channels-last feat (and grad_feat) and one row's part lists.
 template <typename acc_t, int kTaps>
 struct BlockScratch {
-  std::vector<acc_t> feat;      // (Hin * Win + 1, cb): the last row is zeros
-  std::vector<acc_t> grad;      // (Hin * Win + 1, cb): the last row receives the outside taps
-  std::vector<acc_t> row;       // (W, cb): out (forward) or grad_out (backward) of one row
-  std::vector<acc_t> best;      // (cb)
-  std::vector<int32_t> winner;  // (cb)
+  std::vector<acc_t> feat;        // (Hin * Win + kTaps, cb): the last kTaps rows are zeros
+  std::vector<acc_t> grad;        // (Hin * Win + kTaps, cb): the last rows take the outside taps
+  std::vector<acc_t> row;         // (W, cb): out (forward) or grad_out (backward) of one row
+  std::vector<acc_t> best, value; // (cb)
+  std::vector<int32_t> winner;    // (cb)
+  std::vector<acc_t> row_mask;    // (P, W): mask values of the parts nonzero somewhere on the row
+  std::vector<int32_t> row_parts; // (P): those parts, ascending
   std::vector<Entry<acc_t, kTaps>> entries;  // (W * (P + 1)) at most
   std::vector<int32_t> first_entry;          // (W + 1): pixel x lists entries [first[x], first[x+1])
+
+  BlockScratch(const Sizes& s, int64_t cb, bool backward)
+      : feat((s.Hin * s.Win + kTaps) * cb),
+        grad(backward ? (s.Hin * s.Win + kTaps) * cb : 0),
+        row(s.W * cb),
+        best(cb),
+        value(cb),
+        winner(cb),
+        row_mask(s.P * s.W),
+        row_parts(s.P),
+        entries(s.W * (s.P + 1)),
+        first_entry(s.W + 1) {}
 };
 
 template <typename scalar_t, typename acc_t>
 void load_channels_last(const Inputs<scalar_t, acc_t>& in, const Sizes& s, int64_t n, int64_t c0,
-                        int64_t cb, acc_t* dst) {
-  const int64_t plane = s.Hin * s.Win;
-  for (int64_t c = 0; c < cb; ++c) {
-    const scalar_t* src = in.plane(n, c0 + c);
-    for (int64_t yi = 0; yi < s.Hin; ++yi) {
-      const scalar_t* line = src + yi * in.fs[2];
-      acc_t* out = dst + yi * s.Win * cb + c;
-      for (int64_t xi = 0; xi < s.Win; ++xi) {
-        out[xi * cb] = static_cast<acc_t>(line[xi * in.fs[3]]);
-      }
-    }
+                        int64_t cb, int kTaps, acc_t* dst) {
+  const scalar_t* planes = in.plane(n, c0);
+  for (int64_t yi = 0; yi < s.Hin; ++yi) {
+    to_channels_last(planes + yi * in.fs[2], in.fs[1], in.fs[3], cb, s.Win, dst + yi * s.Win * cb,
+                     cb);
   }
-  std::fill(dst + plane * cb, dst + (plane + 1) * cb, acc_t(0));
+  const int64_t plane = s.Hin * s.Win;
+  std::fill(dst + plane * cb, dst + (plane + kTaps) * cb, acc_t(0));
 }
 
-// The part lists of output row (n, y), in part order per pixel (ties go to the lowest part).
+// The part lists of output row (n, y), in part order per pixel (ties go to the lowest part). The
+// parts that are 0 on the whole row (most of them: a limb covers few rows) are set aside once per
+// row; only the lowest of them can be listed, as the pixel's zero part.
 template <bool kBilinear, typename scalar_t, typename acc_t, int kTaps>
 void list_parts(const Inputs<scalar_t, acc_t>& in, const Sizes& s, int64_t n, int64_t y,
                 int64_t cb, BlockScratch<acc_t, kTaps>& sc) {
-  const int64_t zero_row = s.Hin * s.Win * cb;
+  const int64_t W = s.W, outside = s.Hin * s.Win * cb;
+  int32_t active = 0, row_zero = -1;
+  for (int64_t p = 0; p < s.P; ++p) {
+    const scalar_t* m = in.mask_row(n, p, y);
+    acc_t* values = sc.row_mask.data() + active * W;
+    if (in.ms[3] == 1) {  // the usual layout: a loop the compiler vectorises
+      for (int64_t x = 0; x < W; ++x) {
+        values[x] = static_cast<acc_t>(m[x]);
+      }
+    } else {
+      for (int64_t x = 0; x < W; ++x) {
+        values[x] = static_cast<acc_t>(m[x * in.ms[3]]);
+      }
+    }
+    int32_t nonzero = 0;
+    for (int64_t x = 0; x < W; ++x) {
+      nonzero |= values[x] != acc_t(0);
+    }
+    if (nonzero) {
+      sc.row_parts[active++] = static_cast<int32_t>(p);
+    } else if (row_zero < 0) {
+      row_zero = static_cast<int32_t>(p);
+    }
+  }
   int32_t count = 0;
-  for (int64_t x = 0; x < s.W; ++x) {
+  for (int64_t x = 0; x < W; ++x) {
     sc.first_entry[x] = count;
-    bool zero_listed = false;
-    for (int64_t p = 0; p < s.P; ++p) {
-      const acc_t m = static_cast<acc_t>(in.mask_row(n, p, y)[x * in.ms[3]]);
+    // The pixel's zero part: the lowest of row_zero and the row's parts that are 0 at x, listed
+    // in its place among the nonzero parts.
+    int32_t zero = row_zero;
+    bool zero_seen = false, zero_listed = false;
+    for (int32_t k = 0; k < active; ++k) {
+      const int32_t p = sc.row_parts[k];
+      const acc_t m = sc.row_mask[k * W + x];
       if (m == acc_t(0)) {
-        if (!zero_listed) {
-          zero_listed = true;
-          Entry<acc_t, kTaps>& e = sc.entries[count++];
-          e.m = acc_t(0);
-          e.part = static_cast<int32_t>(p);
+        if (!zero_seen) {
+          zero_seen = true;
+          zero = zero < 0 ? p : std::min(zero, p);
         }
         continue;
       }
+      if (!zero_listed && zero >= 0 && zero < p) {
+        zero_listed = true;
+        Entry<acc_t, kTaps>& z = sc.entries[count++];
+        z.m = acc_t(0);
+        z.part = zero;
+      }
       Entry<acc_t, kTaps>& e = sc.entries[count++];
       e.m = m;
-      e.part = static_cast<int32_t>(p);
+      e.part = p;
       const Footprint<acc_t> f =
           locate<kBilinear>(source_point(in.theta + (n * s.P + p) * 6, x, y), s.Hin, s.Win);
       for (int k = 0; k < kTaps; ++k) {
         const bool inside = f.valid & (1u << k);
-        e.offset[k] = inside ? (int64_t(tap_y(f.y0, k)) * s.Win + tap_x(f.x0, k)) * cb : zero_row;
+        e.offset[k] = inside ? (int64_t(tap_y(f.y0, k)) * s.Win + tap_x(f.x0, k)) * cb
+                             : outside + k * cb;
         e.weight[k] = tap_weight<kBilinear>(f, k);
       }
     }
+    if (!zero_listed && zero >= 0) {
+      Entry<acc_t, kTaps>& z = sc.entries[count++];
+      z.m = acc_t(0);
+      z.part = zero;
+    }
   }
-  sc.first_entry[s.W] = count;
+  sc.first_entry[W] = count;
 }
 
 // v[c] = m * sample of entry e for the cb channels (sum over the taps in tap order, as sample()).
@@ -264,7 +399,8 @@ inline void sample_entry(const Entry<acc_t, kTaps>& e, const acc_t* feat, int64_
   }
 }
 
-// best[c] (and winner[c] when wanted) = the max over pixel x's listed parts, the `replaces` rule.
+// best[c] (and winner[c] when wanted) = the max over pixel x's listed parts, the `replaces` rule;
+// v is room for one part's values. The zero part is merged as the constant 0, without a sample.
 template <bool kWinner, typename acc_t, int kTaps>
 inline void max_at_pixel(const BlockScratch<acc_t, kTaps>& sc, int64_t x, int64_t cb,
                          acc_t* __restrict__ v, acc_t* __restrict__ best,
@@ -273,25 +409,33 @@ inline void max_at_pixel(const BlockScratch<acc_t, kTaps>& sc, int64_t x, int64_
   bool first = true;
   for (int32_t i = sc.first_entry[x]; i < sc.first_entry[x + 1]; ++i) {
     const Entry<acc_t, kTaps>& e = sc.entries[i];
-    if (e.m == acc_t(0)) {
-      std::fill(v, v + cb, acc_t(0));
-    } else {
-      sample_entry(e, feat, cb, v);
-    }
+    const int32_t part = e.part;
     if (first) {
-      std::copy(v, v + cb, best);
+      if (e.m == acc_t(0)) {
+        std::fill(best, best + cb, acc_t(0));
+      } else {
+        sample_entry(e, feat, cb, best);
+      }
       if constexpr (kWinner) {
-        std::fill(winner, winner + cb, e.part);
+        std::fill(winner, winner + cb, part);
       }
       first = false;
-      continue;
-    }
-    const int32_t part = e.part;
-    for (int64_t c = 0; c < cb; ++c) {
-      const bool take = replaces(v[c], best[c]);
-      best[c] = take ? v[c] : best[c];
-      if constexpr (kWinner) {
-        winner[c] = take ? part : winner[c];
+    } else if (e.m == acc_t(0)) {
+      for (int64_t c = 0; c < cb; ++c) {
+        const bool take = replaces(acc_t(0), best[c]);
+        best[c] = take ? acc_t(0) : best[c];
+        if constexpr (kWinner) {
+          winner[c] = take ? part : winner[c];
+        }
+      }
+    } else {
+      sample_entry(e, feat, cb, v);
+      for (int64_t c = 0; c < cb; ++c) {
+        const bool take = replaces(v[c], best[c]);
+        best[c] = take ? v[c] : best[c];
+        if constexpr (kWinner) {
+          winner[c] = take ? part : winner[c];
+        }
       }
     }
   }
@@ -305,36 +449,136 @@ void forward_kernel(const Inputs<scalar_t, at::opmath_type<scalar_t>>& in, const
   const int64_t cb = channel_block(s);
   const int64_t blocks = (s.C + cb - 1) / cb;
   at::parallel_for(0, s.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    BlockScratch<acc_t, kTaps> sc;
-    sc.feat.resize((s.Hin * s.Win + 1) * cb);
-    sc.row.resize(s.W * cb);
-    sc.best.resize(cb);
-    sc.entries.resize(s.W * (s.P + 1));
-    sc.first_entry.resize(s.W + 1);
+    BlockScratch<acc_t, kTaps> sc(s, cb, /*backward=*/false);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, c0 = (task % blocks) * cb;
       const int64_t count = std::min(cb, s.C - c0);
-      load_channels_last(in, s, n, c0, count, sc.feat.data());
+      load_channels_last(in, s, n, c0, count, kTaps, sc.feat.data());
       for (int64_t y = 0; y < s.H; ++y) {
         list_parts<kBilinear>(in, s, n, y, count, sc);
         for (int64_t x = 0; x < s.W; ++x) {
-          max_at_pixel<false>(sc, x, count, sc.best.data(), sc.row.data() + x * count, nullptr);
+          max_at_pixel<false>(sc, x, count, sc.value.data(), sc.row.data() + x * count, nullptr);
         }
-        for (int64_t c = 0; c < count; ++c) {
-          scalar_t* o = out + ((n * s.C + c0 + c) * s.H + y) * s.W;
-          const acc_t* r = sc.row.data() + c;
-          for (int64_t x = 0; x < s.W; ++x) {
-            o[x] = static_cast<scalar_t>(r[x * count]);
-          }
-        }
+        from_channels_last(sc.row.data(), count, count, s.W,
+                           out + ((n * s.C + c0) * s.H + y) * s.W, s.H * s.W);
       }
     }
   });
 }
 
-// grad_feat: the task of (n, channel block) recomputes each pixel's winners, then scatters
+// keep ? v : 0 as a bit mask. Written as a conditional, GCC moves the product that computes v into
+// the branch and then, under its default -ftrapping-math, neither executes it unconditionally nor
+// vectorises the loop; the mask keeps the channel loops branch-free.
+template <typename T>
+inline T keep_if(bool keep, T v) {
+  using bits_t = std::conditional_t<sizeof(T) == 8, uint64_t, uint32_t>;
+  static_assert(sizeof(T) == sizeof(bits_t), "keep_if: float or double");
+  bits_t b;
+  std::memcpy(&b, &v, sizeof b);
+  b &= bits_t(0) - bits_t(keep);
+  std::memcpy(&v, &b, sizeof b);
+  return v;
+}
+
+// Which channels a pixel with one nonzero part passes to that part: all of them (no part is 0
+// there), or those where the part's value v beats the zero part's 0 by the `replaces` rule, the
+// zero part listed before it (kZeroFirst: replaces(v, 0), i.e. v > 0 or NaN, i.e. !(v <= 0)) or
+// after it (kZeroAfter: !replaces(0, v), i.e. v >= 0 or NaN, i.e. !(v < 0)). The single
+// comparisons leave the loop free of branches, so the compiler vectorises it.
+enum class LoneRule { kAlways, kZeroFirst, kZeroAfter };
+
+template <LoneRule kRule, typename acc_t>
+inline bool lone_part_wins(acc_t v) {
+  if constexpr (kRule == LoneRule::kZeroFirst) {
+    return !(v <= acc_t(0));
+  } else if constexpr (kRule == LoneRule::kZeroAfter) {
+    return !(v < acc_t(0));
+  } else {
+    return true;
+  }
+}
+
+// grad_feat of a pixel whose only nonzero part is e: its value, whether it wins and its share of
+// grad_out in one loop over the channels; d_k[c] += share * w_k for the kTaps taps.
+template <LoneRule kRule, typename acc_t, int kTaps>
+inline void scatter_lone(const Entry<acc_t, kTaps>& e, const acc_t* feat, acc_t* grad,
+                         const acc_t* __restrict__ g, int64_t cb) {
+  const acc_t m = e.m;
+  const acc_t* __restrict__ t0 = feat + e.offset[0];
+  acc_t* __restrict__ d0 = grad + e.offset[0];
+  const acc_t w0 = e.weight[0];
+  if constexpr (kTaps == 4) {
+    const acc_t* __restrict__ t1 = feat + e.offset[1];
+    const acc_t* __restrict__ t2 = feat + e.offset[2];
+    const acc_t* __restrict__ t3 = feat + e.offset[3];
+    acc_t* __restrict__ d1 = grad + e.offset[1];
+    acc_t* __restrict__ d2 = grad + e.offset[2];
+    acc_t* __restrict__ d3 = grad + e.offset[3];
+    const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
+    MSGEN_IVDEP
+    for (int64_t c = 0; c < cb; ++c) {
+      bool wins = true;
+      if constexpr (kRule != LoneRule::kAlways) {
+        const acc_t v = m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]);
+        wins = lone_part_wins<kRule>(v);
+      }
+      const acc_t share = keep_if(wins, g[c] * m);
+      d0[c] += share * w0;
+      d1[c] += share * w1;
+      d2[c] += share * w2;
+      d3[c] += share * w3;
+    }
+  } else {
+    MSGEN_IVDEP
+    for (int64_t c = 0; c < cb; ++c) {
+      bool wins = true;
+      if constexpr (kRule != LoneRule::kAlways) {
+        const acc_t v = m * (w0 * t0[c]);
+        wins = lone_part_wins<kRule>(v);
+      }
+      const acc_t share = keep_if(wins, g[c] * m);
+      d0[c] += share * w0;
+    }
+  }
+}
+
+// grad_feat of entry e at a pixel with several nonzero parts: the channels it wins (winner[c]).
+template <typename acc_t, int kTaps>
+inline void scatter_winner(const Entry<acc_t, kTaps>& e, const int32_t* __restrict__ winner,
+                           acc_t* grad, const acc_t* __restrict__ g, int64_t cb) {
+  const acc_t m = e.m;
+  const int32_t part = e.part;
+  acc_t* __restrict__ d0 = grad + e.offset[0];
+  const acc_t w0 = e.weight[0];
+  if constexpr (kTaps == 4) {
+    acc_t* __restrict__ d1 = grad + e.offset[1];
+    acc_t* __restrict__ d2 = grad + e.offset[2];
+    acc_t* __restrict__ d3 = grad + e.offset[3];
+    const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
+    MSGEN_IVDEP
+    for (int64_t c = 0; c < cb; ++c) {
+      const acc_t share = keep_if(winner[c] == part, g[c] * m);
+      d0[c] += share * w0;
+      d1[c] += share * w1;
+      d2[c] += share * w2;
+      d3[c] += share * w3;
+    }
+  } else {
+    MSGEN_IVDEP
+    for (int64_t c = 0; c < cb; ++c) {
+      const acc_t share = keep_if(winner[c] == part, g[c] * m);
+      d0[c] += share * w0;
+    }
+  }
+}
+
+// grad_feat: the task of (n, channel block) finds each pixel's winners again and scatters
 // grad_out * mask * weight into a channels-last accumulation-type scratch of its own channels (no
-// atomics: no other task writes them), rounded once into grad_feat at the end.
+// atomics: no other task writes them), rounded once into grad_feat at the end. Most pixels have
+// one nonzero part besides their zero part; there the winner test and the scatter are one loop
+// (scatter_lone), elsewhere the winners are found first (max_at_pixel) and each part scatters the
+// channels it wins. Only the winner's taps receive a nonzero share; a part that is 0 at a pixel
+// passes no gradient to feat.
 template <typename scalar_t, bool kBilinear>
 void backward_feat_kernel(const Inputs<scalar_t, at::opmath_type<scalar_t>>& in, const Sizes& s,
                           const scalar_t* grad_out, at::IntArrayRef gs, scalar_t* grad_feat) {
@@ -344,70 +588,43 @@ void backward_feat_kernel(const Inputs<scalar_t, at::opmath_type<scalar_t>>& in,
   const int64_t blocks = (s.C + cb - 1) / cb;
   const int64_t plane = s.Hin * s.Win;
   at::parallel_for(0, s.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    BlockScratch<acc_t, kTaps> sc;
-    sc.feat.resize((plane + 1) * cb);
-    sc.grad.resize((plane + 1) * cb);
-    sc.row.resize(s.W * cb);
-    sc.best.resize(cb);
-    sc.winner.resize(cb);
-    sc.entries.resize(s.W * (s.P + 1));
-    sc.first_entry.resize(s.W + 1);
-    std::vector<acc_t> v(cb), share(cb);
+    BlockScratch<acc_t, kTaps> sc(s, cb, /*backward=*/true);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, c0 = (task % blocks) * cb;
       const int64_t count = std::min(cb, s.C - c0);
-      load_channels_last(in, s, n, c0, count, sc.feat.data());
+      load_channels_last(in, s, n, c0, count, kTaps, sc.feat.data());
       acc_t* grad = sc.grad.data();
-      std::fill(grad, grad + (plane + 1) * count, acc_t(0));
+      std::fill(grad, grad + (plane + kTaps) * count, acc_t(0));
       for (int64_t y = 0; y < s.H; ++y) {
         list_parts<kBilinear>(in, s, n, y, count, sc);
-        for (int64_t c = 0; c < count; ++c) {
-          const scalar_t* g = grad_out + n * gs[0] + (c0 + c) * gs[1] + y * gs[2];
-          acc_t* r = sc.row.data() + c;
-          for (int64_t x = 0; x < s.W; ++x) {
-            r[x * count] = static_cast<acc_t>(g[x * gs[3]]);
-          }
-        }
+        to_channels_last(grad_out + n * gs[0] + c0 * gs[1] + y * gs[2], gs[1], gs[3], count, s.W,
+                         sc.row.data(), count);
         for (int64_t x = 0; x < s.W; ++x) {
           const int32_t first = sc.first_entry[x], last = sc.first_entry[x + 1];
           const acc_t* g = sc.row.data() + x * count;
-          int32_t* winner = sc.winner.data();
+          const Entry<acc_t, kTaps>* e = sc.entries.data() + first;
           if (last - first == 1) {
-            std::fill(winner, winner + count, sc.entries[first].part);  // a single candidate wins
+            if (e[0].m != acc_t(0)) {  // the one part (P = 1): it wins every channel
+              scatter_lone<LoneRule::kAlways>(e[0], sc.feat.data(), grad, g, count);
+            }
+          } else if (last - first == 2 && (e[0].m == acc_t(0) || e[1].m == acc_t(0))) {
+            if (e[0].m == acc_t(0)) {
+              scatter_lone<LoneRule::kZeroFirst>(e[1], sc.feat.data(), grad, g, count);
+            } else {
+              scatter_lone<LoneRule::kZeroAfter>(e[0], sc.feat.data(), grad, g, count);
+            }
           } else {
-            max_at_pixel<true>(sc, x, count, v.data(), sc.best.data(), winner);
-          }
-          for (int32_t i = first; i < last; ++i) {
-            const Entry<acc_t, kTaps>& e = sc.entries[i];
-            if (e.m == acc_t(0)) {
-              continue;  // a part that is 0 here passes no gradient to feat
-            }
-            acc_t* __restrict__ sh = share.data();
-            const int32_t* __restrict__ won = winner;
-            const acc_t* __restrict__ up = g;
-            const acc_t m = e.m;
-            const int32_t part = e.part;
-            for (int64_t c = 0; c < count; ++c) {
-              sh[c] = won[c] == part ? up[c] * m : acc_t(0);
-            }
-            for (int k = 0; k < kTaps; ++k) {
-              acc_t* __restrict__ t = grad + e.offset[k];
-              const acc_t* __restrict__ add = sh;
-              const acc_t w = e.weight[k];
-              for (int64_t c = 0; c < count; ++c) {
-                t[c] += add[c] * w;
+            int32_t* winner = sc.winner.data();
+            max_at_pixel<true>(sc, x, count, sc.value.data(), sc.best.data(), winner);
+            for (int32_t i = 0; i < last - first; ++i) {
+              if (e[i].m != acc_t(0)) {
+                scatter_winner(e[i], winner, grad, g, count);
               }
             }
           }
         }
       }
-      for (int64_t c = 0; c < count; ++c) {
-        scalar_t* dst = grad_feat + (n * s.C + c0 + c) * plane;
-        const acc_t* src = grad + c;
-        for (int64_t i = 0; i < plane; ++i) {
-          dst[i] = static_cast<scalar_t>(src[i * count]);
-        }
-      }
+      from_channels_last(grad, count, count, plane, grad_feat + (n * s.C + c0) * plane, plane);
     }
   });
 }

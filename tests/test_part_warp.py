@@ -221,6 +221,40 @@ def test_ties_go_to_the_lowest_part_which_alone_gets_the_gradient(impl: str) -> 
     torch.testing.assert_close(grad_mask, expected)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_grad_feat_at_ties_with_a_part_that_is_zero_there(impl: str, mode: str) -> None:
+    """A pixel whose one nonzero part samples exactly 0 ties with the part that is 0 there: the lower
+    of the two takes the gradient (the zero part passes none to feat); a NaN sample wins from either
+    side. Rows 0-3: one nonzero part (part 1 left of column 3 with part 0 zero, part 0 from column 3
+    with part 1 zero); row 4: two nonzero parts and a zero one. (NaN only in nearest mode: at the
+    identity's integer source points the bilinear kernels also read a tap of weight 0, which
+    grid_sample's normalised coordinates may or may not touch.)"""
+    g = torch.Generator().manual_seed(7)
+    feat = torch.randn(1, 3, 5, 6, generator=g, dtype=torch.float64)
+    feat[:, 0] = 0  # channel 0 samples exactly 0 everywhere: the ties
+    nan_at = ((1, 1, 0.5), (2, 4, 0.7)) if mode == "nearest" else ()  # (y, x, the mask there)
+    for y, x, _ in nan_at:
+        feat[:, 1, y, x] = float("nan")
+    theta = translation(1, 3, 0, 0)  # the identity: pixel (x, y) samples feat[..., y, x] alone
+    mask = torch.zeros(1, 3, 5, 6, dtype=torch.float64)
+    mask[:, 1, :4, :3] = 0.5  # part 0 is 0 here and lower: it wins the ties
+    mask[:, 0, :4, 3:] = 0.7  # part 1 is 0 here and higher: part 0 wins the ties
+    mask[:, 0, 4], mask[:, 1, 4] = 0.7, 0.5  # part 2 is 0 here
+    feat.requires_grad_()
+    out = part_warp(feat, theta, mask, mode=mode, impl=impl)
+    grad_out = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    (grad_feat,) = torch.autograd.grad(out, feat, grad_out)
+    assert torch.equal(grad_feat[0, 0, :4, :3], torch.zeros(4, 3))
+    torch.testing.assert_close(grad_feat[0, 0, :4, 3:], 0.7 * grad_out[0, 0, :4, 3:])
+    torch.testing.assert_close(grad_feat[0, 0, 4], 0.7 * grad_out[0, 0, 4])
+    for y, x, m in nan_at:  # NaN wins over the zero part on either side
+        torch.testing.assert_close(grad_feat[0, 1, y, x], m * grad_out[0, 1, y, x])
+    if impl == "extension":
+        (want,) = torch.autograd.grad(part_warp_reference(feat, theta, mask, mode=mode), feat, grad_out)
+        torch.testing.assert_close(grad_feat, want, rtol=1e-12, atol=1e-12)
+
+
 # --- the extension against the reference (CPU, float64) ---------------------------------------
 
 SHAPES = [  # (N, C, Hin, Win, P, H, W)
@@ -242,6 +276,25 @@ def test_extension_matches_reference_forward_and_gradients(mode: str, shape: tup
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     for got, want, name in zip(grads(out, inputs), grads(ref, inputs), ("feat", "theta", "mask")):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=lambda m, name=name: f"grad {name}: {m}")
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_fp32_channel_and_width_counts_that_are_no_multiple_of_four(mode: str) -> None:
+    """fp32 copies feat, grad_out and grad_feat to and from channels last 4 x 4 through vector
+    registers: 7 channels and widths 11 and 13 leave remainders on both axes; grad_out contiguous
+    and transposed (strided along W). Against the float64 reference."""
+    feat, theta, mask = make_inputs(2, 7, 9, 11, 4, 10, 13, seed=5, dtype=torch.float32)
+    feat.requires_grad_()
+    out = part_warp(feat, theta, mask, mode=mode, impl="extension")
+    f64 = feat.detach().double().requires_grad_()
+    ref = part_warp_reference(f64, theta, mask.double(), mode=mode)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn(2, 7, 13, 10, generator=torch.Generator().manual_seed(6)).transpose(2, 3)
+    for grad_out in (g.contiguous(), g):
+        (got,) = torch.autograd.grad(out, feat, grad_out, retain_graph=True)
+        (want,) = torch.autograd.grad(ref, f64, grad_out.double(), retain_graph=True)
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.extension
