@@ -109,6 +109,7 @@ def test_load_lpips_reads_alexnet_and_heads_files(tmp_path, monkeypatch) -> None
     assert torch.allclose(metric(x0, x1), expected)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty"))
     monkeypatch.delenv("MSGEN_ALEXNET_WEIGHTS", raising=False)
+    monkeypatch.setenv("MSGEN_CACHE", str(tmp_path / "empty-cache"))  # not the user's fetched networks
     with pytest.raises(MetricUnavailable, match="no AlexNet weights for LPIPS: pass --alexnet-weights"):
         load_lpips(heads=tmp_path / "heads.pth")
     with pytest.raises(MetricUnavailable, match="does not exist"):

@@ -200,7 +200,7 @@ def preset_substitutes(config: TrainConfig) -> list[str]:
     if loss.adversarial_weight != 1:
         found.append(f"the adversarial term is weighted {loss.adversarial_weight} instead of the paper's 1")
     if loss.person_weight != 0:
-        found.append(f"the reconstruction term weighs the target's parts 1 + {loss.person_weight} (the paper: unweighted)")
+        found.append(f"the reconstruction term weighs the target's body 1 + {loss.person_weight} (the paper: unweighted)")
     return found
 
 
