@@ -65,7 +65,6 @@ from msgen.evaluation import (
     constant_method,
     count_persons,
     ground_truth_method,
-    inception_weights_path,
     load_fid_inception,
     load_inception_model,
     load_lpips,
@@ -273,20 +272,25 @@ def _paired(results: Sequence[MethodResult], seed: int) -> list[dict]:
     return items
 
 
+def _fingerprint(network: torch.nn.Module) -> str:
+    """A short digest of a feature network's weights (each tensor's name, shape and first 4096
+    values): the real-set caches are keyed by the network that made them, not by a file name, so
+    a network handed in another way (or a stand-in) never reads another network's features."""
+    digest = hashlib.sha256()
+    for name, tensor in network.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _cached_real_statistics(args: argparse.Namespace, folder: PoseImageFolder, root: Path, names: Sequence[str],
                             networks: Networks, log: Callable[[str], None]) -> FeatureStats:
     """The real set's Inception statistics, cached in DIR/.msgen-cache/ (as GFLA caches its
-    statistics.npz): the key covers the weights file, the image size and the image names, so a
-    change of any recomputes. A folder that cannot be written to just gets no cache."""
-    try:
-        weights: Path | str = inception_weights_path(args.inception_weights)
-    except MetricUnavailable:  # a network handed in without a file (tests' stand-ins)
-        weights = "no weights file"
-    stamp = ""
-    if Path(weights).is_file():
-        stat = Path(weights).stat()
-        stamp = f"{stat.st_size}-{stat.st_mtime_ns}"
-    key = hashlib.sha256(json.dumps([str(weights), stamp, list(folder.image_size), list(names)]).encode()).hexdigest()[:16]
+    statistics.npz): the key covers the network's weights (``_fingerprint``), the image size and
+    the image names, so a change of any recomputes. A folder that cannot be written to just gets
+    no cache."""
+    key = hashlib.sha256(json.dumps([_fingerprint(networks.inception), list(folder.image_size),
+                                     list(names)]).encode()).hexdigest()[:16]
     path = root / ".msgen-cache" / f"fid-real-{key}.npz"
     if path.is_file():
         log(f"FID real set: cached statistics {path}")
@@ -303,14 +307,9 @@ def _cached_real_statistics(args: argparse.Namespace, folder: PoseImageFolder, r
 def _cached_real_fid_features(args: argparse.Namespace, folder: PoseImageFolder, root: Path, names: Sequence[str],
                               networks: Networks, log: Callable[[str], None]) -> np.ndarray:
     """The real set's FID Inception (TF graph) features (N, 2048), cached in DIR/.msgen-cache/: the
-    key covers the weights file's sha256 (from msgen's manifest, else its path), the image size
-    and the image names."""
-    from msgen.weights import FID_INCEPTION_FILE, cache_dir
-
-    manifest = cache_dir() / "manifest.json"
-    weights = str(args.fid_weights) if args.fid_weights else (
-        json.loads(manifest.read_text()).get(FID_INCEPTION_FILE, {}).get("sha256", "") if manifest.is_file() else "")
-    key = hashlib.sha256(json.dumps([weights, list(folder.image_size), list(names)]).encode()).hexdigest()[:16]
+    key covers the network's weights (``_fingerprint``), the image size and the image names."""
+    key = hashlib.sha256(json.dumps([_fingerprint(networks.fid_inception), list(folder.image_size),
+                                     list(names)]).encode()).hexdigest()[:16]
     path = root / ".msgen-cache" / f"fid-tf-real-{key}.npy"
     if path.is_file():
         log(f"FID (TF graph) real set: cached features {path}")

@@ -115,6 +115,29 @@ def test_whole_run_with_stand_in_networks_gives_every_column(run: dict, stand_in
     assert "cached statistics" in capsys.readouterr().err
 
 
+def test_the_real_set_cache_belongs_to_the_network_that_made_it(run: dict, stand_ins, monkeypatch, capsys) -> None:
+    """Two FID networks of different weights on one folder: the second computes its own real-set
+    features instead of reading the first's (a stand-in's 8-d features once reached a 2048-d graph)."""
+    argv = ["--checkpoint", str(run["checkpoint"]), "--sources", "1", "--max-tuples", "4",
+            "--no-progress"]
+    assert evaluate.main([*argv, "--out", str(run["root"] / "first")]) == 0
+    first = json.loads((run["root"] / "first" / "evaluation.json").read_text())
+
+    class OtherFIDInception(StandInFIDInception):
+        def __init__(self) -> None:
+            super().__init__()
+            with torch.no_grad():
+                self.conv.weight.mul_(-1.5)
+
+    monkeypatch.setattr(evaluate, "load_fid_inception", lambda weights, device: OtherFIDInception())
+    capsys.readouterr()
+    assert evaluate.main([*argv, "--out", str(run["root"] / "second")]) == 0
+    assert "FID (TF graph) real set: cached features" not in capsys.readouterr().err
+    second = json.loads((run["root"] / "second" / "evaluation.json").read_text())
+    assert [r["fid_tf"] for r in second["rows"]] != [r["fid_tf"] for r in first["rows"]]
+    assert len(list((run["root"] / "cache").glob("synthetic-*/.msgen-cache/fid-tf-real-*.npy"))) >= 2
+
+
 def test_without_weights_the_columns_say_why(run: dict, monkeypatch, tmp_path, capsys) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setenv("MSGEN_CACHE", str(tmp_path / "empty-cache"))  # no converted networks either
