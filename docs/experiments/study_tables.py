@@ -22,7 +22,7 @@ from msgen.evaluation import bootstrap_interval, count_persons, paired_differenc
 
 VARIANTS = ("avg-nod", "avg", "att2d", "full")
 PAIRS = (("full", "avg"), ("full", "att2d"), ("att2d", "avg"), ("avg", "avg-nod"))
-METRICS = (("mask_ssim", "mask-SSIM"), ("ssim_256", "SSIM_256"))
+METRICS = (("mask_ssim", "mask-SSIM"), ("ssim_256", "SSIM_256"), ("lpips", "LPIPS"))  # LPIPS: lower is better
 
 
 def load(out: Path) -> dict[str, dict]:
@@ -62,7 +62,10 @@ def main() -> None:
     ms = sorted(any_report["per_tuple"]["model"], key=int)
     n = len(any_report["tuple_names"])
     persons = persons_of(any_report)  # the same tuples in every report (load)
-    for key, title in METRICS:
+    # The metrics every evaluation scored (LPIPS needs `python -m msgen.weights fetch`).
+    metrics = [(key, title) for key, title in METRICS
+               if all(key in r["per_tuple"]["model"][ms[0]] for r in reports.values())]
+    for key, title in metrics:
         print(f"\n{title}, {n} held-out tuples of {count_persons(persons)} persons at every M, "
               f"mean [95% bootstrap interval over persons]\n")
         print("| variant | " + " | ".join(f"M = {m}" for m in ms) + " |")
@@ -81,13 +84,15 @@ def main() -> None:
         scores = report["per_tuple"]
         print(f"| {variant} | {diff(scores['model'][top]['mask_ssim'], scores['model'][low]['mask_ssim'], persons)} | "
               f"{diff(scores['model'][top]['mask_ssim'], scores['warp baseline'][top]['mask_ssim'], persons)} |")
-    print("\n| pair | " + " | ".join(f"M = {m}" for m in ms) + " |")
-    print("|---|" + "---|" * len(ms))
-    for a, b in PAIRS:
-        if a in reports and b in reports:
-            cells = [diff(reports[a]["per_tuple"]["model"][m]["mask_ssim"], reports[b]["per_tuple"]["model"][m]["mask_ssim"],
-                          persons) for m in ms]
-            print(f"| {a} minus {b} | " + " | ".join(cells) + " |")
+    for key, title in metrics:
+        print(f"\n{title}, paired\n")
+        print("| pair | " + " | ".join(f"M = {m}" for m in ms) + " |")
+        print("|---|" + "---|" * len(ms))
+        for a, b in PAIRS:
+            if a in reports and b in reports:
+                cells = [diff(reports[a]["per_tuple"]["model"][m][key], reports[b]["per_tuple"]["model"][m][key],
+                              persons) for m in ms]
+                print(f"| {a} minus {b} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
