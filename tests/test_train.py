@@ -43,8 +43,10 @@ def assert_same_state(a: dict, b: dict) -> None:
 def test_smoke_run_then_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
     # Several M per batch, so the resumed run must also draw the same M at the same steps.
     # A decaying lr too: the schedule is a function of the step, so the resumed run follows it.
+    # And the augmentations: the resumed run mirrors and jitters the same tuples the same way.
     common = ["--steps", "4", "--num-sources", "1,2", "--log-every", "1", "--sample-every", "2",
-              "--eval-every", "2", "--keep-last", "3", "--lr", "1e-3", "--lr-decay", "0.5"]
+              "--eval-every", "2", "--keep-last", "3", "--lr", "1e-3", "--lr-decay", "0.5",
+              "--data.flip", "0.5", "--data.color-jitter", "0.3"]
     full = tmp_path / "full"
     assert main(tiny_args(tiny_data, full, *common)) == 0
     # Step 1 gives the first sample and checkpoint, so a short run always shows and keeps something.

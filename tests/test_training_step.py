@@ -43,9 +43,9 @@ def _step(ops: str = "fast", **options: float) -> TrainingStep:
                         image_size=SIZE, lambda_nn=1.0, device=torch.device("cpu"), **options)
 
 
-@pytest.mark.parametrize("ops", ["reference", "fast"])
-def test_a_step_makes_no_host_sync(ops: str) -> None:
-    step = _step(ops)
+@pytest.mark.parametrize("ops, augment", [("reference", {}), ("fast", {}), ("fast", {"flip": 0.5, "color_jitter": 0.2})])
+def test_a_step_makes_no_host_sync(ops: str, augment: dict) -> None:
+    step = _step(ops, **augment)
     batch = collate_tuples(_items((2, 2, 2)))
     assert batch["valid"] is None
     step(batch)  # first step: Adam's state, the pose geometry's per-device constants

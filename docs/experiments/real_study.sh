@@ -19,10 +19,10 @@
 #   default-adv  default with --model.loss.adversarial-weight $ADV
 #   default-pw   default with the body weighted 5x (--model.loss.person-weight 4)
 #   default-vgg  default with the VGG-19 relu1_2 NN loss (lambda 0.02, the synthetic comparison's)
+#   default-aug  default with the tuples mirrored (probability $FLIP) and colour-jittered ($JITTER)
 #   paper-loss   the paper's objective (VGG-19 relu1_2 NN loss, lambda 0.01, adversarial weight 1,
 #                lr 2e-4) on the default model fine-tuned from the synthetic one at 128x64 (the
 #                market preset's 6-level, full-width generator cannot start from it)
-# Horizontal flips and colour jitter are not options of msgen.train yet, so not configurations here.
 #
 # Every call continues where the last one stopped: a training with checkpoints goes on with
 # --resume auto, a fold folder or evaluation that exists is not made again. MINUTES stops each
@@ -40,6 +40,8 @@ STEPS=${STEPS:-1500}
 CONFIGS=${CONFIGS:-"paper default"}
 WIDTH=${WIDTH:-0.25}
 ADV=${ADV:-1}
+FLIP=${FLIP:-0.5}
+JITTER=${JITTER:-0.2}
 MAX_TUPLES=${MAX_TUPLES:-12000}
 MINUTES=${MINUTES:-0}
 MODE=${MODE:-folds}
@@ -60,11 +62,13 @@ config_args() {  # the options of a new run of configuration $1
 --model.loss.adversarial-weight $ADV" ;;
     default-pw) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
 --model.loss.person-weight 4" ;;
+    default-aug) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
+--data.flip $FLIP --data.color-jitter $JITTER" ;;
     default-vgg) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
 --model.loss.features vgg19 --model.loss.lambda-nn 0.02" ;;
     paper-loss) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
 --model.loss.features vgg19 --model.loss.lambda-nn 0.01 --model.loss.adversarial-weight 1 --lr 2e-4" ;;
-    *) echo "real_study: unknown configuration $1 (paper, default, default-adv, default-pw, default-vgg, paper-loss)" >&2; exit 2 ;;
+    *) echo "real_study: unknown configuration $1 (paper, default, default-adv, default-pw, default-aug, default-vgg, paper-loss)" >&2; exit 2 ;;
   esac
 }
 

@@ -33,6 +33,12 @@ LIMBS = (
     (8, 2), (16, 17),
 )  # fmt: skip
 
+# MIRRORED[i]: the point that point i becomes in the mirror image (right and left swap sides).
+MIRRORED = tuple(
+    KEYPOINT_INDEX[name[0].translate(str.maketrans("RL", "LR")) + name[1:]] if name[0] in "RL" else i
+    for i, name in enumerate(KEYPOINT_NAMES)
+)
+
 # The four torso points; an image is usable only if all are present.
 TORSO = ("Rhip", "Lhip", "Lsho", "Rsho")
 CSV_HEADER = "name:keypoints_y:keypoints_x"
@@ -69,6 +75,19 @@ def check_keypoints(kp: np.ndarray | torch.Tensor, name: str = "keypoints") -> N
             f"{name}: point {KEYPOINT_NAMES[index[-1]]} at index {index} is {arr[index].tolist()}; "
             f"a coordinate must be >= 0, or both exactly {MISSING} for a missing point"
         )
+
+
+def mirror_keypoints(kp: torch.Tensor, width: int) -> torch.Tensor:
+    """The pose of the horizontally mirrored image (``image.flip(-1)`` of an image ``width`` wide):
+    kp (..., 18, 2) (y, x) -> the same shape, x -> width - 1 - x for present points, and each point
+    moved to its mirror's place (MIRRORED: Rsho <-> Lsho, ...), since the person's right side
+    becomes the one drawn where their left was. Missing points stay (-1, -1); a present point past
+    the last column (the datasets allow up to a pixel) lands on column 0, not off the image."""
+    mirrored = kp.clone()
+    mirrored[..., 1] = torch.where(present(kp), ((width - 1) - kp[..., 1]).clamp_min(0), kp[..., 1])
+    # Stacking the 18 slices, not indexing with a list: a list becomes an index tensor copied to the
+    # device on every call, a host synchronisation in the training step.
+    return torch.stack([mirrored[..., j, :] for j in MIRRORED], dim=-2)
 
 
 def fits(kp: np.ndarray, size: tuple[int, int], tolerance: float = 0.0) -> bool:

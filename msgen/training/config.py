@@ -106,6 +106,13 @@ class DataConfig:
         "validation tuples scored at each M at every evaluation during training, >= 1 (default: 32)")})
     sample_tuples: int = field(default=4, metadata={"help": (
         "validation tuples drawn in each sample grid (its columns), >= 1 (default: 4)")})
+    flip: float = field(default=0.0, metadata={"help": (
+        "probability that a training tuple is mirrored left-right, its sources and target together, the "
+        "keypoints' right and left swapped (msgen.training.augment), in [0, 1] (default: 0: never)")})
+    color_jitter: float = field(default=0.0, metadata={"help": (
+        "strength s of the training tuples' colour jitter: brightness, contrast and saturation each scaled by "
+        "a factor drawn from [1 - s, 1 + s] per tuple, the same for its sources and target "
+        "(msgen.training.augment), in [0, 1) (default: 0: none)")})
     workers: int = field(default_factory=default_workers, metadata={"help": (
         "DataLoader worker processes decoding images while the model trains (0: in the training "
         "process), >= 0; by default min(4, CPUs - 1), and 0 on a machine with 2 CPUs or fewer, where "
@@ -131,6 +138,10 @@ class DataConfig:
             raise UsageError(f"--data.test-fraction must be in (0, 1), got {self.test_fraction}")
         if not 0 < self.validation_fraction < 1:
             raise UsageError(f"--data.validation-fraction must be in (0, 1), got {self.validation_fraction}")
+        if not 0 <= self.flip <= 1:
+            raise UsageError(f"--data.flip must be a probability in [0, 1], got {self.flip}")
+        if not 0 <= self.color_jitter < 1:
+            raise UsageError(f"--data.color-jitter must be in [0, 1), got {self.color_jitter}")
         if self.workers < 0:
             raise UsageError(f"--data.workers must be >= 0, got {self.workers}")
 

@@ -339,7 +339,8 @@ class Trainer:
             self.G, self.D, self.nn_loss, self.optim_g, self.optim_d,
             image_size=tuple(config.model.generator.image_size), lambda_nn=config.model.loss.lambda_nn,
             device=self.device, autocast=self.autocast, g_train=self.g_train, d_train=self.d_train,
-            adversarial_weight=config.model.loss.adversarial_weight, person_weight=config.model.loss.person_weight)
+            adversarial_weight=config.model.loss.adversarial_weight, person_weight=config.model.loss.person_weight,
+            flip=config.data.flip, color_jitter=config.data.color_jitter)
         self.losses = LossWindow(self.device)
         self.last_losses: dict[str, float] = {}
         self.last_saved_step: int | None = None

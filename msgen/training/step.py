@@ -2,7 +2,8 @@
 
 ``TrainingStep`` is what ``msgen.training.loop`` runs per batch and what
 ``benchmarks/bench_train_step.py`` times: batch to the device, pose tensors built there
-(``msgen.pose.with_pose_inputs``), G forward, D step, G step. It makes no host synchronisation:
+(``msgen.pose.with_pose_inputs``; before it the tuples' flips and colour jitter, when the run asks
+for them), G forward, D step, G step. It makes no host synchronisation:
 nothing reads a device value (``tests/test_training_step.py`` counts them). ``LossWindow`` sums
 the losses on the device; ``read()``, on log steps, is the one place the host waits.
 
@@ -23,6 +24,7 @@ from msgen.models import discriminator_loss, generator_loss
 from msgen.models.losses import person_weight_map
 from msgen.pose import with_pose_inputs
 from msgen.data import to_device
+from msgen.training.augment import augment_batch
 
 LOSS_NAMES = ("loss_d", "loss_g_adv", "loss_nn", "loss_g")
 PHASES = ("data", "pose", "forward", "backward", "optimiser")
@@ -35,7 +37,8 @@ class TrainingStep:
     G, D: the modules (``g_train``/``d_train``: the same through DDP, when distributed);
     nn_loss: the reconstruction loss; lambda_nn its weight; adversarial_weight: the adversarial
     term's; person_weight: the target body's extra weight in the reconstruction term
-    (``msgen.models.losses.person_weight_map``); autocast: a context-manager factory.
+    (``msgen.models.losses.person_weight_map``); flip, color_jitter: the batch's augmentation
+    (``msgen.training.augment.augment_batch``); autocast: a context-manager factory.
     """
 
     def __init__(
@@ -54,6 +57,8 @@ class TrainingStep:
         d_train: nn.Module | None = None,
         adversarial_weight: float = 1.0,
         person_weight: float = 0.0,
+        flip: float = 0.0,
+        color_jitter: float = 0.0,
     ) -> None:
         self.G, self.D, self.nn_loss = G, D, nn_loss
         self.optim_g, self.optim_d = optim_g, optim_d
@@ -61,6 +66,7 @@ class TrainingStep:
         self.lambda_nn = float(lambda_nn)
         self.adversarial_weight = float(adversarial_weight)
         self.person_weight = float(person_weight)
+        self.flip, self.color_jitter = float(flip), float(color_jitter)
         self.device = device
         self.autocast = autocast
         self.g_train = g_train if g_train is not None else G
@@ -72,7 +78,7 @@ class TrainingStep:
 
     def __call__(self, batch: dict) -> Tensor:
         with self._phase("data"):
-            b = to_device(batch, self.device)
+            b = augment_batch(to_device(batch, self.device), self.flip, self.color_jitter)
         with self._phase("pose"):
             # The loader validated every item's keypoints; checking again would read them back.
             b = with_pose_inputs(b, self.image_size, check=False)
