@@ -20,6 +20,7 @@
 #   default-pw   default with the body weighted 5x (--model.loss.person-weight 4)
 #   default-vgg  default with the VGG-19 relu1_2 NN loss (lambda 0.02, the synthetic comparison's)
 #   default-aug  default with the tuples mirrored (probability $FLIP) and colour-jittered ($JITTER)
+#   default-adv-aug  both: the adversarial term ($ADV) and the augmentations
 #   paper-loss   the paper's objective (VGG-19 relu1_2 NN loss, lambda 0.01, adversarial weight 1,
 #                lr 2e-4) on the default model fine-tuned from the synthetic one at 128x64 (the
 #                market preset's 6-level, full-width generator cannot start from it)
@@ -64,11 +65,13 @@ config_args() {  # the options of a new run of configuration $1
 --model.loss.person-weight 4" ;;
     default-aug) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
 --data.flip $FLIP --data.color-jitter $JITTER" ;;
+    default-adv-aug) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
+--model.loss.adversarial-weight $ADV --data.flip $FLIP --data.color-jitter $JITTER" ;;
     default-vgg) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
 --model.loss.features vgg19 --model.loss.lambda-nn 0.02" ;;
     paper-loss) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
 --model.loss.features vgg19 --model.loss.lambda-nn 0.01 --model.loss.adversarial-weight 1 --lr 2e-4" ;;
-    *) echo "real_study: unknown configuration $1 (paper, default, default-adv, default-pw, default-aug, default-vgg, paper-loss)" >&2; exit 2 ;;
+    *) echo "real_study: unknown configuration $1 (paper, default, default-adv, default-pw, default-aug, default-adv-aug, default-vgg, paper-loss)" >&2; exit 2 ;;
   esac
 }
 
