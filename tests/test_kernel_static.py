@@ -190,7 +190,7 @@ def test_valid_check_raises_on_cpu_and_does_not_sync_on_a_device():
 # --- the byte model -----------------------------------------------------------------------------
 
 # The design's bytes over the floor, at most (PERFORMANCE.md shapes, fp32 and bf16). The warp
-# reaches the issue's 1.3x aim; the fusion is held by test_fusion_byte_model_reaches_the_targets.
+# reaches the issue's 1.3x aim; the fusion is held by test_fusion_byte_model_reaches_the_targets_or_the_bound_of_its_l2_budget.
 BYTE_BOUNDS = {("warp", "F"): 1.01, ("warp", "F+B"): 1.30}
 
 
@@ -203,33 +203,46 @@ def test_byte_model_holds_the_design_bounds():
 
 
 # The fusion's DRAM bytes over the floor (the model is held to the kernels' counted bytes in
-# tests/test_fused_attention.py): issue 30's 1.15x forward and 1.3x forward + backward, except where
-# one sample's xi is larger than the L2 budget of a launch. There the pool makes every output of the
-# sample wait for all of its xi, so the part of the second read beyond L2 comes from DRAM in any
-# exact design; those cases are held at the ratio the design reaches.
+# tests/test_fused_attention.py): issue 30's 1.15x forward and 1.3x forward + backward wherever
+# the bound of byte_model.fusion_bound with the design's L2 budget allows them. Where it does not
+# (one sample's xi, or xi and grad_out in the backward, larger than the budget), the design must
+# stay within DESIGN_OVER_BOUND of that bound: its excess is then the gate's own state (g, partial
+# sums), not a second read that a better tiling could save.
 FUSION_TARGETS = {"F": 1.15, "F+B": 1.30}
-FUSION_BEYOND_L2 = {
-    ((32, 10, 128, 64, 128, 64), "fp32", "F"): 1.23,
-    ((8, 5, 128, 64, 256, 256), "fp32", "F"): 1.61,
-    ((8, 5, 128, 64, 256, 256), "fp32", "F+B"): 1.53,
-    ((8, 5, 128, 64, 256, 256), "bf16", "F"): 1.49,
-    ((8, 5, 128, 64, 256, 256), "bf16", "F+B"): 1.45,
-}
+DESIGN_OVER_BOUND = 1.06
 
 
-def test_fusion_byte_model_reaches_the_targets():
+def test_fusion_byte_model_reaches_the_targets_or_the_bound_of_its_l2_budget():
     from msgen.kernels.fused_attention import L2_CHUNK_BYTES
 
+    missed = []
     for shape in byte_model.FUSION_SHAPES:
-        B, M, Ce, Cd, H, W = shape
         for dtype in byte_model.DTYPE_BYTES:
             b = byte_model.fusion_bytes(shape, dtype)
-            beyond_l2 = M * Ce * H * W * byte_model.DTYPE_BYTES[dtype] > L2_CHUNK_BYTES
+            bound = byte_model.fusion_bound(shape, dtype, L2_CHUNK_BYTES)
             for direction, target in FUSION_TARGETS.items():
-                ratio = b[f"design {direction}"] / b[f"floor {direction}"]
-                bound = FUSION_BEYOND_L2.get((shape, dtype, direction), target)
-                assert bound == target or beyond_l2, f"{shape} {dtype} {direction}: listed, but its xi fits in L2"
-                assert 1.0 <= ratio <= bound, f"{shape} {dtype} {direction}: {ratio:.3f}x the floor"
+                floor = b[f"floor {direction}"]
+                ratio = b[f"design {direction}"] / floor
+                assert ratio >= 1.0 and bound[direction] >= floor
+                if ratio > target:
+                    assert b[f"design {direction}"] <= DESIGN_OVER_BOUND * bound[direction], (
+                        f"{shape} {dtype} {direction}: {ratio:.3f}x the floor, the bound {bound[direction] / floor:.3f}x")
+                    missed.append((shape, dtype, direction))
+    # The 256x256 shape in both dtypes and M = 10 fp32 forward: the ones whose footprint per sample
+    # exceeds 32 MB. A change that lowers the bytes elsewhere shows here.
+    assert len(missed) == 5, missed
+
+
+def test_no_exact_fusion_kernel_reaches_the_forward_target_at_256x256_fp32():
+    # Even holding xi in all of an H100's L2, registers and shared memory across a grid-wide barrier,
+    # the second read of a 168 MB sample misses 56 MB: at least 1.21x the floor, above 1.15x.
+    shape = (8, 5, 128, 64, 256, 256)
+    floor = byte_model.fusion_floor(shape, "fp32")
+    on_chip = byte_model.fusion_bound(shape, "fp32", byte_model.H100_ON_CHIP_BYTES)
+    assert on_chip["F"] / floor["F"] > FUSION_TARGETS["F"]
+    assert on_chip["F+B"] / floor["F+B"] < FUSION_TARGETS["F+B"]  # a persistent design could meet F+B
+    # The bound counts the second read only: at an L2 as large as the whole sample it is the floor.
+    assert byte_model.fusion_bound(shape, "fp32", 1 << 40) == floor
 
 
 # PERFORMANCE.md's floor columns (ms at 3.02 TB/s), fp32: the model's floor must reproduce them.

@@ -19,7 +19,10 @@ launch holds both passes of a chunk of samples whose xi fits in L2, so xi is rea
 per direction; what stays is g (B, M, HW) float32 (written, and d_logit written in the backward)
 and the per-block partial sums. Where one sample's xi alone exceeds L2 (the 256x256 shape) no
 exact design can do better by much: the pool makes every output of a sample wait for all of its
-xi, so at most L2's worth of the second read can be a hit.
+xi, so at most L2's worth of the second read can be a hit. ``fusion_bound`` computes that limit
+for any exact design given the bytes it can keep on chip: with all of an H100's (L2, registers and
+shared memory, held across a grid-wide barrier by a persistent kernel) the 256x256 fp32 forward
+still moves at least 1.21x its floor.
 
 warp (csrc/part_warp.h, part_warp_cuda.cu): counted per tensor at two levels. ``warp_requests``:
   the bytes the CUDA per-thread code loads, stores and adds atomically, thread by thread; tests
@@ -179,10 +182,7 @@ def fusion_bytes(shape: tuple[int, ...], dtype: str) -> dict[str, int]:
 
     B, M, Ce, Cd, H, W = shape
     s, HW = DTYPE_BYTES[dtype], H * W
-    psi, xi = B * Cd * HW * s, B * M * Ce * HW * s
-    out_psi, out_xi = psi, B * Ce * HW * s
-    floor_f = psi + xi + out_psi + out_xi
-    floor_b = (out_psi + out_xi) + xi + psi + xi  # grad_out, xi read; grad_psi, grad_xi written
+    floor = fusion_floor(shape, dtype)
     dram, l2 = {}, {}
     for direction, (kernel, info) in zip(("F", "B"), fusion_traffic(shape, dtype).items()):
         per_sample_second = (M + int(direction == "B")) * Ce * HW * s
@@ -191,13 +191,71 @@ def fusion_bytes(shape: tuple[int, ...], dtype: str) -> dict[str, int]:
         dram[direction] = sum(info["distinct"].values()) + memset + misses
         l2[direction] = sum(sum(kinds.values()) for kinds in info["traffic"].values()) + memset - dram[direction]
     return {
-        "floor F": floor_f,
-        "floor F+B": floor_f + floor_b,
+        "floor F": floor["F"],
+        "floor F+B": floor["F+B"],
         "design F": dram["F"],
         "design F+B": dram["F"] + dram["B"],
         "l2 F": l2["F"],
         "l2 F+B": l2["F"] + l2["B"],
     }
+
+
+# An H100 SXM's on-chip storage, all of which a kernel could in principle keep data in across a
+# grid-wide barrier: 50 MB of L2 and, on each of its 132 SMs, 256 KB of registers and 228 KB of
+# shared memory.
+H100_ON_CHIP_BYTES = 50 * 2**20 + 132 * (256 + 228) * 2**10
+
+
+def fusion_bound(shape: tuple[int, ...], dtype: str, on_chip: int) -> dict[str, int]:
+    """The fewest DRAM bytes ANY exact kernel of fused_attention's contract can move at shape
+    (B, M, Ce, Cd, H, W), given on_chip bytes that keep data between its two passes: {"F", "F+B"}.
+
+    The channel gate pools every pixel of a sample, so no output of a sample can be computed
+    before all of its xi has been read: forward, out[:, Cd:] needs the pooled vector; backward,
+    grad_xi carries the pooled vector's gradient, a sum over every pixel of grad_out and xi. What
+    the second pass reads again (forward xi, backward xi and grad_out[:, Cd:]) beyond on_chip bytes
+    per sample was evicted and comes from DRAM twice. So bound = floor + sum over samples of
+    max(0, footprint - on_chip), whatever the tiling; the gate's own state (g, partial sums) is left
+    out, which only lowers the bound. With on_chip = L2_CHUNK_BYTES it is the best an L2-only
+    design with this code's budget can do; with H100_ON_CHIP_BYTES the best any design can.
+    """
+    B, M, Ce, Cd, H, W = shape
+    s = DTYPE_BYTES[dtype]
+    floor = fusion_floor(shape, dtype)
+    second_f = B * max(0, M * Ce * H * W * s - on_chip)
+    second_b = B * max(0, (M + 1) * Ce * H * W * s - on_chip)
+    return {"F": floor["F"] + second_f, "F+B": floor["F+B"] + second_f + second_b}
+
+
+def fusion_floor(shape: tuple[int, ...], dtype: str) -> dict[str, int]:
+    """PERFORMANCE.md's floor of fused_attention: {"F", "F+B"} bytes (each input read once, each
+    output written once; the backward reads grad_out and xi and psi, writes grad_psi and grad_xi)."""
+    B, M, Ce, Cd, H, W = shape
+    s, HW = DTYPE_BYTES[dtype], H * W
+    psi, xi = B * Cd * HW * s, B * M * Ce * HW * s
+    out_psi, out_xi = psi, B * Ce * HW * s
+    floor_f = psi + xi + out_psi + out_xi
+    floor_b = (out_psi + out_xi) + xi + psi + xi  # grad_out, xi read; grad_psi, grad_xi written
+    return {"F": floor_f, "F+B": floor_f + floor_b}
+
+
+def fusion_bound_report() -> str:
+    """Per fusion shape and dtype: the design's DRAM bytes over the floor and the bound's, with the
+    design's L2 budget and with all of an H100's on-chip storage (fusion_bound)."""
+    from msgen.kernels.fused_attention import L2_CHUNK_BYTES
+
+    lines = [f"fusion (B,M,Ce,Cd,H,W) dtype: design / floor F, F+B | bound with {L2_CHUNK_BYTES >> 20} MB (the "
+             f"design's L2 budget) | bound with an H100's {H100_ON_CHIP_BYTES / 2**20:.0f} MB on chip"]
+    for shape in FUSION_SHAPES:
+        for dtype in DTYPE_BYTES:
+            b, floor = fusion_bytes(shape, dtype), fusion_floor(shape, dtype)
+            budget, chip = fusion_bound(shape, dtype, L2_CHUNK_BYTES), fusion_bound(shape, dtype, H100_ON_CHIP_BYTES)
+            lines.append(
+                f"({','.join(map(str, shape))}) {dtype}: {b['design F'] / floor['F']:.2f}x, "
+                f"{b['design F+B'] / floor['F+B']:.2f}x | {budget['F'] / floor['F']:.2f}x, "
+                f"{budget['F+B'] / floor['F+B']:.2f}x | {chip['F'] / floor['F']:.2f}x, {chip['F+B'] / floor['F+B']:.2f}x"
+            )
+    return "\n".join(lines)
 
 
 # The warp's constants, as in csrc/part_warp.h: channels per CUDA thread, the grad_feat buffer.
@@ -329,7 +387,7 @@ def ratios() -> list[Ratio]:
 
 
 def report() -> str:
-    return "\n".join(str(r) for r in ratios())
+    return "\n".join(str(r) for r in ratios()) + "\n\n" + fusion_bound_report()
 
 
 if __name__ == "__main__":
