@@ -127,7 +127,7 @@ def test_bad_strengths_are_refused_by_name(flip: float, jitter: float, name: str
         DataConfig(flip=flip, color_jitter=jitter)
 
 
-def test_the_run_options_reach_the_training_step(monkeypatch, tmp_path) -> None:
+def test_the_run_options_reach_the_training_step_and_its_banner(monkeypatch, tmp_path, capsys) -> None:
     import msgen.training.step as step_module
     from msgen.training.cli import main
     from tiny_runs import tiny_args  # tests/tiny_runs.py
@@ -145,3 +145,4 @@ def test_the_run_options_reach_the_training_step(monkeypatch, tmp_path) -> None:
                      "--data.flip", "0.5", "--data.color-jitter", "0.2")
     assert main(args) == 0
     assert seen == [(0.5, 0.2)]
+    assert "augmentation: tuples mirrored with probability 0.5, colour jitter 0.2" in capsys.readouterr().out

@@ -559,6 +559,8 @@ class Trainer:
             f"Adam lr {c.lr}{decay} betas {tuple(c.betas)}; lambda {c.model.loss.lambda_nn}",
             *([f"  NOTE: no adversarial term (--model.loss.adversarial-weight 0): D is neither run nor trained"]
               if c.model.loss.adversarial_weight == 0 else []),
+            *([f"  augmentation: tuples mirrored with probability {c.data.flip:g}, colour jitter {c.data.color_jitter:g}"]
+              if c.data.flip or c.data.color_jitter else []),
             f"  steps {self.start_step} -> {c.steps}; outputs in {self.out}",
         ):
             self.monitor.print(line)
