@@ -52,8 +52,7 @@ def augment_batch(
 
     Shapes: "sources" (B, M, 3, H, W), "source_kp" (B, M, 18, 2), "target" (B, 3, H, W),
     "target_kp" (B, 18, 2). Mirroring flips every image of the sample along W and its keypoints by
-    ``msgen.pose.mirror_keypoints``. Padded sources (valid False) are returned
-    unchanged. The batch is not modified; the other entries are shared. generator None: the default
+    ``msgen.pose.mirror_keypoints``. Padded sources (valid False) are returned unchanged. The batch is not modified; the other entries are shared. generator None: the default
     generator of the batch's device (else a generator on that device).
     """
     if not 0 <= flip <= 1:
@@ -66,8 +65,8 @@ def augment_batch(
     B, M = sources.shape[:2]
     W = sources.shape[-1]
     # (B, M + 1, ...): the target as one more image of its sample.
-    images = torch.cat([sources, target[:, None]], dim=1)
-    kp = torch.cat([batch["source_kp"], batch["target_kp"][:, None]], dim=1)
+    images = given_images = torch.cat([sources, target[:, None]], dim=1)
+    kp = given_kp = torch.cat([batch["source_kp"], batch["target_kp"][:, None]], dim=1)
     if flip > 0:
         mirrored = torch.rand(B, generator=generator, device=images.device) < flip
         images = torch.where(mirrored.view(B, 1, 1, 1, 1), images.flip(-1), images)
@@ -78,8 +77,7 @@ def augment_batch(
     valid = batch.get("valid")
     if valid is not None:  # padded sources stay the zeros (and -1 keypoints) the collate made
         keep = torch.cat([valid, valid.new_ones(B, 1)], dim=1)
-        images = torch.where(keep.view(B, M + 1, 1, 1, 1), images, torch.cat([sources, target[:, None]], 1))
-        kp = torch.where(keep.view(B, M + 1, 1, 1), kp,
-                         torch.cat([batch["source_kp"], batch["target_kp"][:, None]], 1))
+        images = torch.where(keep.view(B, M + 1, 1, 1, 1), images, given_images)
+        kp = torch.where(keep.view(B, M + 1, 1, 1), kp, given_kp)
     return {**batch, "sources": images[:, :M], "target": images[:, M], "source_kp": kp[:, :M],
             "target_kp": kp[:, M]}
