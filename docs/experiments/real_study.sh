@@ -12,7 +12,7 @@
 #                                                      # of training persons (prepare --max-train-persons)
 #
 # Configurations (config_args below):
-#   paper        (VGG=PATH where msgen ships no VGG-19 weights) the paper's model and objective (--preset market: M-GAN, VGG-19 relu1_2 NN loss,
+#   paper        the paper's model and objective (--preset market: M-GAN, VGG-19 relu1_2 NN loss,
 #                lambda 0.01, lr 2e-4, adversarial weight 1) at --model.generator.width $WIDTH, from scratch
 #   default      this project's defaults (L1, copied pixels, coarser attention) fine-tuned from
 #                docs/models/synthetic-full.safetensors at 128x64
@@ -27,7 +27,9 @@
 #
 # Every call continues where the last one stopped: a training with checkpoints goes on with
 # --resume auto, a fold folder or evaluation that exists is not made again. MINUTES stops each
-# training after that many minutes (it saves on SIGTERM); the next call continues it.
+# training after that many minutes (it saves on SIGTERM); the next call continues it. Calls may run
+# side by side (other folds or configurations): a run another call is working on (its lock,
+# RUN.lock, is held) is skipped, not trained twice.
 # Outputs: $OUT/fold<k>/data (the dataset folder), $OUT/fold<k>/<config>/ (run, eval/),
 # $OUT/tables.md; with MODE=curve $OUT/curve/<n>/ and $OUT/curve.md.
 set -euo pipefail
@@ -51,8 +53,7 @@ BEST=${BEST:-default}
 EXTRA=${EXTRA:-}
 SHIPPED=docs/models/synthetic-full.safetensors
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-# The paper configuration's VGG-19 weights: VGG=PATH (a torchvision-keyed state dict) where msgen has
-# none of its own (before the networks work ships them)
+# Other VGG-19 weights than the relu1_2 layers msgen ships: VGG=PATH (a torchvision-keyed state dict)
 [ -n "${VGG:-}" ] && export MSGEN_VGG19_WEIGHTS=$VGG
 
 config_args() {  # the options of a new run of configuration $1
@@ -86,7 +87,14 @@ prepare() {  # prepare DIR FOLD [MAX_TRAIN_PERSONS]
 }
 
 train_and_score() {  # train_and_score RUN CONFIG DATA_DIR
-  local run=$1 config=$2 data=$3
+  local run=$1 config=$2 data=$3 lock
+  mkdir -p "$(dirname "$run")"
+  exec {lock}>"$run.lock"
+  if ! flock -n "$lock"; then
+    echo "real_study: another call is working on $run; skipped"
+    exec {lock}>&-
+    return 0
+  fi
   if [ ! -f "$(final "$run")" ]; then
     local limit=() start status=0
     [ "$MINUTES" != 0 ] && limit=(timeout --signal=TERM "${MINUTES}m")
@@ -107,6 +115,7 @@ train_and_score() {  # train_and_score RUN CONFIG DATA_DIR
     python -m msgen.evaluate --checkpoint "$(final "$run")" --data "$data" --sources 1 2 \
       --max-tuples "$MAX_TUPLES" --out "$run/eval" --no-progress
   fi
+  exec {lock}>&-
 }
 
 if [ "$MODE" = curve ]; then
