@@ -498,31 +498,23 @@ inline bool lone_part_wins(acc_t v) {
   }
 }
 
-// grad_feat of a pixel whose only nonzero part is e: its value, whether it wins and its share of
-// grad_out in one loop over the channels; d_k[c] += share * w_k for the kTaps taps.
-template <LoneRule kRule, typename acc_t, int kTaps>
-inline void scatter_lone(const Entry<acc_t, kTaps>& e, const acc_t* feat, acc_t* grad,
-                         const acc_t* __restrict__ g, int64_t cb) {
+// grad_feat of entry e at one pixel: for each channel c that e wins (wins(c), inlined into the loop
+// so that the test and the scatter vectorise together), d_k[c] += grad_out[c] * m * w_k for its
+// kTaps taps; a channel it does not win adds 0.
+template <typename acc_t, int kTaps, typename Wins>
+inline void scatter_taps(const Entry<acc_t, kTaps>& e, acc_t* grad, const acc_t* __restrict__ g,
+                         int64_t cb, Wins wins) {
   const acc_t m = e.m;
-  const acc_t* __restrict__ t0 = feat + e.offset[0];
   acc_t* __restrict__ d0 = grad + e.offset[0];
   const acc_t w0 = e.weight[0];
   if constexpr (kTaps == 4) {
-    const acc_t* __restrict__ t1 = feat + e.offset[1];
-    const acc_t* __restrict__ t2 = feat + e.offset[2];
-    const acc_t* __restrict__ t3 = feat + e.offset[3];
     acc_t* __restrict__ d1 = grad + e.offset[1];
     acc_t* __restrict__ d2 = grad + e.offset[2];
     acc_t* __restrict__ d3 = grad + e.offset[3];
     const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
     MSGEN_IVDEP
     for (int64_t c = 0; c < cb; ++c) {
-      bool wins = true;
-      if constexpr (kRule != LoneRule::kAlways) {
-        const acc_t v = m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]);
-        wins = lone_part_wins<kRule>(v);
-      }
-      const acc_t share = keep_if(wins, g[c] * m);
+      const acc_t share = keep_if(wins(c), g[c] * m);
       d0[c] += share * w0;
       d1[c] += share * w1;
       d2[c] += share * w2;
@@ -531,45 +523,41 @@ inline void scatter_lone(const Entry<acc_t, kTaps>& e, const acc_t* feat, acc_t*
   } else {
     MSGEN_IVDEP
     for (int64_t c = 0; c < cb; ++c) {
-      bool wins = true;
-      if constexpr (kRule != LoneRule::kAlways) {
-        const acc_t v = m * (w0 * t0[c]);
-        wins = lone_part_wins<kRule>(v);
-      }
-      const acc_t share = keep_if(wins, g[c] * m);
+      const acc_t share = keep_if(wins(c), g[c] * m);
       d0[c] += share * w0;
     }
   }
 }
 
-// grad_feat of entry e at a pixel with several nonzero parts: the channels it wins (winner[c]).
+// A pixel whose only nonzero part is e: it wins the channels where kRule says its value beats the
+// zero part's 0 (every channel under kAlways), its value recomputed from the taps in the same loop.
+template <LoneRule kRule, typename acc_t, int kTaps>
+inline void scatter_lone(const Entry<acc_t, kTaps>& e, const acc_t* feat, acc_t* grad,
+                         const acc_t* __restrict__ g, int64_t cb) {
+  const acc_t m = e.m;
+  const acc_t* __restrict__ t0 = feat + e.offset[0];
+  const acc_t w0 = e.weight[0];
+  if constexpr (kRule == LoneRule::kAlways) {
+    scatter_taps(e, grad, g, cb, [](int64_t) { return true; });
+  } else if constexpr (kTaps == 4) {
+    const acc_t* __restrict__ t1 = feat + e.offset[1];
+    const acc_t* __restrict__ t2 = feat + e.offset[2];
+    const acc_t* __restrict__ t3 = feat + e.offset[3];
+    const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
+    scatter_taps(e, grad, g, cb, [=](int64_t c) {
+      return lone_part_wins<kRule>(m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]));
+    });
+  } else {
+    scatter_taps(e, grad, g, cb, [=](int64_t c) { return lone_part_wins<kRule>(m * (w0 * t0[c])); });
+  }
+}
+
+// An entry at a pixel with several nonzero parts: the channels it won in max_at_pixel (winner[c]).
 template <typename acc_t, int kTaps>
 inline void scatter_winner(const Entry<acc_t, kTaps>& e, const int32_t* __restrict__ winner,
                            acc_t* grad, const acc_t* __restrict__ g, int64_t cb) {
-  const acc_t m = e.m;
   const int32_t part = e.part;
-  acc_t* __restrict__ d0 = grad + e.offset[0];
-  const acc_t w0 = e.weight[0];
-  if constexpr (kTaps == 4) {
-    acc_t* __restrict__ d1 = grad + e.offset[1];
-    acc_t* __restrict__ d2 = grad + e.offset[2];
-    acc_t* __restrict__ d3 = grad + e.offset[3];
-    const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
-    MSGEN_IVDEP
-    for (int64_t c = 0; c < cb; ++c) {
-      const acc_t share = keep_if(winner[c] == part, g[c] * m);
-      d0[c] += share * w0;
-      d1[c] += share * w1;
-      d2[c] += share * w2;
-      d3[c] += share * w3;
-    }
-  } else {
-    MSGEN_IVDEP
-    for (int64_t c = 0; c < cb; ++c) {
-      const acc_t share = keep_if(winner[c] == part, g[c] * m);
-      d0[c] += share * w0;
-    }
-  }
+  scatter_taps(e, grad, g, cb, [=](int64_t c) { return winner[c] == part; });
 }
 
 // grad_feat: the task of (n, channel block) finds each pixel's winners again and scatters
