@@ -534,21 +534,23 @@ inline void scatter_taps(const Entry<acc_t, kTaps>& e, acc_t* grad, const acc_t*
 template <LoneRule kRule, typename acc_t, int kTaps>
 inline void scatter_lone(const Entry<acc_t, kTaps>& e, const acc_t* feat, acc_t* grad,
                          const acc_t* __restrict__ g, int64_t cb) {
-  const acc_t m = e.m;
-  const acc_t* __restrict__ t0 = feat + e.offset[0];
-  const acc_t w0 = e.weight[0];
   if constexpr (kRule == LoneRule::kAlways) {
     scatter_taps(e, grad, g, cb, [](int64_t) { return true; });
-  } else if constexpr (kTaps == 4) {
-    const acc_t* __restrict__ t1 = feat + e.offset[1];
-    const acc_t* __restrict__ t2 = feat + e.offset[2];
-    const acc_t* __restrict__ t3 = feat + e.offset[3];
-    const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
-    scatter_taps(e, grad, g, cb, [=](int64_t c) {
-      return lone_part_wins<kRule>(m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]));
-    });
   } else {
-    scatter_taps(e, grad, g, cb, [=](int64_t c) { return lone_part_wins<kRule>(m * (w0 * t0[c])); });
+    const acc_t m = e.m;
+    const acc_t* __restrict__ t0 = feat + e.offset[0];
+    const acc_t w0 = e.weight[0];
+    if constexpr (kTaps == 4) {
+      const acc_t* __restrict__ t1 = feat + e.offset[1];
+      const acc_t* __restrict__ t2 = feat + e.offset[2];
+      const acc_t* __restrict__ t3 = feat + e.offset[3];
+      const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
+      scatter_taps(e, grad, g, cb, [=](int64_t c) {
+        return lone_part_wins<kRule>(m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]));
+      });
+    } else {
+      scatter_taps(e, grad, g, cb, [=](int64_t c) { return lone_part_wins<kRule>(m * (w0 * t0[c])); });
+    }
   }
 }
 
