@@ -283,14 +283,18 @@ def _fingerprint(network: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def _real_set_key(network: torch.nn.Module, folder: PoseImageFolder, names: Sequence[str]) -> str:
+    """The cache key of a real set's features: the network's weights, the image size, the names."""
+    return hashlib.sha256(json.dumps([_fingerprint(network), list(folder.image_size), list(names)]).encode()).hexdigest()[:16]
+
+
 def _cached_real_statistics(args: argparse.Namespace, folder: PoseImageFolder, root: Path, names: Sequence[str],
                             networks: Networks, log: Callable[[str], None]) -> FeatureStats:
     """The real set's Inception statistics, cached in DIR/.msgen-cache/ (as GFLA caches its
     statistics.npz): the key covers the network's weights (``_fingerprint``), the image size and
     the image names, so a change of any recomputes. A folder that cannot be written to just gets
     no cache."""
-    key = hashlib.sha256(json.dumps([_fingerprint(networks.inception), list(folder.image_size),
-                                     list(names)]).encode()).hexdigest()[:16]
+    key = _real_set_key(networks.inception, folder, names)
     path = root / ".msgen-cache" / f"fid-real-{key}.npz"
     if path.is_file():
         log(f"FID real set: cached statistics {path}")
@@ -308,8 +312,7 @@ def _cached_real_fid_features(args: argparse.Namespace, folder: PoseImageFolder,
                               networks: Networks, log: Callable[[str], None]) -> np.ndarray:
     """The real set's FID Inception (TF graph) features (N, 2048), cached in DIR/.msgen-cache/: the
     key covers the network's weights (``_fingerprint``), the image size and the image names."""
-    key = hashlib.sha256(json.dumps([_fingerprint(networks.fid_inception), list(folder.image_size),
-                                     list(names)]).encode()).hexdigest()[:16]
+    key = _real_set_key(networks.fid_inception, folder, names)
     path = root / ".msgen-cache" / f"fid-tf-real-{key}.npy"
     if path.is_file():
         log(f"FID (TF graph) real set: cached features {path}")

@@ -57,21 +57,17 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 [ -n "${VGG:-}" ] && export MSGEN_VGG19_WEIGHTS=$VGG
 
 config_args() {  # the options of a new run of configuration $1
+  # The default configurations: fine-tuned from the synthetic model at 128x64, M = 1 and 2.
+  local fine="--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2"
   case $1 in
     paper) echo "--preset market --model.generator.width $WIDTH --num-sources 1,2" ;;
-    default) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2" ;;
-    default-adv) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
---model.loss.adversarial-weight $ADV" ;;
-    default-pw) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
---model.loss.person-weight 4" ;;
-    default-aug) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
---data.flip $FLIP --data.color-jitter $JITTER" ;;
-    default-adv-aug) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
---model.loss.adversarial-weight $ADV --data.flip $FLIP --data.color-jitter $JITTER" ;;
-    default-vgg) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
---model.loss.features vgg19 --model.loss.lambda-nn 0.02" ;;
-    paper-loss) echo "--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2 \
---model.loss.features vgg19 --model.loss.lambda-nn 0.01 --model.loss.adversarial-weight 1 --lr 2e-4" ;;
+    default) echo "$fine" ;;
+    default-adv) echo "$fine --model.loss.adversarial-weight $ADV" ;;
+    default-pw) echo "$fine --model.loss.person-weight 4" ;;
+    default-aug) echo "$fine --data.flip $FLIP --data.color-jitter $JITTER" ;;
+    default-adv-aug) echo "$fine --model.loss.adversarial-weight $ADV --data.flip $FLIP --data.color-jitter $JITTER" ;;
+    default-vgg) echo "$fine --model.loss.features vgg19 --model.loss.lambda-nn 0.02" ;;
+    paper-loss) echo "$fine --model.loss.features vgg19 --model.loss.lambda-nn 0.01 --model.loss.adversarial-weight 1 --lr 2e-4" ;;
     *) echo "real_study: unknown configuration $1 (paper, default, default-adv, default-pw, default-aug, default-adv-aug, default-vgg, paper-loss)" >&2; exit 2 ;;
   esac
 }
