@@ -14,6 +14,9 @@
 # Configurations (config_args below):
 #   paper        the paper's model and objective (--preset market: M-GAN, VGG-19 relu1_2 NN loss,
 #                lambda 0.01, lr 2e-4, adversarial weight 1) at --model.generator.width $WIDTH, from scratch
+#   paper-pretrained  the same model and objective fine-tuned from its own synthetic pretraining: the
+#                market preset at width $WIDTH trained $PRETRAIN_STEPS steps on the synthetic people at
+#                128x64 (once, in $OUT/pretrain/market-w$WIDTH, before the folds; continued like any run)
 #   default      this project's defaults (L1, copied pixels, coarser attention) fine-tuned from
 #                docs/models/synthetic-full.safetensors at 128x64
 #   default-adv  default with --model.loss.adversarial-weight $ADV
@@ -47,6 +50,7 @@ FLIP=${FLIP:-0.5}
 JITTER=${JITTER:-0.2}
 MAX_TUPLES=${MAX_TUPLES:-12000}
 MINUTES=${MINUTES:-0}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-500}
 MODE=${MODE:-folds}
 CURVE=${CURVE:-"25 50 all"}
 BEST=${BEST:-default}
@@ -68,11 +72,13 @@ config_args() {  # the options of a new run of configuration $1
     default-adv-aug) echo "$fine --model.loss.adversarial-weight $ADV --data.flip $FLIP --data.color-jitter $JITTER" ;;
     default-vgg) echo "$fine --model.loss.features vgg19 --model.loss.lambda-nn 0.02" ;;
     paper-loss) echo "$fine --model.loss.features vgg19 --model.loss.lambda-nn 0.01 --model.loss.adversarial-weight 1 --lr 2e-4" ;;
-    *) echo "real_study: unknown configuration $1 (paper, default, default-adv, default-pw, default-aug, default-adv-aug, default-vgg, paper-loss)" >&2; exit 2 ;;
+    paper-pretrained) echo "--init-from $(final "$PRETRAINED" "$PRETRAIN_STEPS")" ;;  # model, loss, lr: the checkpoint's
+    *) echo "real_study: unknown configuration $1 (paper, paper-pretrained, default, default-adv, default-pw, default-aug, default-adv-aug, default-vgg, paper-loss)" >&2; exit 2 ;;
   esac
 }
 
-final() { printf '%s/checkpoints/step-%08d.pt' "$1" "$STEPS"; }
+final() { printf '%s/checkpoints/step-%08d.pt' "$1" "${2:-$STEPS}"; }
+PRETRAINED=$OUT/pretrain/market-w$WIDTH
 
 prepare() {  # prepare DIR FOLD [MAX_TRAIN_PERSONS]
   [ -f "$1/split.json" ] && return 0
@@ -82,42 +88,60 @@ prepare() {  # prepare DIR FOLD [MAX_TRAIN_PERSONS]
     --annotations "$DATA/annotation.csv" --folds "$FOLDS" --fold "$2" --seed "$SEED" --num-sources 2 "${limit[@]}"
 }
 
-train_and_score() {  # train_and_score RUN CONFIG DATA_DIR
-  local run=$1 config=$2 data=$3 lock
-  mkdir -p "$(dirname "$run")"
-  exec {lock}>"$run.lock"
-  if ! flock -n "$lock"; then
-    echo "real_study: another call is working on $run; skipped"
-    exec {lock}>&-
-    return 0
+train_run() {  # train_run RUN STEPS OPTIONS...: train (or continue) RUN to step STEPS; 1 if it stopped before
+  local run=$1 steps=$2 limit=() start status=0
+  shift 2
+  [ -f "$(final "$run" "$steps")" ] && return 0
+  [ "$MINUTES" != 0 ] && limit=(timeout --signal=TERM "${MINUTES}m")
+  if compgen -G "$run/checkpoints/step-*.pt" > /dev/null; then
+    start="--resume auto"  # the configuration comes from the checkpoint
+  else
+    start="$*"
   fi
-  if [ ! -f "$(final "$run")" ]; then
-    local limit=() start status=0
-    [ "$MINUTES" != 0 ] && limit=(timeout --signal=TERM "${MINUTES}m")
-    if compgen -G "$run/checkpoints/step-*.pt" > /dev/null; then
-      start="--resume auto"  # the configuration comes from the checkpoint
-    else
-      start="$(config_args "$config") --data.root $data"
-    fi
-    # shellcheck disable=SC2086
-    "${limit[@]}" python -m msgen.train $start --out "$run" --steps "$STEPS" --eval-every "$STEPS" \
-      --sample-every "$STEPS" --data.workers 0 $EXTRA || status=$?
-    if [ ! -f "$(final "$run")" ]; then
-      echo "real_study: $run stopped before step $STEPS (status $status); run the script again to continue"
-      exit 0
-    fi
+  # shellcheck disable=SC2086
+  "${limit[@]}" python -m msgen.train $start --out "$run" --steps "$steps" --eval-every "$steps" \
+    --sample-every "$steps" --data.workers 0 $EXTRA || status=$?
+  if [ ! -f "$(final "$run" "$steps")" ]; then
+    echo "real_study: $run stopped before step $steps (status $status); run the script again to continue"
+    return 1
   fi
-  if [ ! -f "$run/eval/evaluation.json" ]; then
-    python -m msgen.evaluate --checkpoint "$(final "$run")" --data "$data" --sources 1 2 \
-      --max-tuples "$MAX_TUPLES" --out "$run/eval" --no-progress
-  fi
-  exec {lock}>&-
 }
 
+locked() {  # locked RUN COMMAND...: COMMAND under RUN's lock, its status; skipped (0) while another call holds it
+  local lock status=0
+  mkdir -p "$(dirname "$1")"
+  exec {lock}>"$1.lock"
+  if ! flock -n "$lock"; then
+    echo "real_study: another call is working on $1; skipped"
+  else
+    "${@:2}" || status=$?
+  fi
+  exec {lock}>&-
+  return $status
+}
+
+pretrain() {  # the synthetic pretraining paper-pretrained starts from; the folds wait for it
+  locked "$PRETRAINED" train_run "$PRETRAINED" "$PRETRAIN_STEPS" --preset market --model.generator.width "$WIDTH" \
+    --data.dataset synthetic --num-sources 1,2 || exit 0
+  [ -f "$(final "$PRETRAINED" "$PRETRAIN_STEPS")" ] || { echo "real_study: paper-pretrained waits for $PRETRAINED"; exit 0; }
+}
+
+train_and_score() {  # train_and_score RUN CONFIG DATA_DIR (set -e is off in here: locked calls it in a test)
+  local run=$1 data=$3 args
+  args=$(config_args "$2") || exit 2
+  # shellcheck disable=SC2086
+  train_run "$run" "$STEPS" $args --data.root "$data" || exit 0
+  if [ ! -f "$run/eval/evaluation.json" ]; then
+    python -m msgen.evaluate --checkpoint "$(final "$run")" --data "$data" --sources 1 2 \
+      --max-tuples "$MAX_TUPLES" --out "$run/eval" --no-progress || exit 1
+  fi
+}
+
+[[ " $CONFIGS " == *" paper-pretrained "* || ($MODE == curve && $BEST == paper-pretrained) ]] && pretrain
 if [ "$MODE" = curve ]; then
   for n in $CURVE; do
     prepare "$OUT/curve/$n/data" 0 "$n"
-    train_and_score "$OUT/curve/$n/$BEST" "$BEST" "$OUT/curve/$n/data"
+    locked "$OUT/curve/$n/$BEST" train_and_score "$OUT/curve/$n/$BEST" "$BEST" "$OUT/curve/$n/data"
   done
   python docs/experiments/real_tables.py curve "$OUT/curve" --config "$BEST" > "$OUT/curve.md"
   echo "written: $OUT/curve.md"
@@ -127,7 +151,7 @@ fi
 for fold in $FOLD_LIST; do
   prepare "$OUT/fold$fold/data" "$fold"
   for config in $CONFIGS; do
-    train_and_score "$OUT/fold$fold/$config" "$config" "$OUT/fold$fold/data"
+    locked "$OUT/fold$fold/$config" train_and_score "$OUT/fold$fold/$config" "$config" "$OUT/fold$fold/data"
   done
 done
 python docs/experiments/real_tables.py folds "$OUT" > "$OUT/tables.md"
