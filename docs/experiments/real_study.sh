@@ -24,6 +24,11 @@
 #   default-vgg  default with the VGG-19 relu1_2 NN loss (lambda 0.02, the synthetic comparison's)
 #   default-aug  default with the tuples mirrored (probability $FLIP) and colour-jittered ($JITTER)
 #   default-adv-aug  both: the adversarial term ($ADV) and the augmentations
+#   adv-aug-wW   default-adv-aug at generator width W (the shipped model's is 0.125), fine-tuned from
+#                the shipped model's recipe at width W (docs/RESULTS.md "The shipped model": $SYNTH_STEPS
+#                steps at 64x32, M from 1, 2, 3, 5, no person weight), trained once in
+#                $OUT/pretrain/synthetic-wW before the folds and exported G only like the shipped file;
+#                e.g. adv-aug-w0.25 (wider), adv-aug-w0.125 (the shipped recipe rerun by this code)
 #   paper-loss   the paper's objective (VGG-19 relu1_2 NN loss, lambda 0.01, adversarial weight 1,
 #                lr 2e-4) on the default model fine-tuned from the synthetic one at 128x64 (the
 #                market preset's 6-level, full-width generator cannot start from it)
@@ -51,6 +56,7 @@ JITTER=${JITTER:-0.2}
 MAX_TUPLES=${MAX_TUPLES:-12000}
 MINUTES=${MINUTES:-0}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-500}
+SYNTH_STEPS=${SYNTH_STEPS:-3000}
 MODE=${MODE:-folds}
 CURVE=${CURVE:-"25 50 all"}
 BEST=${BEST:-default}
@@ -63,22 +69,26 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 config_args() {  # the options of a new run of configuration $1
   # The default configurations: fine-tuned from the synthetic model at 128x64, M = 1 and 2.
   local fine="--init-from $SHIPPED --model.generator.image-size 128,64 --num-sources 1,2"
+  local aug="--data.flip $FLIP --data.color-jitter $JITTER"
   case $1 in
     paper) echo "--preset market --model.generator.width $WIDTH --num-sources 1,2" ;;
     default) echo "$fine" ;;
     default-adv) echo "$fine --model.loss.adversarial-weight $ADV" ;;
     default-pw) echo "$fine --model.loss.person-weight 4" ;;
-    default-aug) echo "$fine --data.flip $FLIP --data.color-jitter $JITTER" ;;
-    default-adv-aug) echo "$fine --model.loss.adversarial-weight $ADV --data.flip $FLIP --data.color-jitter $JITTER" ;;
+    default-aug) echo "$fine $aug" ;;
+    default-adv-aug) echo "$fine --model.loss.adversarial-weight $ADV $aug" ;;
+    adv-aug-w*) echo "${fine/"$SHIPPED"/"$(synthetic_model "$1")"} --model.loss.adversarial-weight $ADV $aug" ;;
     default-vgg) echo "$fine --model.loss.features vgg19 --model.loss.lambda-nn 0.02" ;;
     paper-loss) echo "$fine --model.loss.features vgg19 --model.loss.lambda-nn 0.01 --model.loss.adversarial-weight 1 --lr 2e-4" ;;
     paper-pretrained) echo "--init-from $(final "$PRETRAINED" "$PRETRAIN_STEPS")" ;;  # model, loss, lr: the checkpoint's
-    *) echo "real_study: unknown configuration $1 (paper, paper-pretrained, default, default-adv, default-pw, default-aug, default-adv-aug, default-vgg, paper-loss)" >&2; exit 2 ;;
+    *) echo "real_study: unknown configuration $1 (paper, paper-pretrained, default, default-adv, default-pw, default-aug, default-adv-aug, adv-aug-wW, default-vgg, paper-loss)" >&2; exit 2 ;;
   esac
 }
 
 final() { printf '%s/checkpoints/step-%08d.pt' "$1" "${2:-$STEPS}"; }
 PRETRAINED=$OUT/pretrain/market-w$WIDTH
+synthetic_run() { echo "$OUT/pretrain/synthetic-w${1#adv-aug-w}"; }  # synthetic_run CONFIG: an adv-aug-wW's start
+synthetic_model() { echo "$(synthetic_run "$1")/generator.safetensors"; }
 
 prepare() {  # prepare DIR FOLD [MAX_TRAIN_PERSONS]
   [ -f "$1/split.json" ] && return 0
@@ -120,11 +130,21 @@ locked() {  # locked RUN COMMAND...: COMMAND under RUN's lock, its status; skipp
   return $status
 }
 
-pretrain() {  # the synthetic pretraining paper-pretrained starts from; the folds wait for it
-  locked "$PRETRAINED" train_run "$PRETRAINED" "$PRETRAIN_STEPS" --preset market --model.generator.width "$WIDTH" \
-    --data.dataset synthetic --num-sources 1,2 || exit 0
-  [ -f "$(final "$PRETRAINED" "$PRETRAIN_STEPS")" ] || { echo "real_study: paper-pretrained waits for $PRETRAINED"; exit 0; }
+pretrain() {  # pretrain RUN READY COMMAND...: COMMAND (once) under RUN's lock; the folds wait until file READY exists
+  locked "$1" "${@:3}" || exit 0
+  [ -f "$2" ] || { echo "real_study: the folds wait for $1"; exit 0; }
 }
+
+synthetic_pretrain() {  # synthetic_pretrain CONFIG: adv-aug-wW's start, the shipped model's recipe at width W
+  local run width=${1#adv-aug-w}
+  run=$(synthetic_run "$1")
+  train_run "$run" "$SYNTH_STEPS" --model.generator.width "$width" --model.loss.person-weight 0 \
+    --num-sources 1,2,3,5 || return 1
+  [ -f "$(synthetic_model "$1")" ] || python -m msgen.export export --checkpoint "$(final "$run" "$SYNTH_STEPS")" \
+    --out "$(synthetic_model "$1")"
+}
+
+uses() { [[ " $CONFIGS " == *" $1 "* || ($MODE == curve && $BEST == "$1") ]]; }  # uses CONFIG: this call trains it
 
 train_and_score() {  # train_and_score RUN CONFIG DATA_DIR (set -e is off in here: locked calls it in a test)
   local run=$1 data=$3 args
@@ -137,7 +157,15 @@ train_and_score() {  # train_and_score RUN CONFIG DATA_DIR (set -e is off in her
   fi
 }
 
-[[ " $CONFIGS " == *" paper-pretrained "* || ($MODE == curve && $BEST == paper-pretrained) ]] && pretrain
+if uses paper-pretrained; then
+  pretrain "$PRETRAINED" "$(final "$PRETRAINED" "$PRETRAIN_STEPS")" train_run "$PRETRAINED" "$PRETRAIN_STEPS" \
+    --preset market --model.generator.width "$WIDTH" --data.dataset synthetic --num-sources 1,2
+fi
+for config in $CONFIGS $([ "$MODE" = curve ] && echo "$BEST"); do
+  if [[ $config == adv-aug-w* ]]; then
+    pretrain "$(synthetic_run "$config")" "$(synthetic_model "$config")" synthetic_pretrain "$config"
+  fi
+done
 if [ "$MODE" = curve ]; then
   for n in $CURVE; do
     prepare "$OUT/curve/$n/data" 0 "$n"
