@@ -375,12 +375,12 @@ void list_parts(const Inputs<scalar_t, acc_t>& in, const Sizes& s, int64_t n, in
   sc.first_entry[W] = count;
 }
 
-// v[c] = m * sample of entry e for the cb channels (sum over the taps in tap order, as sample()).
-// (Everything the loops read is copied to locals and the pointers are __restrict__: otherwise the
-// compiler must assume that v aliases e or the taps, and the loops stay scalar.)
+// value(c) = m * sample of entry e at channel c (the sum over the taps in tap order, as sample()),
+// the one place the forward and the backward recompute it. Everything it reads is copied into the
+// closure and the pointers are __restrict__: otherwise the compiler must assume that the loop's
+// stores alias e or the taps, and the channel loops stay scalar.
 template <typename acc_t, int kTaps>
-inline void sample_entry(const Entry<acc_t, kTaps>& e, const acc_t* feat, int64_t cb,
-                         acc_t* __restrict__ v) {
+inline auto entry_value(const Entry<acc_t, kTaps>& e, const acc_t* feat) {
   const acc_t m = e.m;
   const acc_t* __restrict__ t0 = feat + e.offset[0];
   const acc_t w0 = e.weight[0];
@@ -389,13 +389,20 @@ inline void sample_entry(const Entry<acc_t, kTaps>& e, const acc_t* feat, int64_
     const acc_t* __restrict__ t2 = feat + e.offset[2];
     const acc_t* __restrict__ t3 = feat + e.offset[3];
     const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
-    for (int64_t c = 0; c < cb; ++c) {
-      v[c] = m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]);
-    }
+    return [=](int64_t c) { return m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]); };
   } else {
-    for (int64_t c = 0; c < cb; ++c) {
-      v[c] = m * (w0 * t0[c]);
-    }
+    return [=](int64_t c) { return m * (w0 * t0[c]); };
+  }
+}
+
+// v[c] = m * sample of entry e for the cb channels.
+template <typename acc_t, int kTaps>
+inline void sample_entry(const Entry<acc_t, kTaps>& e, const acc_t* feat, int64_t cb,
+                         acc_t* __restrict__ v) {
+  const auto value = entry_value(e, feat);
+  MSGEN_IVDEP  // v aliases no tap; through the closure the compiler cannot see that, and checks at run time
+  for (int64_t c = 0; c < cb; ++c) {
+    v[c] = value(c);
   }
 }
 
@@ -537,20 +544,8 @@ inline void scatter_lone(const Entry<acc_t, kTaps>& e, const acc_t* feat, acc_t*
   if constexpr (kRule == LoneRule::kAlways) {
     scatter_taps(e, grad, g, cb, [](int64_t) { return true; });
   } else {
-    const acc_t m = e.m;
-    const acc_t* __restrict__ t0 = feat + e.offset[0];
-    const acc_t w0 = e.weight[0];
-    if constexpr (kTaps == 4) {
-      const acc_t* __restrict__ t1 = feat + e.offset[1];
-      const acc_t* __restrict__ t2 = feat + e.offset[2];
-      const acc_t* __restrict__ t3 = feat + e.offset[3];
-      const acc_t w1 = e.weight[1], w2 = e.weight[2], w3 = e.weight[3];
-      scatter_taps(e, grad, g, cb, [=](int64_t c) {
-        return lone_part_wins<kRule>(m * (((w0 * t0[c] + w1 * t1[c]) + w2 * t2[c]) + w3 * t3[c]));
-      });
-    } else {
-      scatter_taps(e, grad, g, cb, [=](int64_t c) { return lone_part_wins<kRule>(m * (w0 * t0[c])); });
-    }
+    const auto value = entry_value(e, feat);
+    scatter_taps(e, grad, g, cb, [=](int64_t c) { return lone_part_wins<kRule>(value(c)); });
   }
 }
 
