@@ -144,8 +144,6 @@ synthetic_pretrain() {  # synthetic_pretrain CONFIG: adv-aug-wW's start, the shi
     --out "$(synthetic_model "$1")"
 }
 
-uses() { [[ " $CONFIGS " == *" $1 "* || ($MODE == curve && $BEST == "$1") ]]; }  # uses CONFIG: this call trains it
-
 train_and_score() {  # train_and_score RUN CONFIG DATA_DIR (set -e is off in here: locked calls it in a test)
   local run=$1 data=$3 args
   args=$(config_args "$2") || exit 2
@@ -157,14 +155,13 @@ train_and_score() {  # train_and_score RUN CONFIG DATA_DIR (set -e is off in her
   fi
 }
 
-if uses paper-pretrained; then
-  pretrain "$PRETRAINED" "$(final "$PRETRAINED" "$PRETRAIN_STEPS")" train_run "$PRETRAINED" "$PRETRAIN_STEPS" \
-    --preset market --model.generator.width "$WIDTH" --data.dataset synthetic --num-sources 1,2
-fi
-for config in $CONFIGS $([ "$MODE" = curve ] && echo "$BEST"); do
-  if [[ $config == adv-aug-w* ]]; then
-    pretrain "$(synthetic_run "$config")" "$(synthetic_model "$config")" synthetic_pretrain "$config"
-  fi
+# The pretrainings the configurations this call trains start from (a curve trains BEST only).
+for config in $([ "$MODE" = curve ] && echo "$BEST" || echo "$CONFIGS"); do
+  case $config in
+    paper-pretrained) pretrain "$PRETRAINED" "$(final "$PRETRAINED" "$PRETRAIN_STEPS")" train_run "$PRETRAINED" \
+      "$PRETRAIN_STEPS" --preset market --model.generator.width "$WIDTH" --data.dataset synthetic --num-sources 1,2 ;;
+    adv-aug-w*) pretrain "$(synthetic_run "$config")" "$(synthetic_model "$config")" synthetic_pretrain "$config" ;;
+  esac
 done
 if [ "$MODE" = curve ]; then
   for n in $CURVE; do
